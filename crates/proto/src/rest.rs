@@ -1,0 +1,418 @@
+//! Bodies of the REST API under `/api/v1`.
+//!
+//! Request bodies reject unknown fields, so a typo in a client is a clear 422, not a silently
+//! ignored setting.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+use utoipa::ToSchema;
+
+use crate::{Grant, Phi, Role};
+
+/// An RFC 9457 problem document: every 4xx and 5xx the server sends has this body, with
+/// content type `application/problem+json`.
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem, e.g. `https://rounds.health/problems/expired-link`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short summary of the kind of problem.
+    pub title: String,
+    pub status: u16,
+    /// A sentence a person can act on.
+    pub detail: String,
+    /// The request id, to quote when asking for help.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub request_id: Option<String>,
+    /// Seconds to wait before retrying (rate limits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub retry_after: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+pub struct Clinician {
+    pub id: String,
+    pub clinic_id: String,
+    pub clinic_name: String,
+    pub email: String,
+    pub display_name: String,
+}
+
+/// A clinician session: a short-lived access token and a single-use refresh token.
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+pub struct SessionResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until `access_token` expires.
+    pub expires_in: u32,
+    /// Use once with `/auth/refresh`; using it twice ends the whole session.
+    pub refresh_token: String,
+    pub refresh_expires_in: u32,
+    pub clinician: Clinician,
+}
+
+/// Where a visit stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VisitState {
+    /// Nobody has checked in yet.
+    Scheduled,
+    /// The patient has checked in and is in the lobby.
+    Waiting,
+    /// The patient has been admitted.
+    InProgress,
+    Ended,
+    /// The visit's window passed without the patient checking in.
+    NoShow,
+}
+
+impl VisitState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VisitState::Scheduled => "scheduled",
+            VisitState::Waiting => "waiting",
+            VisitState::InProgress => "in_progress",
+            VisitState::Ended => "ended",
+            VisitState::NoShow => "no_show",
+        }
+    }
+}
+
+/// The plain-language result of the patient's network test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkGrade {
+    Good,
+    Fair,
+    Poor,
+    Blocked,
+}
+
+/// The patient's device check, as reported by the patient page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
+pub struct DeviceCheck {
+    pub camera_ok: bool,
+    pub microphone_ok: bool,
+    pub speaker_ok: bool,
+    pub network: NetworkGrade,
+}
+
+/// A visit as the clinician's queue shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+pub struct Visit {
+    pub id: String,
+    /// The room of this visit (one room per visit).
+    pub room: String,
+    pub clinic_id: String,
+    pub clinician_id: String,
+    pub scheduled_at: DateTime<Utc>,
+    pub duration_minutes: u32,
+    pub state: VisitState,
+    #[ts(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    #[ts(type = "string")]
+    pub patient_name: Option<Phi<String>>,
+    /// When the patient checked in, if they are waiting.
+    pub waiting_since: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// How late the clinician said they are running, in minutes.
+    pub running_late_minutes: Option<u32>,
+    pub device_check: Option<DeviceCheck>,
+    /// When the patient link stops working.
+    pub link_expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateVisitRequest {
+    pub scheduled_at: DateTime<Utc>,
+    /// Defaults to the clinic's configured visit length.
+    #[ts(optional)]
+    pub duration_minutes: Option<u32>,
+    /// Shown to the clinician only; treated as PHI.
+    #[ts(optional, type = "string")]
+    #[schema(value_type = Option<String>)]
+    pub patient_name: Option<Phi<String>>,
+}
+
+/// A newly issued patient link. The code in it is shown once; the server keeps only its hash.
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+pub struct PatientLink {
+    pub url: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+pub struct CreatedVisit {
+    pub visit: Visit,
+    pub patient_link: PatientLink,
+}
+
+/// One day of a clinician's visits, in the clinic's time zone.
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+pub struct Queue {
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    pub time_zone: String,
+    pub visits: Vec<Visit>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunningLateRequest {
+    /// About how many minutes late; 0 clears the message.
+    pub minutes: u32,
+}
+
+/// Where a participant stands in the waiting-room state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ParticipantState {
+    /// Waiting: signaling and chat with the clinic only, no media, no names.
+    Lobby,
+    Admitted,
+    Denied,
+    Removed,
+    /// Left on their own; may rejoin from the same link.
+    Left,
+}
+
+impl ParticipantState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParticipantState::Lobby => "lobby",
+            ParticipantState::Admitted => "admitted",
+            ParticipantState::Denied => "denied",
+            ParticipantState::Removed => "removed",
+            ParticipantState::Left => "left",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "lobby" => ParticipantState::Lobby,
+            "admitted" => ParticipantState::Admitted,
+            "denied" => ParticipantState::Denied,
+            "removed" => ParticipantState::Removed,
+            "left" => ParticipantState::Left,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+pub struct Participant {
+    pub id: String,
+    pub role: Role,
+    pub state: ParticipantState,
+    #[ts(type = "string")]
+    #[schema(value_type = String)]
+    pub display_name: Phi<String>,
+    pub joined_at: DateTime<Utc>,
+    pub admitted_at: Option<DateTime<Utc>>,
+}
+
+/// A signed room token and what it allows.
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+pub struct RoomToken {
+    pub token: String,
+    pub room: String,
+    pub participant_id: String,
+    pub role: Role,
+    pub grants: Vec<Grant>,
+    pub state: ParticipantState,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What a link shows before anyone checks in: enough to reassure, nothing clinical.
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+pub struct JoinLinkInfo {
+    pub clinic_name: String,
+    pub scheduled_at: DateTime<Utc>,
+    pub time_zone: String,
+    pub role: Role,
+    pub visit_state: VisitState,
+    pub running_late_minutes: Option<u32>,
+}
+
+/// Checking in from a link.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, TS, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    /// The name to show the clinic; defaults to the name on the visit, else "Patient".
+    #[ts(optional, type = "string")]
+    #[schema(value_type = Option<String>)]
+    pub display_name: Option<Phi<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GuestTokenRequest {
+    #[ts(type = "string")]
+    #[schema(value_type = String)]
+    pub display_name: Phi<String>,
+    /// `guest` or `interpreter`.
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Sms,
+    Email,
+    /// No message is sent; the link is returned to copy and paste.
+    Copy,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Sms => "sms",
+            Channel::Email => "email",
+            Channel::Copy => "copy",
+        }
+    }
+}
+
+/// Who an invitation is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Invitee {
+    Patient,
+    Guest,
+    Interpreter,
+}
+
+impl Invitee {
+    pub fn role(self) -> Role {
+        match self {
+            Invitee::Patient => Role::Patient,
+            Invitee::Guest => Role::Guest,
+            Invitee::Interpreter => Role::Interpreter,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InvitationStatus {
+    Sent,
+    Failed,
+    /// `copy` invitations: nothing to send.
+    Created,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInvitationRequest {
+    pub channel: Channel,
+    pub invitee: Invitee,
+    /// Phone number (E.164, for `sms`) or email address (for `email`). PHI.
+    #[ts(optional, type = "string")]
+    #[schema(value_type = Option<String>)]
+    pub to: Option<Phi<String>>,
+    /// Send a reminder before the visit (the clinic's configured lead time). Default true.
+    #[ts(optional)]
+    pub remind: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+pub struct Invitation {
+    pub id: String,
+    pub visit_id: String,
+    pub channel: Channel,
+    pub invitee: Invitee,
+    pub status: InvitationStatus,
+    /// The link this invitation carries, to copy. Shown only in this response.
+    pub link: String,
+    pub link_expires_at: DateTime<Utc>,
+    pub reminder_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+pub struct ChatMessage {
+    pub id: String,
+    pub from: String,
+    pub from_role: Role,
+    /// A private message to one participant; `null` is to the whole room (staff only, for
+    /// anyone in the lobby).
+    pub to: Option<String>,
+    #[ts(type = "string")]
+    #[schema(value_type = String)]
+    pub text: Phi<String>,
+    pub sent_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostChatRequest {
+    #[ts(type = "string")]
+    #[schema(value_type = String)]
+    pub text: Phi<String>,
+    #[ts(optional)]
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+pub struct ChatLog {
+    pub messages: Vec<ChatMessage>,
+}
+
+/// An Ed25519 public key in JWK form (RFC 8037).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
+pub struct Jwk {
+    pub kty: String,
+    pub crv: String,
+    pub x: String,
+    pub kid: String,
+    pub alg: String,
+    #[serde(rename = "use")]
+    pub use_: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
+pub struct Jwks {
+    pub keys: Vec<Jwk>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}
+
+/// Grants a role carries. Admission still gates media: a patient holding `publish` sends
+/// nothing until the room admits them.
+pub fn grants_for(role: Role) -> Vec<Grant> {
+    use Grant::*;
+    match role {
+        Role::Provider => vec![Publish, Subscribe, Chat, Admit, Invite, Moderate, Record],
+        Role::Patient | Role::Guest | Role::Interpreter => vec![Publish, Subscribe, Chat],
+    }
+}

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Installs what building and testing Rounds needs on Debian 12 or Ubuntu, then the UI's npm
+# packages. Installs only what is missing, so running it again does nothing.
+#
+# Run as root, or as a user who may use sudo.
+set -euo pipefail
+
+# ---------------------------------------------------------------------------------------
+# System packages (Debian/Ubuntu names). Add new needs here, one per line.
+SYSTEM_PACKAGES=(
+    build-essential
+    pkg-config
+    curl
+    ca-certificates
+    git
+    python3
+    python3-aiosmtpd # SMTP sink for the email tests
+    sqlite3
+)
+# ---------------------------------------------------------------------------------------
+
+# Oldest Node.js the UI toolchain (eslint 9, vite 6) supports; Debian 12 ships 18.19.
+MIN_NODE="18.18"
+
+# shellcheck source=scripts/env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+
+say() { printf '==> %s\n' "$*"; }
+die() {
+    printf 'error: %s\n' "$*" >&2
+    exit 1
+}
+
+is_installed() {
+    [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == "install ok installed" ]]
+}
+
+# "MAJOR.MINOR" of the node on PATH, or nothing.
+node_version() {
+    local v
+    v="$(node --version 2>/dev/null)" || return 0
+    v="${v#v}"
+    printf '%s' "${v%.*}"
+}
+
+# True if version $1 (MAJOR.MINOR) is at least $2.
+at_least() {
+    [[ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" == "$2" ]]
+}
+
+node_ok() {
+    local v
+    v="$(node_version)"
+    [[ -n "$v" ]] && at_least "$v" "$MIN_NODE"
+}
+
+sudo_cmd=()
+as_root() {
+    if [[ $EUID -ne 0 && ${#sudo_cmd[@]} -eq 0 ]]; then
+        command -v sudo >/dev/null 2>&1 ||
+            die "installing packages needs root; run this as root or install sudo."
+        # Without a terminal nobody can type a password: fail instead of waiting.
+        if [[ -t 0 ]]; then sudo_cmd=(sudo); else sudo_cmd=(sudo -n); fi
+    fi
+    "${sudo_cmd[@]}" "$@"
+}
+
+# --- System packages ---------------------------------------------------------------------
+wanted=("${SYSTEM_PACKAGES[@]}")
+if ! node_ok; then
+    wanted+=(nodejs npm)
+elif ! command -v npm >/dev/null 2>&1; then
+    wanted+=(npm)
+fi
+
+missing=()
+for pkg in "${wanted[@]}"; do
+    is_installed "$pkg" || missing+=("$pkg")
+done
+
+if [[ ${#missing[@]} -gt 0 ]]; then
+    command -v apt-get >/dev/null 2>&1 ||
+        die "this is not a Debian or Ubuntu system; install these packages yourself, then run this again: ${missing[*]}"
+    say "installing system packages: ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get update -qq -o DPkg::Lock::Timeout=900
+    as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -o DPkg::Lock::Timeout=900 --no-install-recommends "${missing[@]}"
+fi
+
+if ! node_ok; then
+    found="$(node_version)"
+    if [[ -n "$found" ]]; then found="this system has ${found}"; else found="no node was found"; fi
+    die "the UI needs Node.js ${MIN_NODE} or newer, but ${found}. Install a newer Node.js (for example from nodejs.org) and run this again."
+fi
+command -v npm >/dev/null 2>&1 || die "npm is missing; install it alongside Node.js and run this again."
+
+# --- Rust --------------------------------------------------------------------------------
+if ! command -v cargo >/dev/null 2>&1; then
+    die "Rust is not installed. Install it with rustup (see https://rustup.rs), open a new shell so cargo is on your PATH, and run this again."
+fi
+rust_min="$(sed -n 's/^rust-version *= *"\([0-9.]*\)".*/\1/p' "$ROUNDS_ROOT/Cargo.toml" 2>/dev/null | head -n1)"
+rust_have="$(rustc --version 2>/dev/null | awk '{print $2}')"
+if [[ -n "$rust_min" ]] && ! at_least "${rust_have%%-*}" "$rust_min"; then
+    die "Rounds needs Rust ${rust_min} or newer, but rustc is ${rust_have:-missing}. Update it with \`rustup update stable\` and run this again."
+fi
+
+# --- UI packages -------------------------------------------------------------------------
+ui="$ROUNDS_ROOT/ui"
+if [[ -f "$ui/package-lock.json" ]]; then
+    stamp="$ui/node_modules/.package-lock.json"
+    if [[ ! -f "$stamp" || "$ui/package-lock.json" -nt "$stamp" ]]; then
+        say "installing UI packages (npm ci in ui/)"
+        (cd "$ui" && npm ci --no-audit --no-fund)
+    fi
+fi
+
+say "dependencies ready"

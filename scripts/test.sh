@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs every test: the Rust workspace (unit, integration, doc tests) and the UI (lint, type
+# check, unit tests). Every step runs even if an earlier one fails; the exit status is
+# non-zero if any failed.
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+# shellcheck source=scripts/env.sh
+source scripts/env.sh
+
+say() { printf '==> %s\n' "$*"; }
+
+bash scripts/install-deps.sh || exit 1
+
+passed=()
+failed=()
+step() {
+    local name="$1"
+    shift
+    say "$name"
+    if "$@"; then
+        passed+=("$name")
+    else
+        failed+=("$name")
+        say "FAILED: $name"
+    fi
+}
+in_ui() { (cd ui && "$@"); }
+
+if cargo nextest --version >/dev/null 2>&1; then
+    step "rust tests (cargo nextest)" cargo nextest run --workspace --all-targets --no-fail-fast
+else
+    step "rust tests (cargo test)" cargo test --workspace --all-targets --no-fail-fast
+fi
+step "rust doc tests" cargo test --workspace --doc
+step "ui lint" in_ui npm run lint
+step "ui typecheck" in_ui npm run typecheck
+step "ui tests" in_ui npm test
+
+total=$((${#passed[@]} + ${#failed[@]}))
+if [[ ${#failed[@]} -gt 0 ]]; then
+    list="$(printf '%s, ' "${failed[@]}")"
+    say "tests FAILED: ${#failed[@]} of ${total} steps failed: ${list%, }"
+    exit 1
+fi
+say "tests passed: all ${total} steps"

@@ -1,0 +1,348 @@
+//! The server's configuration: the only place settings are read.
+//!
+//! Layers, later ones winning: built-in defaults, a TOML file (`--config`, documented in
+//! `rounds.sample.toml`), `ROUNDS_*` environment variables, then command-line flags.
+//! [`Config::validate`] runs once at start and names every bad setting in a sentence.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use rounds_notify::{EmailConfig, SmsConfig};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub tokens: TokenConfig,
+    pub visits: VisitConfig,
+    pub limits: LimitConfig,
+    pub email: Option<EmailConfig>,
+    pub sms: Option<SmsConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the HTTP listener binds.
+    pub listen: SocketAddr,
+    /// The URL people reach this server at; links in invitations are built from it.
+    pub public_url: String,
+    /// Log format: `text` for people, `json` for log collectors.
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Folder for the SQLite database and the token keys.
+    pub data_dir: PathBuf,
+    /// `full` syncs every commit to disk; `normal` survives process crashes but not power
+    /// loss of the last commits.
+    pub synchronous: Synchronous,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Synchronous {
+    Full,
+    Normal,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenConfig {
+    /// `iss` of every token; defaults to `server.public_url`.
+    pub issuer: Option<String>,
+    /// Lifetime of a clinician's API access token.
+    pub access_ttl_secs: u32,
+    /// Lifetime of a clinician's refresh token (each use rotates it).
+    pub refresh_ttl_secs: u32,
+    /// Lifetime of a provider's room token (at most 4 hours).
+    pub provider_ttl_secs: u32,
+    /// Lifetime of a patient's or guest's room token (at most 4 hours).
+    pub participant_ttl_secs: u32,
+    /// Make a new signing key after this many hours; 0 never rotates.
+    pub rotate_after_hours: u32,
+    /// Clock skew tolerated when checking `nbf` and `exp`.
+    pub leeway_secs: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VisitConfig {
+    pub default_duration_minutes: u32,
+    /// Patient links keep working this long after the visit's scheduled end.
+    pub link_grace_minutes: u32,
+    /// Reminders go out this many minutes before the visit; 0 disables them.
+    pub reminder_minutes: u32,
+    /// How often the reminder worker looks for due reminders.
+    pub reminder_poll_secs: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitConfig {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Login attempts per client address per minute.
+    pub login_per_minute: u32,
+    /// Join-link lookups per client address per minute.
+    pub join_per_minute: u32,
+    /// Tokens minted per client address per minute.
+    pub token_per_minute: u32,
+    /// Seconds a request may take before the server gives up on it.
+    pub request_timeout_secs: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: "http://127.0.0.1:8080".into(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { data_dir: PathBuf::from("data"), synchronous: Synchronous::Full }
+    }
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            access_ttl_secs: 15 * 60,
+            refresh_ttl_secs: 12 * 3600,
+            provider_ttl_secs: 4 * 3600,
+            participant_ttl_secs: 2 * 3600,
+            rotate_after_hours: 24 * 7,
+            leeway_secs: 30,
+        }
+    }
+}
+
+impl Default for VisitConfig {
+    fn default() -> Self {
+        Self {
+            default_duration_minutes: 20,
+            link_grace_minutes: 60,
+            reminder_minutes: 15,
+            reminder_poll_secs: 15,
+        }
+    }
+}
+
+impl Default for LimitConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            login_per_minute: 10,
+            join_per_minute: 30,
+            token_per_minute: 120,
+            request_timeout_secs: 30,
+        }
+    }
+}
+
+/// Command-line and environment overrides, applied over the file.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct Overrides {
+    /// TOML configuration file (see rounds.sample.toml).
+    #[arg(long, short = 'c', env = "ROUNDS_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Folder for the database and token keys [default: ./data].
+    #[arg(long, env = "ROUNDS_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on, e.g. 0.0.0.0:443 [default: 127.0.0.1:8080].
+    #[arg(long, env = "ROUNDS_LISTEN", global = true)]
+    pub listen: Option<SocketAddr>,
+    /// The URL people use to reach this server, e.g. https://visits.example-hospital.org.
+    #[arg(long, env = "ROUNDS_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, env = "ROUNDS_LOG_FORMAT", global = true, value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("could not read the configuration file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("the configuration file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("the configuration is not valid:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<String>),
+}
+
+impl Config {
+    /// Reads the file (if any), applies overrides, and validates.
+    pub fn load(overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut config = match &overrides.config {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        config.apply(overrides);
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })
+    }
+
+    pub fn apply(&mut self, o: &Overrides) {
+        if let Some(dir) = &o.data_dir {
+            self.storage.data_dir = dir.clone();
+        }
+        if let Some(listen) = o.listen {
+            self.server.listen = listen;
+            // A public URL left at its default follows the listen address.
+            if self.server.public_url == ServerConfig::default().public_url
+                && o.public_url.is_none()
+            {
+                self.server.public_url = format!("http://{listen}");
+            }
+        }
+        if let Some(url) = &o.public_url {
+            self.server.public_url = url.clone();
+        }
+        if let Some(format) = &o.log_format {
+            self.server.log_format =
+                if format == "json" { LogFormat::Json } else { LogFormat::Text };
+        }
+    }
+
+    /// The issuer (`iss`) of this server's tokens.
+    pub fn issuer(&self) -> String {
+        self.tokens.issuer.clone().unwrap_or_else(|| self.public_url().to_owned())
+    }
+
+    /// `server.public_url` without a trailing slash.
+    pub fn public_url(&self) -> &str {
+        self.server.public_url.trim_end_matches('/')
+    }
+
+    /// Checks every setting and reports all problems at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        match url::Url::parse(&self.server.public_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => problems.push(format!(
+                "server.public_url \"{}\" must be an http:// or https:// URL",
+                self.server.public_url
+            )),
+        }
+        let t = &self.tokens;
+        let four_hours = rounds_proto::MAX_ROOM_TOKEN_TTL_SECS as u32;
+        if t.provider_ttl_secs == 0 || t.provider_ttl_secs > four_hours {
+            problems.push("tokens.provider_ttl_secs must be between 1 and 14400 (4 hours)".into());
+        }
+        if t.participant_ttl_secs == 0 || t.participant_ttl_secs > four_hours {
+            problems
+                .push("tokens.participant_ttl_secs must be between 1 and 14400 (4 hours)".into());
+        }
+        if t.access_ttl_secs == 0 || t.access_ttl_secs > 3600 {
+            problems.push("tokens.access_ttl_secs must be between 1 and 3600 (1 hour)".into());
+        }
+        if t.refresh_ttl_secs < t.access_ttl_secs {
+            problems.push("tokens.refresh_ttl_secs must be at least tokens.access_ttl_secs".into());
+        }
+        if t.leeway_secs > 300 {
+            problems.push("tokens.leeway_secs must be at most 300".into());
+        }
+        let v = &self.visits;
+        if v.default_duration_minutes == 0 || v.default_duration_minutes > 24 * 60 {
+            problems.push("visits.default_duration_minutes must be between 1 and 1440".into());
+        }
+        if v.reminder_poll_secs == 0 {
+            problems.push("visits.reminder_poll_secs must be at least 1".into());
+        }
+        let l = &self.limits;
+        if l.max_body_bytes < 1024 {
+            problems.push("limits.max_body_bytes must be at least 1024".into());
+        }
+        for (name, value) in [
+            ("limits.login_per_minute", l.login_per_minute),
+            ("limits.join_per_minute", l.join_per_minute),
+            ("limits.token_per_minute", l.token_per_minute),
+            ("limits.request_timeout_secs", l.request_timeout_secs),
+        ] {
+            if value == 0 {
+                problems.push(format!("{name} must be at least 1"));
+            }
+        }
+        if let Some(email) = &self.email
+            && let Err(e) = email.validate()
+        {
+            problems.push(e);
+        }
+        if let Some(sms) = &self.sms
+            && let Err(e) = sms.validate()
+        {
+            problems.push(e);
+        }
+        if problems.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(problems)) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_file_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rounds.sample.toml");
+        let config = Config::from_file(&path).unwrap();
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn reports_every_problem_in_sentences() {
+        let mut config = Config::default();
+        config.server.public_url = "ftp://nope".into();
+        config.tokens.provider_ttl_secs = 5 * 3600;
+        config.limits.login_per_minute = 0;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("server.public_url"), "{err}");
+        assert!(err.contains("tokens.provider_ttl_secs"), "{err}");
+        assert!(err.contains("limits.login_per_minute"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = toml::from_str::<Config>("[server]\nlisten_adress = \"1.2.3.4:1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen_adress"), "{err}");
+    }
+
+    #[test]
+    fn flags_win_over_file() {
+        let mut config = Config::default();
+        config.apply(&Overrides {
+            listen: Some("127.0.0.1:9999".parse().unwrap()),
+            ..Default::default()
+        });
+        assert_eq!(config.public_url(), "http://127.0.0.1:9999");
+        config.apply(&Overrides {
+            public_url: Some("https://visits.example.org/".into()),
+            ..Default::default()
+        });
+        assert_eq!(config.public_url(), "https://visits.example.org");
+    }
+}

@@ -1,0 +1,69 @@
+//! `rounds-server demo`: a ready-to-try server on this machine.
+
+use anyhow::Context;
+use chrono::{Duration, Utc};
+use rounds_proto::{CreateVisitRequest, Phi, SessionClaims};
+
+use crate::AppState;
+use crate::sessions::hash_password;
+
+pub const DEMO_CLINIC: &str = "Rounds Demo Clinic";
+pub const DEMO_EMAIL: &str = "clinician@demo.rounds.local";
+
+/// What the demo set up, to print.
+pub struct Demo {
+    pub email: String,
+    pub password: String,
+    pub patient_link: String,
+    pub visit_id: String,
+}
+
+/// Creates (or refreshes) the demo clinic and clinician, and a visit starting in 5 minutes.
+pub async fn seed(state: &AppState, time_zone: &str) -> anyhow::Result<Demo> {
+    time_zone
+        .parse::<chrono_tz::Tz>()
+        .map_err(|_| anyhow::anyhow!("\"{time_zone}\" is not an IANA time zone name, like Europe/Paris"))?;
+    let now = Utc::now();
+    let clinic = match state.store.clinic_by_name(DEMO_CLINIC).await? {
+        Some(c) => c,
+        None => state.store.create_clinic(DEMO_CLINIC, time_zone, now).await?,
+    };
+    let password = rounds_auth::random_id()[..16].to_owned();
+    let hash = hash_password(&password)?;
+    let clinician = match state.store.clinician_by_email(DEMO_EMAIL).await? {
+        Some(c) => {
+            state.store.set_password_hash(&c.id, &hash).await?;
+            c
+        }
+        None => state.store.create_clinician(&clinic.id, DEMO_EMAIL, "Dr. Demo", Some(&hash), now).await?,
+    };
+    let session = SessionClaims {
+        iss: state.tokens.issuer().to_owned(),
+        aud: rounds_proto::SESSION_AUDIENCE.into(),
+        sub: clinician.id.clone(),
+        clinic: clinic.id.clone(),
+        sid: "demo".into(),
+        iat: now.timestamp(),
+        nbf: now.timestamp(),
+        exp: now.timestamp() + 60,
+        jti: rounds_auth::random_id(),
+    };
+    let created = crate::visits::create(
+        state,
+        &session,
+        CreateVisitRequest {
+            scheduled_at: now + Duration::minutes(5),
+            duration_minutes: Some(30),
+            patient_name: Some(Phi::new("Demo Patient".into())),
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e.detail))
+    .context("creating the demo visit")?;
+    Ok(Demo {
+        email: DEMO_EMAIL.into(),
+        password,
+        patient_link: created.patient_link.url,
+        visit_id: created.visit.id,
+    })
+}

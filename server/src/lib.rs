@@ -1,0 +1,132 @@
+//! `rounds-server`: the Rounds companion server.
+//!
+//! Layers, outermost first: [`http`] (REST, patient pages, operations endpoints) calls the
+//! domain modules ([`sessions`], [`visits`], [`invitations`]), which use [`rooms`] (admission
+//! decisions, no I/O), [`tokens`] (signing keys), [`audit`] (hash-chained log) and [`store`]
+//! (SQLite). [`config`] is the only place settings are read.
+
+pub mod access;
+pub mod audit;
+pub mod chat;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod http;
+pub mod invitations;
+pub mod metrics;
+pub mod ratelimit;
+pub mod rooms;
+pub mod sessions;
+pub mod store;
+pub mod tokens;
+pub mod visits;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::audit::Audit;
+use crate::config::Config;
+use crate::invitations::Notifier;
+use crate::ratelimit::RateLimits;
+use crate::store::Store;
+use crate::tokens::Tokens;
+
+/// Everything a request handler may use. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub audit: Audit,
+    pub tokens: Arc<Tokens>,
+    pub notifier: Arc<Notifier>,
+    pub limits: Arc<RateLimits>,
+}
+
+impl AppState {
+    /// Opens the store (migrating it), loads the keys and starts the audit writer.
+    pub async fn open(config: Config) -> anyhow::Result<Self> {
+        let dir = &config.storage.data_dir;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the data directory {}", dir.display()))?;
+        let store = Store::open(dir, config.storage.synchronous)
+            .await
+            .with_context(|| format!("opening the database in {}", dir.display()))?;
+        let applied = store.migrate().await.context("migrating the database")?;
+        if applied > 0 {
+            tracing::info!(applied, "database migrated");
+        }
+        let tokens = Tokens::load(&config).context("loading the token signing keys")?;
+        let audit = Audit::start(store.pool.clone()).await.context("starting the audit log")?;
+        let notifier = Notifier::from_config(&config).context("setting up invitations")?;
+        let limits = RateLimits::new(&config.limits);
+        Ok(Self {
+            config: Arc::new(config),
+            store,
+            audit,
+            tokens: Arc::new(tokens),
+            notifier: Arc::new(notifier),
+            limits: Arc::new(limits),
+        })
+    }
+}
+
+/// Runs the server until Ctrl-C or SIGTERM.
+pub async fn serve(state: AppState) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(state.config.server.listen)
+        .await
+        .with_context(|| format!("listening on {}", state.config.server.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, public_url = state.config.public_url(), "rounds-server is listening");
+    spawn_background(&state);
+    let app = http::app(state);
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("rounds-server stopped");
+    Ok(())
+}
+
+fn spawn_background(state: &AppState) {
+    invitations::spawn_reminders(state.clone());
+    ratelimit::spawn_cleanup(state.limits.clone());
+    let s = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            match s.tokens.maintain() {
+                Ok(Some(kid)) => {
+                    tracing::info!(%kid, "rotated the token signing key");
+                    let event = audit::Event::new("system", audit::Action::KeysRotated).subject(&kid);
+                    if let Err(e) = s.audit.record(event).await {
+                        tracing::error!(error = %e, "could not audit the key rotation");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = format!("{e:#}"), "token key maintenance failed"),
+            }
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

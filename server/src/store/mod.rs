@@ -1,0 +1,126 @@
+//! Persistence: visits, participants, links, sessions, invitations, chat and the audit log.
+//!
+//! SQLite through sqlx, in WAL mode, in the data directory; the schema in `migrations/` is
+//! kept portable so Postgres can be added behind the same functions. Times are Unix
+//! milliseconds in the database and `DateTime<Utc>` everywhere else.
+
+mod accounts;
+mod chat;
+#[allow(unused_imports)]
+pub use chat::*;
+mod invitations;
+mod links;
+mod participants;
+mod sessions;
+mod visits;
+
+pub use accounts::*;
+
+pub use invitations::*;
+pub use links::*;
+pub use participants::*;
+pub use sessions::*;
+pub use visits::*;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+
+use crate::config::Synchronous;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The database file inside the data directory.
+pub const DB_FILE: &str = "rounds.db";
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub pool: SqlitePool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    #[error("a stored row is not valid: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// True when the disk is full: the caller can say so instead of a generic failure.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::Db(sqlx::Error::Database(e)) if e.code().as_deref() == Some("13"))
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl Store {
+    /// Opens (creating if needed) the database in `data_dir`. Does not migrate.
+    pub async fn open(data_dir: &Path, synchronous: Synchronous) -> Result<Self> {
+        let path = data_dir.join(DB_FILE);
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match synchronous {
+                Synchronous::Full => SqliteSynchronous::Full,
+                Synchronous::Normal => SqliteSynchronous::Normal,
+            })
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// Applies pending migrations; returns how many ran.
+    pub async fn migrate(&self) -> std::result::Result<usize, sqlx::migrate::MigrateError> {
+        let before: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name='_sqlx_migrations'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let applied_before: i64 = if before > 0 {
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+                .fetch_one(&self.pool)
+                .await?
+        } else {
+            0
+        };
+        MIGRATOR.run(&self.pool).await?;
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations").fetch_one(&self.pool).await?;
+        Ok((applied - applied_before).max(0) as usize)
+    }
+
+    /// A cheap query proving the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+pub fn to_ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub fn from_ms(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+pub fn opt_from_ms(ms: Option<i64>) -> Option<DateTime<Utc>> {
+    ms.map(from_ms)
+}
+
+/// A fresh 128-bit identifier.
+pub fn new_id() -> String {
+    rounds_auth::random_id()
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests of `rounds-server`: the real binary, on a real socket, with a temporary
+//! data directory, a real SMTP server and a Twilio-shaped HTTP receiver.
+
+mod abuse;
+mod bad_input;
+mod cli;
+mod common;
+mod durability;
+mod flow;
+mod invitations;
+mod phi;
