@@ -60,6 +60,7 @@ pub async fn post(state: &AppState, actor: &Actor, visit_id: &str, req: PostChat
         .insert_chat(&visit.id, &from, role, to.as_deref(), &rounds_proto::Phi::new(text.to_owned()), Utc::now())
         .await?;
     metrics::counter!("rounds_chat_messages_total").increment(1);
+    state.rooms.chat(&visit.id, message.clone()).await;
     tracing::debug!(visit = %visit.id, message = %message.id, "chat message stored");
     Ok(message)
 }

@@ -14,10 +14,12 @@ pub mod demo;
 pub mod error;
 pub mod http;
 pub mod invitations;
+pub mod media;
 pub mod metrics;
 pub mod ratelimit;
 pub mod rooms;
 pub mod sessions;
+pub mod signaling;
 pub mod store;
 pub mod tokens;
 pub mod visits;
@@ -42,6 +44,7 @@ pub struct AppState {
     pub tokens: Arc<Tokens>,
     pub notifier: Arc<Notifier>,
     pub limits: Arc<RateLimits>,
+    pub rooms: rooms::Rooms,
 }
 
 impl AppState {
@@ -68,6 +71,7 @@ impl AppState {
             tokens: Arc::new(tokens),
             notifier: Arc::new(notifier),
             limits: Arc::new(limits),
+            rooms: rooms::Rooms::default(),
         })
     }
 }

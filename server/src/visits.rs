@@ -407,6 +407,7 @@ pub async fn decide(
             Action::Remove => AuditAction::Removed,
             Action::Leave | Action::Rejoin => AuditAction::Left,
         };
+        state.rooms.admission(&visit.id, &participant.id, to).await;
         state
             .audit
             .record(
@@ -426,6 +427,7 @@ pub async fn end(state: &AppState, actor: &Actor, visit_id: &str) -> ApiResult<V
     if state.store.end_visit(&visit.id, Utc::now()).await? {
         state.audit.record(Event::new(actor.audit_name(), AuditAction::VisitEnded).visit(&visit.id)).await?;
     }
+    state.rooms.ended(&visit.id).await;
     Ok(to_proto(state, &load(state, visit_id).await?))
 }
 
@@ -439,6 +441,7 @@ pub async fn running_late(state: &AppState, actor: &Actor, visit_id: &str, minut
         return Err(ApiError::conflict("visit-ended", "This visit has ended."));
     }
     state.store.set_running_late(&visit.id, (minutes > 0).then_some(minutes)).await?;
+    state.rooms.running_late(&visit.id, minutes).await;
     state
         .audit
         .record(
@@ -542,4 +545,59 @@ pub async fn add_clinician(
     let hash = crate::sessions::hash_password(password)?;
     let row = state.store.create_clinician(&clinic.id, email, name, Some(&hash), now).await?;
     Ok(row.id)
+}
+
+/// A participant leaves on purpose; the same link can bring them back (to the lobby).
+pub async fn leave(state: &AppState, actor: &Actor, room: &str) -> ApiResult<rounds_proto::Participant> {
+    let Actor::Participant { claims, participant } = actor else {
+        return Err(ApiError::forbidden("room-token-required", "Use a room token to leave a room."));
+    };
+    if claims.room != room {
+        return Err(wrong_room());
+    }
+    let to = admission::next(participant.state, Action::Leave).map_err(admission_error)?;
+    if to != participant.state {
+        state.store.transition_participant(&participant.id, participant.state, to, Utc::now()).await?;
+        state.rooms.admission(room, &participant.id, to).await;
+        state
+            .audit
+            .record(Event::new(actor.audit_name(), AuditAction::Left).visit(room).subject(&participant.id))
+            .await?;
+    }
+    let mut p = participant.to_proto();
+    p.state = to;
+    Ok(p)
+}
+
+/// A host turns off someone's microphone or camera. Only the participant can turn it back on.
+pub async fn host_mute(
+    state: &AppState,
+    actor: &Actor,
+    room: &str,
+    participant_id: &str,
+    action: rounds_proto::HostAction,
+) -> ApiResult<()> {
+    let visit = load(state, room).await?;
+    actor.require(&visit, Grant::Moderate)?;
+    let target = state
+        .store
+        .participant(participant_id)
+        .await?
+        .filter(|p| p.visit_id == visit.id)
+        .ok_or_else(|| ApiError::not_found("participant-not-found", "That person is not part of this visit."))?;
+    let kind = match action {
+        rounds_proto::HostAction::StopVideo => rounds_proto::MediaKind::Video,
+        _ => rounds_proto::MediaKind::Audio,
+    };
+    state.rooms.host_mute(room, &target.id, kind).await;
+    state
+        .audit
+        .record(
+            Event::new(actor.audit_name(), AuditAction::Muted)
+                .visit(room)
+                .subject(&target.id)
+                .detail(serde_json::json!({ "kind": kind })),
+        )
+        .await?;
+    Ok(())
 }

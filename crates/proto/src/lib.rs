@@ -2,7 +2,7 @@
 //!
 //! Everything that crosses a process boundary is defined here exactly once: the REST bodies
 //! of `/api/v1`, the claims inside the tokens the server signs, and (with the realtime work)
-//! the signaling messages. The server, the desktop app, the tests and, through generated
+//! the signaling messages on `/rtc`. The server, the desktop app, the tests and, through generated
 //! TypeScript (`ui/src/generated/proto.ts`), the web UI all use these types.
 //!
 //! This crate has no I/O. Personal data is wrapped in [`Phi`] so it can never be printed
@@ -11,10 +11,12 @@
 mod claims;
 mod phi;
 mod rest;
+mod signal;
 
 pub use claims::*;
 pub use phi::Phi;
 pub use rest::*;
+pub use signal::*;
 
 /// Every TypeScript declaration generated from this crate, in a stable order.
 ///
@@ -58,6 +60,18 @@ pub fn typescript_bindings() -> String {
         Jwk::decl(),
         Jwks::decl(),
         Health::decl(),
+        PcKind::decl(),
+        TrackKind::decl(),
+        TrackInfo::decl(),
+        IceCandidate::decl(),
+        MediaKind::decl(),
+        HostAction::decl(),
+        ClientMessage::decl(),
+        RoomParticipant::decl(),
+        VideoConstraints::decl(),
+        ParticipantQuality::decl(),
+        ErrorCode::decl(),
+        ServerMessage::decl(),
     ];
     let mut out = String::from(
         "// Generated from crates/proto by `cargo run -p rounds-proto --bin gen-ts`. Do not edit.\n\n",

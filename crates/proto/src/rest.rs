@@ -28,7 +28,7 @@ pub struct Problem {
     pub request_id: Option<String>,
     /// Seconds to wait before retrying (rate limits).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[ts(optional)]
+    #[ts(optional, type = "number")]
     pub retry_after: Option<u64>,
 }
 

@@ -203,25 +203,7 @@ pub async fn me(Caller(actor): Caller, Path(room): Path<String>) -> ApiResult<Js
 #[utoipa::path(post, path = "/api/v1/rooms/{room}/leave", tag = "rooms", params(("room" = String, Path)),
     responses((status = 200, body = Participant), (status = 403, body = Problem)))]
 pub async fn leave(State(state): State<AppState>, Caller(actor): Caller, Path(room): Path<String>) -> ApiResult<Json<Participant>> {
-    let crate::access::Actor::Participant { claims, participant } = &actor else {
-        return Err(ApiError::forbidden("room-token-required", "Use a room token to leave a room."));
-    };
-    if claims.room != room {
-        return Err(crate::access::wrong_room());
-    }
-    let to = crate::rooms::admission::next(participant.state, Action::Leave)
-        .map_err(|e| ApiError::conflict("cannot-leave", e.to_string()))?;
-    let now = chrono::Utc::now();
-    if to != participant.state {
-        state.store.transition_participant(&participant.id, participant.state, to, now).await?;
-        state
-            .audit
-            .record(crate::audit::Event::new(actor.audit_name(), crate::audit::Action::Left).visit(&room).subject(&participant.id))
-            .await?;
-    }
-    let mut p = participant.to_proto();
-    p.state = to;
-    Ok(Json(p))
+    Ok(Json(visits::leave(&state, &actor, &room).await?))
 }
 
 /// Who is in the room. People still in the lobby see nobody.

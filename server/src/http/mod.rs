@@ -73,6 +73,7 @@ fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::jwks))
         .routes(routes!(ops::join_page))
         .routes(routes!(ops::openapi))
+        .routes(routes!(crate::signaling::rtc))
 }
 
 /// The OpenAPI document of every route.

@@ -6,3 +6,6 @@
 //! cannot both win.
 
 pub mod admission;
+pub mod room;
+
+pub use room::Rooms;

@@ -1,6 +1,8 @@
 //! End-to-end tests of `rounds-server`: the real binary, on a real socket, with a temporary
 //! data directory, a real SMTP server and a Twilio-shaped HTTP receiver.
 
+#![allow(clippy::unwrap_used)]
+
 mod abuse;
 mod bad_input;
 mod cli;
@@ -9,3 +11,4 @@ mod durability;
 mod flow;
 mod invitations;
 mod phi;
+mod signaling;

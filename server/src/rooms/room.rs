@@ -1,0 +1,614 @@
+//! The room task: one per live visit, the only owner of who is connected, in which state,
+//! publishing what. Everything else talks to it through [`Rooms`] and its channel.
+//!
+//! What a participant learns is decided here: people in the lobby get their own state and
+//! nothing else (no names, no tracks, no count); staff also get the list of who is waiting;
+//! admitted people get the admitted room. A dropped connection keeps its place for
+//! [`RESUME_WINDOW`], so a reconnect takes it back without anyone seeing a leave and a join.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rounds_proto::{
+    ChatMessage, ErrorCode, MediaKind, ParticipantState, Phi, Role, RoomClaims, RoomParticipant,
+    ServerMessage, TrackInfo, VideoConstraints,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::ParticipantRow;
+
+/// How long a dropped participant keeps their place.
+pub const RESUME_WINDOW: Duration = Duration::from_secs(30);
+/// How often the server pings; clients should reconnect after twice this without a word.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// What the room sends to one connection.
+#[derive(Debug)]
+pub enum Outbound {
+    Message(ServerMessage),
+    /// Send this, then close the socket.
+    Close(ServerMessage),
+}
+
+pub type ConnId = u64;
+
+/// A request from a connection, already authenticated and parsed.
+#[derive(Debug)]
+pub enum Request {
+    Publish(TrackInfo),
+    Unpublish(String),
+    SetMuted(MediaKind, bool),
+}
+
+// Connect carries a whole participant row once per connection; boxing it would buy nothing.
+#[allow(clippy::large_enum_variant)]
+enum Command {
+    Connect {
+        claims: RoomClaims,
+        participant: ParticipantRow,
+        resume: Option<String>,
+        out: mpsc::Sender<Outbound>,
+        reply: oneshot::Sender<Result<Connected, ServerMessage>>,
+    },
+    Disconnect {
+        conn: ConnId,
+    },
+    Request {
+        conn: ConnId,
+        request: Request,
+    },
+    Admission {
+        participant: String,
+        state: ParticipantState,
+    },
+    HostMute {
+        participant: String,
+        kind: MediaKind,
+    },
+    Chat(ChatMessage),
+    RunningLate(u32),
+    Ended,
+    Snapshot(oneshot::Sender<Vec<RoomParticipant>>),
+}
+
+/// A successful connection to a room.
+#[derive(Debug, Clone)]
+pub struct Connected {
+    pub conn: ConnId,
+    pub session: String,
+    pub state: ParticipantState,
+}
+
+struct Conn {
+    id: ConnId,
+    out: mpsc::Sender<Outbound>,
+}
+
+struct Member {
+    id: String,
+    role: Role,
+    name: Phi<String>,
+    state: ParticipantState,
+    audio_muted: bool,
+    video_muted: bool,
+    tracks: Vec<TrackInfo>,
+    conn: Option<Conn>,
+    session: String,
+    dropped_at: Option<Instant>,
+}
+
+impl Member {
+    fn view(&self) -> RoomParticipant {
+        RoomParticipant {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            role: self.role,
+            state: self.state,
+            audio_muted: self.audio_muted,
+            video_muted: self.video_muted,
+            connected: self.conn.is_some(),
+            tracks: self.tracks.clone(),
+        }
+    }
+
+    fn in_room(&self) -> bool {
+        self.state == ParticipantState::Admitted
+    }
+
+    fn send(&self, message: ServerMessage) {
+        if let Some(conn) = &self.conn
+            && conn.out.try_send(Outbound::Message(message)).is_err()
+        {
+            // A client that cannot keep up is disconnected rather than buffered without bound.
+            tracing::warn!(participant = %self.id, "signaling queue full; dropping the connection");
+            let _ = conn.out.try_send(Outbound::Close(ServerMessage::error(
+                ErrorCode::Internal,
+                "Your connection is too slow to keep up; reconnecting.",
+            )));
+        }
+    }
+}
+
+/// Room-wide settings the room task needs.
+#[derive(Debug, Clone)]
+pub struct RoomSettings {
+    pub running_late_minutes: Option<u32>,
+}
+
+struct Room {
+    id: String,
+    members: BTreeMap<String, Member>,
+    next_conn: ConnId,
+    running_late: Option<u32>,
+    ended: bool,
+}
+
+impl Room {
+    fn admitted(&self) -> Vec<RoomParticipant> {
+        self.members.values().filter(|m| m.in_room()).map(Member::view).collect()
+    }
+
+    fn waiting(&self) -> Vec<RoomParticipant> {
+        self.members
+            .values()
+            .filter(|m| m.state == ParticipantState::Lobby && m.conn.is_some())
+            .map(Member::view)
+            .collect()
+    }
+
+    fn video(&self) -> VideoConstraints {
+        let people = self.members.values().filter(|m| m.in_room()).count();
+        let simulcast = people >= 3;
+        VideoConstraints {
+            width: 1280,
+            height: 720,
+            fps: 24,
+            max_bitrate_kbps: if simulcast { 1700 } else { 1500 },
+            simulcast,
+            codec: "VP8".into(),
+        }
+    }
+
+    fn to_room(&self, message: &ServerMessage, except: Option<&str>) {
+        for m in self.members.values().filter(|m| m.in_room() && Some(m.id.as_str()) != except) {
+            m.send(message.clone());
+        }
+    }
+
+    fn to_staff(&self, message: &ServerMessage) {
+        for m in self.members.values().filter(|m| m.role.is_staff()) {
+            m.send(message.clone());
+        }
+    }
+
+    fn lobby_changed(&self) {
+        self.to_staff(&ServerMessage::LobbyUpdated { waiting: self.waiting() });
+    }
+
+    // The error is the message the client is refused with; it is built once per connection.
+    #[allow(clippy::result_large_err)]
+    fn connect(
+        &mut self,
+        claims: RoomClaims,
+        participant: ParticipantRow,
+        resume: Option<String>,
+        out: mpsc::Sender<Outbound>,
+    ) -> Result<(Connected, ServerMessage), ServerMessage> {
+        if self.ended {
+            return Err(ServerMessage::error(ErrorCode::RoomClosed, "This visit has ended."));
+        }
+        self.next_conn += 1;
+        let conn = Conn { id: self.next_conn, out };
+        let id = participant.id.clone();
+        let resumed;
+        match self.members.get_mut(&id) {
+            Some(member) => {
+                // The same identity again: a reconnect, a reload, or a second tab. Either way
+                // there is one participant; the newest connection wins.
+                resumed = resume.as_deref() == Some(member.session.as_str()) || member.dropped_at.is_some();
+                if let Some(old) = member.conn.take() {
+                    let _ = old.out.try_send(Outbound::Close(ServerMessage::error(
+                        ErrorCode::Replaced,
+                        "You joined this visit from another window or device.",
+                    )));
+                }
+                member.conn = Some(conn);
+                member.dropped_at = None;
+                member.state = participant.state;
+                member.name = participant.display_name.clone();
+            }
+            None => {
+                resumed = false;
+                self.members.insert(
+                    id.clone(),
+                    Member {
+                        id: id.clone(),
+                        role: claims.role,
+                        name: participant.display_name.clone(),
+                        state: participant.state,
+                        audio_muted: false,
+                        video_muted: false,
+                        tracks: Vec::new(),
+                        conn: Some(conn),
+                        session: rounds_auth::random_id(),
+                        dropped_at: None,
+                    },
+                );
+            }
+        }
+        let member = &self.members[&id];
+        let (conn_id, session, state, view, in_room, role) = (
+            member.conn.as_ref().map(|c| c.id).unwrap_or_default(),
+            member.session.clone(),
+            member.state,
+            member.view(),
+            member.in_room(),
+            member.role,
+        );
+        if in_room {
+            let message = if resumed {
+                ServerMessage::ParticipantUpdated { participant: view.clone() }
+            } else {
+                ServerMessage::ParticipantJoined { participant: view.clone() }
+            };
+            self.to_room(&message, Some(&id));
+        } else {
+            self.lobby_changed();
+        }
+        let joined = ServerMessage::Joined {
+            v: rounds_proto::PROTOCOL_VERSION,
+            session: session.clone(),
+            room: self.id.clone(),
+            me: view,
+            participants: if in_room { self.admitted() } else { Vec::new() },
+            waiting: if role.is_staff() { self.waiting() } else { Vec::new() },
+            video: self.video(),
+            heartbeat_secs: HEARTBEAT.as_secs() as u32,
+            resume_secs: RESUME_WINDOW.as_secs() as u32,
+            running_late_minutes: self.running_late,
+            resumed,
+        };
+        Ok((Connected { conn: conn_id, session, state }, joined))
+    }
+
+    fn member_by_conn(&mut self, conn: ConnId) -> Option<&mut Member> {
+        self.members.values_mut().find(|m| m.conn.as_ref().is_some_and(|c| c.id == conn))
+    }
+
+    fn disconnect(&mut self, conn: ConnId, now: Instant) {
+        let Some(member) = self.member_by_conn(conn) else { return };
+        member.conn = None;
+        member.dropped_at = Some(now);
+        let (view, in_room) = (member.view(), member.in_room());
+        if in_room {
+            self.to_room(&ServerMessage::ParticipantUpdated { participant: view }, None);
+        } else {
+            self.lobby_changed();
+        }
+    }
+
+    /// Forgets people who dropped and did not come back in time.
+    fn expire(&mut self, now: Instant) {
+        let gone: Vec<String> = self
+            .members
+            .values()
+            .filter(|m| m.dropped_at.is_some_and(|t| now.duration_since(t) >= RESUME_WINDOW))
+            .map(|m| m.id.clone())
+            .collect();
+        for id in gone {
+            if let Some(member) = self.members.remove(&id) {
+                if member.in_room() {
+                    self.to_room(&ServerMessage::ParticipantLeft { participant_id: id }, None);
+                } else {
+                    self.lobby_changed();
+                }
+            }
+        }
+    }
+
+    fn request(&mut self, conn: ConnId, request: Request) {
+        let Some(member) = self.member_by_conn(conn) else { return };
+        if !member.in_room() {
+            member.send(ServerMessage::error(
+                ErrorCode::NotAdmitted,
+                "You can share audio and video once the clinic lets you in.",
+            ));
+            return;
+        }
+        let id = member.id.clone();
+        let message = match request {
+            Request::Publish(mut track) => {
+                track.muted = false;
+                member.tracks.retain(|t| t.id != track.id);
+                member.tracks.push(track.clone());
+                ServerMessage::TrackPublished { participant_id: id.clone(), track }
+            }
+            Request::Unpublish(track_id) => {
+                member.tracks.retain(|t| t.id != track_id);
+                ServerMessage::TrackUnpublished { participant_id: id.clone(), track_id }
+            }
+            Request::SetMuted(kind, muted) => {
+                match kind {
+                    MediaKind::Audio => member.audio_muted = muted,
+                    MediaKind::Video => member.video_muted = muted,
+                }
+                ServerMessage::ParticipantUpdated { participant: member.view() }
+            }
+        };
+        self.to_room(&message, Some(&id));
+    }
+
+    fn admission(&mut self, id: &str, state: ParticipantState) {
+        let Some(member) = self.members.get_mut(id) else {
+            // Not connected: nothing to tell them; staff's lobby list may still change.
+            self.lobby_changed();
+            return;
+        };
+        let was_in_room = member.in_room();
+        member.state = state;
+        match state {
+            ParticipantState::Admitted if !was_in_room => {
+                let view = member.view();
+                self.to_room(&ServerMessage::ParticipantJoined { participant: view }, Some(id));
+                let admitted = ServerMessage::Admitted { participants: self.admitted() };
+                if let Some(m) = self.members.get(id) {
+                    m.send(admitted);
+                    m.send(ServerMessage::VideoConstraints { video: self.video() });
+                }
+                self.lobby_changed();
+                let video = ServerMessage::VideoConstraints { video: self.video() };
+                self.to_room(&video, Some(id));
+            }
+            ParticipantState::Denied | ParticipantState::Removed | ParticipantState::Left => {
+                let Some(member) = self.members.remove(id) else { return };
+                let goodbye = match state {
+                    ParticipantState::Denied => Some(ServerMessage::Denied {
+                        message: "The clinic could not see you in this visit. If you think this is a mistake, call the clinic.".into(),
+                    }),
+                    ParticipantState::Removed => Some(ServerMessage::Removed {
+                        message: "The clinician has removed you from this visit. If you think this is a mistake, call the clinic.".into(),
+                    }),
+                    _ => None,
+                };
+                if let (Some(conn), Some(goodbye)) = (&member.conn, goodbye) {
+                    let _ = conn.out.try_send(Outbound::Close(goodbye));
+                }
+                if was_in_room {
+                    self.to_room(&ServerMessage::ParticipantLeft { participant_id: id.to_owned() }, None);
+                    let video = ServerMessage::VideoConstraints { video: self.video() };
+                    self.to_room(&video, None);
+                }
+                self.lobby_changed();
+            }
+            _ => {}
+        }
+    }
+
+    fn host_mute(&mut self, id: &str, kind: MediaKind) {
+        let Some(member) = self.members.get_mut(id) else { return };
+        let message = match kind {
+            MediaKind::Audio => {
+                member.audio_muted = true;
+                "The clinician muted your microphone. You can unmute yourself when you are ready to speak."
+            }
+            MediaKind::Video => {
+                member.video_muted = true;
+                "The clinician turned off your camera. You can turn it back on yourself."
+            }
+        };
+        member.send(ServerMessage::MuteRequested { kind, message: message.into() });
+        let view = member.view();
+        self.to_room(&ServerMessage::ParticipantUpdated { participant: view }, Some(id));
+    }
+
+    fn chat(&self, message: ChatMessage) {
+        let wire = ServerMessage::Chat { message: message.clone() };
+        for m in self.members.values() {
+            let visible = m.role.is_staff()
+                || m.id == message.from
+                || message.to.as_deref() == Some(m.id.as_str())
+                || (m.in_room() && message.to.is_none());
+            if visible {
+                m.send(wire.clone());
+            }
+        }
+    }
+
+    fn end(&mut self) {
+        self.ended = true;
+        for m in self.members.values() {
+            if let Some(conn) = &m.conn {
+                let _ = conn.out.try_send(Outbound::Close(ServerMessage::VisitEnded {
+                    message: "The visit has ended. Thank you.".into(),
+                }));
+            }
+        }
+        self.members.clear();
+    }
+
+    fn connected(&self) -> usize {
+        self.members.values().filter(|m| m.conn.is_some() || m.dropped_at.is_some()).count()
+    }
+}
+
+async fn run(mut room: Room, mut rx: mpsc::Receiver<Command>, registry: Arc<Registry>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut idle_since: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            command = rx.recv() => {
+                let Some(command) = command else { break };
+                match command {
+                    Command::Connect { claims, participant, resume, out, reply } => {
+                        match room.connect(claims, participant, resume, out) {
+                            Ok((connected, joined)) => {
+                                if let Some(m) = room.members.values().find(|m| m.conn.as_ref().is_some_and(|c| c.id == connected.conn)) {
+                                    m.send(joined);
+                                }
+                                let _ = reply.send(Ok(connected));
+                            }
+                            Err(e) => {
+                                let _ = reply.send(Err(e));
+                            }
+                        }
+                    }
+                    Command::Disconnect { conn } => room.disconnect(conn, Instant::now()),
+                    Command::Request { conn, request } => room.request(conn, request),
+                    Command::Admission { participant, state } => room.admission(&participant, state),
+                    Command::HostMute { participant, kind } => room.host_mute(&participant, kind),
+                    Command::Chat(message) => room.chat(message),
+                    Command::RunningLate(minutes) => {
+                        room.running_late = (minutes > 0).then_some(minutes);
+                        for m in room.members.values() {
+                            m.send(ServerMessage::RunningLate { minutes });
+                        }
+                    }
+                    Command::Ended => room.end(),
+                    Command::Snapshot(reply) => {
+                        let _ = reply.send(room.members.values().map(Member::view).collect());
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                let now = Instant::now();
+                room.expire(now);
+                if room.connected() == 0 {
+                    let since = *idle_since.get_or_insert(now);
+                    if room.ended || now.duration_since(since) > Duration::from_secs(5) {
+                        // Close the door first so nobody sends into a finished task.
+                        if registry.retire(&room.id, &rx) {
+                            break;
+                        }
+                    }
+                } else {
+                    idle_since = None;
+                }
+            }
+        }
+    }
+    tracing::debug!(room = %room.id, "room task finished");
+}
+
+#[derive(Default)]
+struct Registry {
+    rooms: Mutex<HashMap<String, mpsc::Sender<Command>>>,
+}
+
+impl Registry {
+    /// Removes the room if nothing is queued for it; false means "keep running".
+    fn retire(&self, id: &str, rx: &mpsc::Receiver<Command>) -> bool {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        if !rx.is_empty() {
+            return false;
+        }
+        rooms.remove(id);
+        true
+    }
+}
+
+/// The live rooms of this server.
+#[derive(Default, Clone)]
+pub struct Rooms {
+    registry: Arc<Registry>,
+}
+
+impl std::fmt::Debug for Rooms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Rooms")
+    }
+}
+
+impl Rooms {
+    fn sender(&self, room: &str, settings: &RoomSettings) -> mpsc::Sender<Command> {
+        let mut rooms = self.registry.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = rooms.get(room)
+            && !tx.is_closed()
+        {
+            return tx.clone();
+        }
+        let (tx, rx) = mpsc::channel(1024);
+        let task = Room {
+            id: room.to_owned(),
+            members: BTreeMap::new(),
+            next_conn: 0,
+            running_late: settings.running_late_minutes,
+            ended: false,
+        };
+        tokio::spawn(run(task, rx, self.registry.clone()));
+        rooms.insert(room.to_owned(), tx.clone());
+        metrics::gauge!("rounds_rooms_live").set(rooms.len() as f64);
+        tx
+    }
+
+    fn existing(&self, room: &str) -> Option<mpsc::Sender<Command>> {
+        self.registry.rooms.lock().unwrap_or_else(|e| e.into_inner()).get(room).cloned()
+    }
+
+    pub async fn connect(
+        &self,
+        settings: &RoomSettings,
+        claims: RoomClaims,
+        participant: ParticipantRow,
+        resume: Option<String>,
+        out: mpsc::Sender<Outbound>,
+    ) -> Result<Connected, ServerMessage> {
+        let room = claims.room.clone();
+        let (reply, wait) = oneshot::channel();
+        let command = Command::Connect { claims, participant, resume, out, reply };
+        if let Err(mpsc::error::SendError(command)) = self.sender(&room, settings).send(command).await {
+            // The task retired between lookup and send: start a fresh one.
+            self.sender(&room, settings).send(command).await.map_err(|_| unavailable())?;
+        }
+        wait.await.map_err(|_| unavailable())?
+    }
+
+    async fn tell(&self, room: &str, command: Command) {
+        if let Some(tx) = self.existing(room) {
+            let _ = tx.send(command).await;
+        }
+    }
+
+    pub async fn disconnect(&self, room: &str, conn: ConnId) {
+        self.tell(room, Command::Disconnect { conn }).await;
+    }
+
+    pub async fn request(&self, room: &str, conn: ConnId, request: Request) {
+        self.tell(room, Command::Request { conn, request }).await;
+    }
+
+    pub async fn admission(&self, room: &str, participant: &str, state: ParticipantState) {
+        self.tell(room, Command::Admission { participant: participant.to_owned(), state }).await;
+    }
+
+    pub async fn host_mute(&self, room: &str, participant: &str, kind: MediaKind) {
+        self.tell(room, Command::HostMute { participant: participant.to_owned(), kind }).await;
+    }
+
+    pub async fn chat(&self, room: &str, message: ChatMessage) {
+        self.tell(room, Command::Chat(message)).await;
+    }
+
+    pub async fn running_late(&self, room: &str, minutes: u32) {
+        self.tell(room, Command::RunningLate(minutes)).await;
+    }
+
+    pub async fn ended(&self, room: &str) {
+        self.tell(room, Command::Ended).await;
+    }
+
+    /// Everyone the room task knows, for tests and diagnostics.
+    pub async fn snapshot(&self, room: &str) -> Vec<RoomParticipant> {
+        let Some(tx) = self.existing(room) else { return Vec::new() };
+        let (reply, wait) = oneshot::channel();
+        if tx.send(Command::Snapshot(reply)).await.is_err() {
+            return Vec::new();
+        }
+        wait.await.unwrap_or_default()
+    }
+}
+
+fn unavailable() -> ServerMessage {
+    ServerMessage::error(ErrorCode::Internal, "The visit could not be opened just now. Try again.")
+}
