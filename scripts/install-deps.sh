@@ -16,6 +16,8 @@ SYSTEM_PACKAGES=(
     python3
     python3-aiosmtpd # SMTP sink for the email tests
     sqlite3
+    libvpx-dev       # VP8 encode and decode in the Rust media client (crates/media)
+    libopus-dev      # Opus encode and decode in the Rust media client (crates/media)
 )
 # ---------------------------------------------------------------------------------------
 

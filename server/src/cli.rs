@@ -1,4 +1,4 @@
-//! The command line: `serve` (default), `demo`, `migrate`, `token`, `audit verify`,
+//! The command line: `serve` (default), `demo`, `migrate`, `token`, `firewall`, `audit verify`,
 //! `keys rotate` and `clinician add`.
 
 use std::path::PathBuf;
@@ -52,6 +52,12 @@ pub enum Command {
         /// Lifetime in seconds (at most 14400).
         #[arg(long, default_value_t = 3600)]
         ttl: u32,
+    },
+    /// Print the exact list of hosts, ports and protocols to allow in firewalls.
+    Firewall {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Work with the audit log.
     Audit {

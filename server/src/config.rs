@@ -18,8 +18,37 @@ pub struct Config {
     pub tokens: TokenConfig,
     pub visits: VisitConfig,
     pub limits: LimitConfig,
+    pub media: MediaConfig,
     pub email: Option<EmailConfig>,
     pub sms: Option<SmsConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Carry audio and video through this server's SFU. Off: signaling and chat only.
+    pub enabled: bool,
+    /// The one UDP socket that carries media for every participant.
+    pub udp_listen: SocketAddr,
+    /// Also accept media over UDP. Off: media only over ICE-TCP on the HTTP port.
+    pub udp_enabled: bool,
+    /// Offer passive ICE-TCP on the HTTP listener's port, for networks that block UDP.
+    pub ice_tcp: bool,
+    /// The address clients reach the media ports at; defaults to the listen address, or
+    /// the public URL's host when that is an IP address.
+    pub advertise_ip: Option<std::net::IpAddr>,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            udp_listen: SocketAddr::from(([127, 0, 0, 1], 3478)),
+            udp_enabled: true,
+            ice_tcp: true,
+            advertise_ip: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -171,6 +200,15 @@ pub struct Overrides {
     /// The URL people use to reach this server, e.g. https://visits.example-hospital.org.
     #[arg(long, env = "ROUNDS_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
+    /// The UDP address for media, e.g. 0.0.0.0:3478 [default: 127.0.0.1:3478].
+    #[arg(long, env = "ROUNDS_MEDIA_UDP", global = true)]
+    pub media_udp: Option<SocketAddr>,
+    /// SMS provider auth token (kept out of the config file).
+    #[arg(long, env = "ROUNDS_SMS_AUTH_TOKEN", global = true, hide_env_values = true, hide = true)]
+    pub sms_auth_token: Option<String>,
+    /// SMTP password (kept out of the config file).
+    #[arg(long, env = "ROUNDS_SMTP_PASSWORD", global = true, hide_env_values = true, hide = true)]
+    pub smtp_password: Option<String>,
     /// Log format: text or json.
     #[arg(long, env = "ROUNDS_LOG_FORMAT", global = true, value_parser = ["text", "json"])]
     pub log_format: Option<String>,
@@ -221,6 +259,15 @@ impl Config {
         if let Some(url) = &o.public_url {
             self.server.public_url = url.clone();
         }
+        if let Some(udp) = o.media_udp {
+            self.media.udp_listen = udp;
+        }
+        if let (Some(sms), Some(token)) = (self.sms.as_mut(), &o.sms_auth_token) {
+            sms.auth_token = token.clone();
+        }
+        if let (Some(email), Some(password)) = (self.email.as_mut(), &o.smtp_password) {
+            email.password = Some(password.clone());
+        }
         if let Some(format) = &o.log_format {
             self.server.log_format =
                 if format == "json" { LogFormat::Json } else { LogFormat::Text };
@@ -230,6 +277,20 @@ impl Config {
     /// The issuer (`iss`) of this server's tokens.
     pub fn issuer(&self) -> String {
         self.tokens.issuer.clone().unwrap_or_else(|| self.public_url().to_owned())
+    }
+
+    /// The address put in media candidates.
+    pub fn media_advertise_ip(&self) -> std::net::IpAddr {
+        if let Some(ip) = self.media.advertise_ip {
+            return ip;
+        }
+        if !self.media.udp_listen.ip().is_unspecified() {
+            return self.media.udp_listen.ip();
+        }
+        url::Url::parse(&self.server.public_url)
+            .ok()
+            .and_then(|u| u.host_str().and_then(|h| h.trim_matches(['[', ']']).parse().ok()))
+            .unwrap_or(self.server.listen.ip())
     }
 
     /// `server.public_url` without a trailing slash.
@@ -285,6 +346,16 @@ impl Config {
             if value == 0 {
                 problems.push(format!("{name} must be at least 1"));
             }
+        }
+        if self.media.enabled && !self.media.udp_enabled && !self.media.ice_tcp {
+            problems.push("media: with media.udp_enabled = false, media.ice_tcp must be true, or there is no way for media to flow".into());
+        }
+        if self.media.enabled
+            && self.media.advertise_ip.is_none()
+            && self.media.udp_listen.ip().is_unspecified()
+            && url::Url::parse(&self.server.public_url).ok().and_then(|u| u.host_str().and_then(|h| h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().ok())).is_none()
+        {
+            problems.push("media.advertise_ip must be set when media.udp_listen is 0.0.0.0 and server.public_url is a host name: it is the address clients send media to".into());
         }
         if let Some(email) = &self.email
             && let Err(e) = email.validate()

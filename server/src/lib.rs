@@ -12,13 +12,16 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod firewall;
 pub mod http;
 pub mod invitations;
+pub mod listener;
 pub mod media;
 pub mod metrics;
 pub mod ratelimit;
 pub mod rooms;
 pub mod sessions;
+pub mod sfu;
 pub mod signaling;
 pub mod store;
 pub mod tokens;
@@ -82,13 +85,27 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", state.config.server.listen))?;
     let addr = listener.local_addr()?;
+    let sfu = if state.config.media.enabled {
+        let m = &state.config.media;
+        let sfu = sfu::Sfu::start(sfu::SfuConfig {
+            udp_listen: m.udp_listen,
+            advertise_ip: state.config.media_advertise_ip(),
+            tcp_port: m.ice_tcp.then_some(addr.port()),
+            udp_enabled: m.udp_enabled,
+        })
+        .await
+        .with_context(|| format!("starting media on UDP {}", m.udp_listen))?;
+        tracing::info!(udp = %sfu.udp_addr(), ice_tcp = m.ice_tcp, "media (SFU) is ready");
+        state.rooms.attach_sfu(sfu.clone());
+        Some(sfu)
+    } else {
+        tracing::info!("media is disabled: signaling and chat only");
+        None
+    };
     tracing::info!(%addr, public_url = state.config.public_url(), "rounds-server is listening");
     spawn_background(&state);
     let app = http::app(state);
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    listener::run(listener, app, sfu, shutdown_signal()).await;
     tracing::info!("rounds-server stopped");
     Ok(())
 }

@@ -86,6 +86,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             let token = rounds_server::visits::admin_token(&state, &room, &role, &name, ttl).await?;
             println!("{token}");
         }
+        Command::Firewall { json } => {
+            let rules = rounds_server::firewall::rules(&config);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rules)?);
+            } else {
+                print!("{}", rounds_server::firewall::table(&rules));
+            }
+        }
         Command::Audit { command: AuditCommand::Verify } => {
             let store = Store::open(&config.storage.data_dir, config.storage.synchronous).await?;
             match audit::verify(&store.pool).await? {

@@ -16,6 +16,9 @@ use rounds_proto::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::sfu::engine::{Engine, EngineEvent, PeerId as EnginePeer};
+use crate::sfu::{Sfu, SfuEvent};
+
 use crate::store::ParticipantRow;
 
 /// How long a dropped participant keeps their place.
@@ -70,6 +73,7 @@ enum Command {
     RunningLate(u32),
     Ended,
     Snapshot(oneshot::Sender<Vec<RoomParticipant>>),
+    Media(SfuEvent),
 }
 
 /// A successful connection to a room.
@@ -142,6 +146,11 @@ struct Room {
     next_conn: ConnId,
     running_late: Option<u32>,
     ended: bool,
+    sfu: Option<Sfu>,
+    /// Dominant speaker and network scores, decided without I/O.
+    engine: Engine,
+    /// What the SFU was last told, to send it only changes.
+    media_gate: BTreeMap<String, (bool, Vec<String>)>,
 }
 
 impl Room {
@@ -427,6 +436,101 @@ impl Room {
         self.members.clear();
     }
 
+    /// Tells the SFU who may exchange media and who receives whom. This is where admission
+    /// becomes forwarding: only admitted members are allowed, and each receives every other
+    /// admitted member.
+    async fn sync_media(&mut self) {
+        let admitted: Vec<String> = self.members.values().filter(|m| m.in_room()).map(|m| m.id.clone()).collect();
+        let mut wanted: BTreeMap<String, (bool, Vec<String>)> = BTreeMap::new();
+        for m in self.members.values() {
+            let allowed = m.in_room();
+            let subs = if allowed { admitted.iter().filter(|id| **id != m.id).cloned().collect() } else { Vec::new() };
+            wanted.insert(m.id.clone(), (allowed, subs));
+            self.engine.set_admitted(&EnginePeer::new(m.id.clone()), allowed);
+        }
+        let Some(sfu) = &self.sfu else {
+            self.media_gate = wanted;
+            return;
+        };
+        for (id, gate) in &wanted {
+            if self.media_gate.get(id) != Some(gate) {
+                sfu.set_allowed(id, gate.0).await;
+                sfu.set_subscriptions(id, gate.1.clone()).await;
+            }
+        }
+        for gone in self.media_gate.keys().filter(|id| !wanted.contains_key(*id)) {
+            sfu.remove_peer(gone).await;
+            self.engine.remove_peer(&EnginePeer::new(gone.clone()));
+        }
+        self.media_gate = wanted;
+        self.drain_engine();
+    }
+
+    fn media(&mut self, event: SfuEvent) {
+        match event {
+            SfuEvent::RenegotiationNeeded { peer } => {
+                let (Some(sfu), Some(member)) = (self.sfu.clone(), self.members.get(&peer)) else { return };
+                let Some(out) = member.conn.as_ref().map(|c| c.out.clone()) else { return };
+                // Offers are made off the room task: the driver may take a moment.
+                tokio::spawn(async move {
+                    match sfu.subscriber_offer(&peer).await {
+                        Ok(sdp) => {
+                            let _ = out.send(Outbound::Message(ServerMessage::Offer { pc: rounds_proto::PcKind::Subscriber, sdp })).await;
+                        }
+                        Err(e) => tracing::warn!(participant = %peer, error = %e, "could not offer the subscriber connection"),
+                    }
+                });
+            }
+            SfuEvent::AudioLevel { peer, level_dbov } => {
+                let muted = self.members.get(&peer).is_some_and(|m| m.audio_muted);
+                self.engine.on_audio_level(&EnginePeer::new(peer), level_dbov, !muted && level_dbov < 127, Instant::now());
+                self.drain_engine();
+            }
+            _ => {}
+        }
+    }
+
+    /// Network scores from the SFU's view of each admitted member's connections.
+    async fn refresh_quality(&mut self) {
+        let Some(sfu) = self.sfu.clone() else { return };
+        let now = Instant::now();
+        let ids: Vec<String> = self.members.values().filter(|m| m.in_room()).map(|m| m.id.clone()).collect();
+        for id in ids {
+            let Some(stats) = sfu.stats(&id).await else { continue };
+            let Some(sub) = stats.subscriber.or(stats.publisher) else { continue };
+            let (Some(rtt), Some(loss)) = (sub.rtt, sub.fraction_lost) else { continue };
+            self.engine.on_receiver_report(&EnginePeer::new(id), loss, 0.0, rtt.as_secs_f64() * 1000.0, now);
+        }
+        self.engine.handle_timeout(now);
+        self.drain_engine();
+    }
+
+    fn drain_engine(&mut self) {
+        let mut scores_changed = false;
+        while let Some(event) = self.engine.poll_event() {
+            match event {
+                EngineEvent::DominantSpeakerChanged(peer) => {
+                    let message = ServerMessage::DominantSpeaker { participant_id: peer.map(|p| p.as_str().to_owned()) };
+                    self.to_room(&message, None);
+                }
+                EngineEvent::NetworkScoreChanged { .. } => scores_changed = true,
+                _ => {}
+            }
+        }
+        if scores_changed {
+            let scores = self
+                .members
+                .values()
+                .filter(|m| m.in_room())
+                .map(|m| rounds_proto::ParticipantQuality {
+                    participant_id: m.id.clone(),
+                    score: self.engine.network_score(&EnginePeer::new(m.id.clone())),
+                })
+                .collect();
+            self.to_room(&ServerMessage::NetworkQuality { scores }, None);
+        }
+    }
+
     fn connected(&self) -> usize {
         self.members.values().filter(|m| m.conn.is_some() || m.dropped_at.is_some()).count()
     }
@@ -436,6 +540,7 @@ async fn run(mut room: Room, mut rx: mpsc::Receiver<Command>, registry: Arc<Regi
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut idle_since: Option<Instant> = None;
+    let mut quality_ticks: u64 = 0;
     loop {
         tokio::select! {
             command = rx.recv() => {
@@ -448,6 +553,7 @@ async fn run(mut room: Room, mut rx: mpsc::Receiver<Command>, registry: Arc<Regi
                                     m.send(joined);
                                 }
                                 let _ = reply.send(Ok(connected));
+                                room.sync_media().await;
                             }
                             Err(e) => {
                                 let _ = reply.send(Err(e));
@@ -456,7 +562,11 @@ async fn run(mut room: Room, mut rx: mpsc::Receiver<Command>, registry: Arc<Regi
                     }
                     Command::Disconnect { conn } => room.disconnect(conn, Instant::now()),
                     Command::Request { conn, request } => room.request(conn, request),
-                    Command::Admission { participant, state } => room.admission(&participant, state),
+                    Command::Admission { participant, state } => {
+                        room.admission(&participant, state);
+                        room.sync_media().await;
+                    }
+                    Command::Media(event) => room.media(event),
                     Command::HostMute { participant, kind } => room.host_mute(&participant, kind),
                     Command::Chat(message) => room.chat(message),
                     Command::RunningLate(minutes) => {
@@ -465,7 +575,10 @@ async fn run(mut room: Room, mut rx: mpsc::Receiver<Command>, registry: Arc<Regi
                             m.send(ServerMessage::RunningLate { minutes });
                         }
                     }
-                    Command::Ended => room.end(),
+                    Command::Ended => {
+                        room.end();
+                        room.sync_media().await;
+                    }
                     Command::Snapshot(reply) => {
                         let _ = reply.send(room.members.values().map(Member::view).collect());
                     }
@@ -473,7 +586,15 @@ async fn run(mut room: Room, mut rx: mpsc::Receiver<Command>, registry: Arc<Regi
             }
             _ = tick.tick() => {
                 let now = Instant::now();
+                let before = room.members.len();
                 room.expire(now);
+                if room.members.len() != before {
+                    room.sync_media().await;
+                }
+                quality_ticks += 1;
+                if quality_ticks.is_multiple_of(2) {
+                    room.refresh_quality().await;
+                }
                 if room.connected() == 0 {
                     let since = *idle_since.get_or_insert(now);
                     if room.ended || now.duration_since(since) > Duration::from_secs(5) {
@@ -512,6 +633,9 @@ impl Registry {
 #[derive(Default, Clone)]
 pub struct Rooms {
     registry: Arc<Registry>,
+    sfu: Arc<std::sync::OnceLock<Sfu>>,
+    /// Which room each connected participant is in, to route media events.
+    peers: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl std::fmt::Debug for Rooms {
@@ -535,6 +659,9 @@ impl Rooms {
             next_conn: 0,
             running_late: settings.running_late_minutes,
             ended: false,
+            sfu: self.sfu.get().cloned(),
+            engine: Engine::new(),
+            media_gate: BTreeMap::new(),
         };
         tokio::spawn(run(task, rx, self.registry.clone()));
         rooms.insert(room.to_owned(), tx.clone());
@@ -555,6 +682,7 @@ impl Rooms {
         out: mpsc::Sender<Outbound>,
     ) -> Result<Connected, ServerMessage> {
         let room = claims.room.clone();
+        self.peers.lock().unwrap_or_else(|e| e.into_inner()).insert(claims.sub.clone(), room.clone());
         let (reply, wait) = oneshot::channel();
         let command = Command::Connect { claims, participant, resume, out, reply };
         if let Err(mpsc::error::SendError(command)) = self.sender(&room, settings).send(command).await {
@@ -596,6 +724,39 @@ impl Rooms {
 
     pub async fn ended(&self, room: &str) {
         self.tell(room, Command::Ended).await;
+    }
+
+    /// Attaches the SFU (once, at start) and routes its events to the rooms.
+    pub fn attach_sfu(&self, sfu: Sfu) {
+        let mut events = sfu.events();
+        if self.sfu.set(sfu).is_err() {
+            return;
+        }
+        let rooms = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(event) => {
+                        let peer = match &event {
+                            SfuEvent::RenegotiationNeeded { peer } | SfuEvent::AudioLevel { peer, .. } => peer.clone(),
+                            _ => continue,
+                        };
+                        let room = rooms.peers.lock().unwrap_or_else(|e| e.into_inner()).get(&peer).cloned();
+                        if let Some(room) = room {
+                            rooms.tell(&room, Command::Media(event)).await;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "room media events lagged");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+    }
+
+    pub fn sfu(&self) -> Option<&Sfu> {
+        self.sfu.get()
     }
 
     /// Everyone the room task knows, for tests and diagnostics.

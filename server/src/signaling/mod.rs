@@ -238,7 +238,10 @@ async fn handle(state: &AppState, claims: &RoomClaims, conn: u64, message: Clien
             None
         }
         ClientMessage::Offer { .. } | ClientMessage::Answer { .. } | ClientMessage::Ice { .. } => {
-            crate::media::negotiate(state, claims, message).await.map(Reply::Error)
+            match crate::media::negotiate(state, claims, message).await {
+                Ok(reply) => reply.map(Reply::Send),
+                Err(e) => Some(Reply::Error(e)),
+            }
         }
         ClientMessage::Chat { text, to } => {
             let actor = match actor(state, claims).await {

@@ -142,3 +142,24 @@ async fn demo_prints_a_working_login_and_patient_link() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn firewall_prints_the_exact_ports() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rounds.toml");
+    std::fs::write(&path, "[server]\nlisten = \"0.0.0.0:443\"\npublic_url = \"https://visits.example.org\"\n[media]\nudp_listen = \"0.0.0.0:3478\"\nadvertise_ip = \"203.0.113.10\"\n").unwrap();
+    let out = Command::new(BIN).arg("--config").arg(&path).args(["firewall", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rules: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rules = rules.as_array().unwrap();
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    assert_eq!(rules[0]["host"], "visits.example.org");
+    assert_eq!(rules[0]["port"], 443);
+    assert_eq!(rules[0]["protocol"], "tcp");
+    assert_eq!(rules[1]["host"], "203.0.113.10");
+    assert_eq!(rules[1]["port"], 3478);
+    assert_eq!(rules[1]["protocol"], "udp");
+    let table = Command::new(BIN).arg("--config").arg(&path).arg("firewall").output().unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("PURPOSE") && table.contains("3478") && table.contains("no STUN"), "{table}");
+}

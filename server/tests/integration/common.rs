@@ -77,6 +77,9 @@ impl Server {
         if !has("limits") {
             config.push_str("[limits]\nlogin_per_minute = 1000\njoin_per_minute = 1000\ntoken_per_minute = 1000\n\n");
         }
+        if !has("media") {
+            config.push_str("[media]\nudp_listen = \"127.0.0.1:0\"\n\n");
+        }
         if !has("visits") {
             config.push_str("[visits]\nreminder_poll_secs = 1\n\n");
         }

@@ -37,10 +37,10 @@ impl Client {
         self.ws.send(Message::Text(text.into())).await.unwrap();
     }
 
-    /// The next JSON message, or None when the socket closes or nothing comes in 5 s.
+    /// The next JSON message, or None when the socket closes or nothing comes in 8 s.
     pub async fn next(&mut self) -> Option<Value> {
         loop {
-            match tokio::time::timeout(Duration::from_secs(5), self.ws.next()).await {
+            match tokio::time::timeout(Duration::from_secs(8), self.ws.next()).await {
                 Ok(Some(Ok(Message::Text(t)))) => return Some(serde_json::from_str(&t).unwrap()),
                 Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => return None,
                 Ok(Some(Ok(_))) => continue,
@@ -255,10 +255,11 @@ async fn a_silent_socket_is_noticed_within_ten_seconds() {
     let started = std::time::Instant::now();
     let update = loop {
         let m = provider.next().await;
-        if let Some(m) = m {
-            if m["type"] == "participant_updated" && m["participant"]["connected"] == false {
-                break m;
-            }
+        if let Some(m) = m
+            && m["type"] == "participant_updated"
+            && m["participant"]["connected"] == false
+        {
+            break m;
         }
         assert!(started.elapsed() < Duration::from_secs(20), "the dead socket was never noticed");
     };
