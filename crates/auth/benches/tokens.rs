@@ -19,7 +19,10 @@ fn tokens(c: &mut Criterion) {
     });
     let (token, _) = keys.mint_room("https://rounds.example", grant(), now, 3600);
     c.bench_function("verify_room_token", |b| {
-        b.iter(|| keys.verify::<RoomClaims>(&token, ROOM_AUDIENCE, now, 5).unwrap())
+        b.iter(|| {
+            keys.verify::<RoomClaims>(&token, ROOM_AUDIENCE, now, 5)
+                .is_ok()
+        })
     });
 }
 

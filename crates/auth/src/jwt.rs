@@ -75,7 +75,10 @@ pub fn random_id() -> String {
 impl KeySet {
     /// `base64url(header) + "."`: every token signed with the current key starts with this.
     pub fn header_prefix(&self) -> String {
-        let header = format!(r#"{{"alg":"EdDSA","typ":"JWT","kid":"{}"}}"#, self.current_kid());
+        let header = format!(
+            r#"{{"alg":"EdDSA","typ":"JWT","kid":"{}"}}"#,
+            self.current_kid()
+        );
         let mut out = B64.encode(header);
         out.push('.');
         out
@@ -104,7 +107,8 @@ impl KeySet {
             return Err(TokenError::Malformed("too long"));
         }
         let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(TokenError::Malformed("expected three dot-separated parts"));
         };
@@ -130,7 +134,9 @@ impl KeySet {
             .decode(p)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or(TokenError::Malformed("claims do not match this kind of token"))?;
+            .ok_or(TokenError::Malformed(
+                "claims do not match this kind of token",
+            ))?;
         if claims.aud() != audience {
             return Err(TokenError::WrongAudience);
         }

@@ -55,14 +55,22 @@ fn thumbprint(key: &VerifyingKey) -> String {
 
 fn entry(signing: SigningKey, created_at: i64, retired_at: Option<i64>) -> Entry {
     let verifying = signing.verifying_key();
-    Entry { kid: thumbprint(&verifying), signing, verifying, created_at, retired_at }
+    Entry {
+        kid: thumbprint(&verifying),
+        signing,
+        verifying,
+        created_at,
+        retired_at,
+    }
 }
 
 impl KeySet {
     /// A new key set with one fresh key.
     pub fn generate(now: i64) -> Self {
         let signing = SigningKey::generate(&mut rand::rngs::OsRng);
-        Self { entries: vec![entry(signing, now, None)] }
+        Self {
+            entries: vec![entry(signing, now, None)],
+        }
     }
 
     pub fn current_kid(&self) -> &str {
@@ -79,7 +87,10 @@ impl KeySet {
     }
 
     pub(crate) fn verifying_key(&self, kid: &str) -> Option<&VerifyingKey> {
-        self.entries.iter().find(|e| e.kid == kid).map(|e| &e.verifying)
+        self.entries
+            .iter()
+            .find(|e| e.kid == kid)
+            .map(|e| &e.verifying)
     }
 
     /// Makes a fresh key current. The old one keeps verifying until [`KeySet::prune`] drops it.
@@ -144,9 +155,16 @@ impl KeySet {
                 .ok()
                 .and_then(|b| b.try_into().ok())
                 .ok_or_else(|| KeyError::Invalid(format!("key {} has a bad seed", key.kid)))?;
-            let e = entry(SigningKey::from_bytes(&seed), key.created_at, key.retired_at);
+            let e = entry(
+                SigningKey::from_bytes(&seed),
+                key.created_at,
+                key.retired_at,
+            );
             if e.kid != key.kid {
-                return Err(KeyError::Invalid(format!("key {} does not match its id", key.kid)));
+                return Err(KeyError::Invalid(format!(
+                    "key {} does not match its id",
+                    key.kid
+                )));
             }
             entries.push(e);
         }

@@ -114,21 +114,32 @@ mod tests {
     fn rejects_expired_and_not_yet_valid() {
         let keys = KeySet::generate(NOW);
         let (token, _) = keys.mint_room("iss", grant("r1"), NOW, 60);
-        let err = keys.verify::<RoomClaims>(&token, ROOM_AUDIENCE, NOW + 61, 0).unwrap_err();
+        let err = keys
+            .verify::<RoomClaims>(&token, ROOM_AUDIENCE, NOW + 61, 0)
+            .unwrap_err();
         assert_eq!(err, TokenError::Expired);
-        let err = keys.verify::<RoomClaims>(&token, ROOM_AUDIENCE, NOW - 30, 5).unwrap_err();
+        let err = keys
+            .verify::<RoomClaims>(&token, ROOM_AUDIENCE, NOW - 30, 5)
+            .unwrap_err();
         assert_eq!(err, TokenError::NotYetValid);
         // Within leeway is fine.
-        keys.verify::<RoomClaims>(&token, ROOM_AUDIENCE, NOW - 3, 5).unwrap();
+        keys.verify::<RoomClaims>(&token, ROOM_AUDIENCE, NOW - 3, 5)
+            .unwrap();
     }
 
     #[test]
     fn rejects_other_audience() {
         let keys = KeySet::generate(NOW);
         let (token, _) = keys.mint_session("iss", "c1", "k1", "f1", NOW, 600);
-        let err = keys.verify::<RoomClaims>(&token, ROOM_AUDIENCE, NOW, 0).unwrap_err();
-        assert!(matches!(err, TokenError::WrongAudience | TokenError::Malformed(_)));
-        keys.verify::<SessionClaims>(&token, SESSION_AUDIENCE, NOW, 0).unwrap();
+        let err = keys
+            .verify::<RoomClaims>(&token, ROOM_AUDIENCE, NOW, 0)
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            TokenError::WrongAudience | TokenError::Malformed(_)
+        ));
+        keys.verify::<SessionClaims>(&token, SESSION_AUDIENCE, NOW, 0)
+            .unwrap();
     }
 
     #[test]
@@ -137,7 +148,8 @@ mod tests {
         let other = KeySet::generate(NOW);
         let (token, _) = other.mint_room("iss", grant("r1"), NOW, 60);
         assert_eq!(
-            keys.verify::<RoomClaims>(&token, ROOM_AUDIENCE, NOW, 0).unwrap_err(),
+            keys.verify::<RoomClaims>(&token, ROOM_AUDIENCE, NOW, 0)
+                .unwrap_err(),
             TokenError::UnknownKey
         );
 
@@ -151,15 +163,22 @@ mod tests {
             theirs.split('.').nth(2).unwrap()
         );
         assert_eq!(
-            keys.verify::<RoomClaims>(&forged, ROOM_AUDIENCE, NOW, 0).unwrap_err(),
+            keys.verify::<RoomClaims>(&forged, ROOM_AUDIENCE, NOW, 0)
+                .unwrap_err(),
             TokenError::BadSignature
         );
 
         // Tampered payload: upgrade the room.
         let parts: Vec<&str> = mine.split('.').collect();
-        let tampered = format!("{}.{}.{}", parts[0], theirs.split('.').nth(1).unwrap(), parts[2]);
+        let tampered = format!(
+            "{}.{}.{}",
+            parts[0],
+            theirs.split('.').nth(1).unwrap(),
+            parts[2]
+        );
         assert_eq!(
-            keys.verify::<RoomClaims>(&tampered, ROOM_AUDIENCE, NOW, 0).unwrap_err(),
+            keys.verify::<RoomClaims>(&tampered, ROOM_AUDIENCE, NOW, 0)
+                .unwrap_err(),
             TokenError::BadSignature
         );
     }
@@ -168,7 +187,11 @@ mod tests {
     fn rejects_alg_none_and_garbage() {
         let keys = KeySet::generate(NOW);
         for junk in ["", "a.b", "a.b.c", "....", "eyJhbGciOiJub25lIn0.e30."] {
-            assert!(keys.verify::<RoomClaims>(junk, ROOM_AUDIENCE, NOW, 0).is_err(), "{junk}");
+            assert!(
+                keys.verify::<RoomClaims>(junk, ROOM_AUDIENCE, NOW, 0)
+                    .is_err(),
+                "{junk}"
+            );
         }
     }
 
@@ -184,8 +207,10 @@ mod tests {
         assert!(new_token.starts_with(&keys.header_prefix()));
 
         // Both verify, both published.
-        keys.verify::<RoomClaims>(&old_token, ROOM_AUDIENCE, NOW + 200, 0).unwrap();
-        keys.verify::<RoomClaims>(&new_token, ROOM_AUDIENCE, NOW + 120, 0).unwrap();
+        keys.verify::<RoomClaims>(&old_token, ROOM_AUDIENCE, NOW + 200, 0)
+            .unwrap();
+        keys.verify::<RoomClaims>(&new_token, ROOM_AUDIENCE, NOW + 120, 0)
+            .unwrap();
         assert_eq!(keys.jwks().keys.len(), 2);
 
         // Pruning before the retired key's last token expires keeps it.
@@ -195,7 +220,8 @@ mod tests {
         keys.prune(NOW + 100 + 4 * 3600 + 1, 4 * 3600);
         assert_eq!(keys.jwks().keys.len(), 1);
         assert_eq!(
-            keys.verify::<RoomClaims>(&old_token, ROOM_AUDIENCE, NOW + 200, 0).unwrap_err(),
+            keys.verify::<RoomClaims>(&old_token, ROOM_AUDIENCE, NOW + 200, 0)
+                .unwrap_err(),
             TokenError::UnknownKey
         );
     }
@@ -207,7 +233,9 @@ mod tests {
         let (token, _) = keys.mint_room("iss", grant("r9"), NOW + 5, 60);
         let restored = KeySet::from_json(&keys.to_json()).unwrap();
         assert_eq!(restored.current_kid(), keys.current_kid());
-        restored.verify::<RoomClaims>(&token, ROOM_AUDIENCE, NOW + 6, 0).unwrap();
+        restored
+            .verify::<RoomClaims>(&token, ROOM_AUDIENCE, NOW + 6, 0)
+            .unwrap();
         assert_eq!(restored.jwks(), keys.jwks());
     }
 

@@ -1,0 +1,666 @@
+//! The publisher connection: our synthetic tracks, offered by us and answered by the server.
+//!
+//! Video is the `rounds_media` test pattern encoded with libvpx on a thread of its own (a
+//! 720p frame takes several milliseconds) and packetized per RFC 7741; audio is a sine tone
+//! encoded with Opus in 20 ms frames, each packet carrying the tone's RFC 6464 level. Both
+//! go out through `TrackLocalStaticRTP`, so sequence numbers, timestamps, SSRCs and payload
+//! types are ours; `rtc` rejects packets whose SSRC or payload type was not negotiated, so
+//! both are read back from the sender once the answer is in.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rounds_media::{
+    OpusEncoder, TestPattern, Tone, Vp8Config, Vp8Encoder, audio_level_dbov, vp8_payloads,
+};
+use rounds_proto::{PcKind, TrackInfo, TrackKind};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtp::extension::HeaderExtension;
+use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDescription};
+use webrtc::rtp_transceiver::RtpSender;
+
+use super::pc::{
+    self, AUDIO_LEVEL_URI, MediaEvent, NetOptions, OPUS_PT, PcHandler, RemoteCandidates, VP8_PT,
+    is_keyframe_request,
+};
+use super::sdp;
+use crate::ClientError;
+use crate::config::VideoParams;
+use crate::stats::StatsHub;
+
+/// Largest RTP payload we produce (descriptor included): leaves room for the RTP header,
+/// extensions and SRTP tag inside a 1280-byte datagram.
+const MAX_RTP_PAYLOAD: usize = 1150;
+/// At most this many encoded frames wait for the network before the encoder pauses.
+const VIDEO_QUEUE: usize = 4;
+
+/// What the publisher sends, fixed when it is built.
+#[derive(Debug, Clone)]
+pub(crate) struct PublishOptions {
+    pub(crate) net: NetOptions,
+    pub(crate) audio: bool,
+    pub(crate) video: bool,
+    pub(crate) video_params: VideoParams,
+    pub(crate) tone_hz: f32,
+    pub(crate) tone_dbfs: f32,
+    pub(crate) seed: u64,
+    /// The msid stream id of our tracks (our participant id).
+    pub(crate) stream_id: String,
+}
+
+/// Knobs the session turns while the sources run.
+#[derive(Debug)]
+pub(crate) struct SourceControl {
+    stop: AtomicBool,
+    force_keyframe: AtomicBool,
+    audio_muted: AtomicBool,
+    video_muted: AtomicBool,
+    video: Mutex<VideoParams>,
+}
+
+impl SourceControl {
+    fn new(video: VideoParams) -> Self {
+        SourceControl {
+            stop: AtomicBool::new(false),
+            force_keyframe: AtomicBool::new(false),
+            audio_muted: AtomicBool::new(false),
+            video_muted: AtomicBool::new(false),
+            video: Mutex::new(video),
+        }
+    }
+
+    fn video_params(&self) -> VideoParams {
+        *self.video.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+struct LocalTrack {
+    track: Arc<TrackLocalStaticRTP>,
+    sender: Arc<dyn RtpSender>,
+    ssrc: u32,
+}
+
+/// One packet ready for the wire.
+struct RtpOut {
+    payload: Vec<u8>,
+    marker: bool,
+    timestamp: u32,
+}
+
+/// One encoded frame's packets.
+struct FrameOut {
+    packets: Vec<RtpOut>,
+    keyframe: bool,
+}
+
+pub(crate) struct Publisher {
+    pub(crate) generation: u64,
+    pc: Arc<dyn PeerConnection>,
+    video: Option<LocalTrack>,
+    audio: Option<LocalTrack>,
+    control: Arc<SourceControl>,
+    stats: Arc<StatsHub>,
+    opts: PublishOptions,
+    answered: bool,
+    connected: bool,
+    started: bool,
+    remote: RemoteCandidates,
+    first_mid: Option<String>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+fn random_ssrc() -> u32 {
+    loop {
+        let ssrc = rand::random::<u32>();
+        if ssrc != 0 {
+            return ssrc;
+        }
+    }
+}
+
+fn random_token() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}
+
+async fn add_track(
+    pc: &Arc<dyn PeerConnection>,
+    stream_id: &str,
+    track_id: &str,
+    label: &str,
+    kind: RtpCodecKind,
+    codec: RTCRtpCodec,
+) -> Result<LocalTrack, ClientError> {
+    let ssrc = random_ssrc();
+    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        stream_id.to_owned(),
+        track_id.to_owned(),
+        label.to_owned(),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec,
+            ..Default::default()
+        }],
+    )));
+    let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await?;
+    Ok(LocalTrack {
+        track,
+        sender,
+        ssrc,
+    })
+}
+
+impl Publisher {
+    /// Builds the connection and its tracks and makes the offer. Returns the publisher, the
+    /// offer SDP and the `publish` announcements for the tracks.
+    pub(crate) async fn create(
+        generation: u64,
+        opts: PublishOptions,
+        events: mpsc::UnboundedSender<MediaEvent>,
+        stats: Arc<StatsHub>,
+    ) -> Result<(Publisher, String, Vec<TrackInfo>), ClientError> {
+        let handler = PcHandler {
+            kind: PcKind::Publisher,
+            generation,
+            events,
+            receive: None,
+        };
+        let pc = pc::build(opts.net, handler).await?;
+        let mut publisher = Publisher {
+            generation,
+            pc: pc.clone(),
+            video: None,
+            audio: None,
+            control: Arc::new(SourceControl::new(opts.video_params)),
+            stats,
+            opts: opts.clone(),
+            answered: false,
+            connected: false,
+            started: false,
+            remote: RemoteCandidates::new(opts.net.tcp_only),
+            first_mid: None,
+            tasks: Vec::new(),
+        };
+        match publisher.offer(&opts).await {
+            Ok((offer, tracks)) => Ok((publisher, offer, tracks)),
+            Err(e) => {
+                publisher.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn offer(
+        &mut self,
+        opts: &PublishOptions,
+    ) -> Result<(String, Vec<TrackInfo>), ClientError> {
+        let mut ids = Vec::new();
+        if opts.audio {
+            let id = format!("audio-{}", random_token());
+            self.audio = Some(
+                add_track(
+                    &self.pc,
+                    &opts.stream_id,
+                    &id,
+                    "synthetic tone",
+                    RtpCodecKind::Audio,
+                    pc::opus_codec(),
+                )
+                .await?,
+            );
+            ids.push((id, TrackKind::Audio));
+        }
+        if opts.video {
+            let id = format!("video-{}", random_token());
+            self.video = Some(
+                add_track(
+                    &self.pc,
+                    &opts.stream_id,
+                    &id,
+                    "synthetic test pattern",
+                    RtpCodecKind::Video,
+                    pc::vp8_codec(),
+                )
+                .await?,
+            );
+            ids.push((id, TrackKind::Video));
+        }
+        let offer = self.pc.create_offer(None).await?;
+        self.pc.set_local_description(offer).await?;
+        let local = self.pc.local_description().await.ok_or_else(|| {
+            ClientError::WebRtc("no local description after set_local_description".into())
+        })?;
+        self.first_mid = sdp::first_mid(&local.sdp);
+        let mids = sdp::mids_by_track(&local.sdp);
+        let tracks = ids
+            .into_iter()
+            .map(|(id, kind)| TrackInfo {
+                mid: mids.get(&id).cloned(),
+                id,
+                kind,
+                simulcast: false,
+                muted: false,
+            })
+            .collect();
+        Ok((local.sdp, tracks))
+    }
+
+    /// The mid our candidates are announced with.
+    pub(crate) fn first_mid(&self) -> Option<String> {
+        self.first_mid.clone()
+    }
+
+    pub(crate) async fn apply_answer(&mut self, answer: String) -> Result<(), ClientError> {
+        self.pc
+            .set_remote_description(RTCSessionDescription::answer(answer.clone())?)
+            .await?;
+        self.answered = true;
+        self.remote
+            .ready(&self.pc, &answer, self.first_mid.clone())
+            .await;
+        self.maybe_start().await;
+        Ok(())
+    }
+
+    pub(crate) async fn add_remote_candidate(&mut self, candidate: RTCIceCandidateInit) {
+        self.remote.add(&self.pc, candidate).await;
+    }
+
+    pub(crate) async fn on_connected(&mut self) {
+        self.connected = true;
+        self.maybe_start().await;
+    }
+
+    pub(crate) fn pc(&self) -> &Arc<dyn PeerConnection> {
+        &self.pc
+    }
+
+    pub(crate) fn set_muted(&self, video: bool, muted: bool) {
+        let flag = if video {
+            &self.control.video_muted
+        } else {
+            &self.control.audio_muted
+        };
+        flag.store(muted, Ordering::Relaxed);
+    }
+
+    /// New target video parameters (from the server's constraints); the encoder picks them
+    /// up with its next frame.
+    pub(crate) fn set_video_params(&self, params: VideoParams) {
+        *self.control.video.lock().unwrap_or_else(|e| e.into_inner()) = params;
+    }
+
+    /// Starts the sources once the answer is applied and the connection is up (before that
+    /// the tracks are not bound and every write would fail).
+    async fn maybe_start(&mut self) {
+        if self.started || !self.answered || !self.connected {
+            return;
+        }
+        self.started = true;
+        if let Some(audio) = &self.audio {
+            let params = audio.sender.get_parameters().await.ok();
+            let payload_type = negotiated_pt(params.as_ref(), "audio/opus").unwrap_or(OPUS_PT);
+            let ssrc = negotiated_ssrc(params.as_ref()).unwrap_or(audio.ssrc);
+            let level = params.as_ref().is_some_and(|p| {
+                p.rtp_parameters
+                    .header_extensions
+                    .iter()
+                    .any(|h| h.uri == AUDIO_LEVEL_URI)
+            });
+            self.stats.sent(|s| s.audio_level_negotiated = level);
+            let source = AudioSource {
+                track: audio.track.clone(),
+                payload_type,
+                ssrc,
+                tone: Tone::with_dbfs(self.opts.tone_hz, self.opts.tone_dbfs),
+                control: self.control.clone(),
+                stats: self.stats.clone(),
+            };
+            self.tasks.push(tokio::spawn(source.run()));
+        }
+        if let Some(video) = &self.video {
+            let params = video.sender.get_parameters().await.ok();
+            let payload_type = negotiated_pt(params.as_ref(), "video/vp8").unwrap_or(VP8_PT);
+            let ssrc = negotiated_ssrc(params.as_ref()).unwrap_or(video.ssrc);
+            let (tx, rx) = mpsc::channel::<FrameOut>(VIDEO_QUEUE);
+            let control = self.control.clone();
+            let stats = self.stats.clone();
+            let seed = self.opts.seed;
+            let spawned = std::thread::Builder::new()
+                .name("rounds-vp8-encode".into())
+                .spawn(move || encode_loop(control, stats, seed, tx));
+            if let Err(error) = spawned {
+                tracing::error!(%error, "could not start the video encoder thread");
+            }
+            self.tasks.push(tokio::spawn(write_video(
+                video.track.clone(),
+                payload_type,
+                ssrc,
+                rx,
+                self.stats.clone(),
+            )));
+            self.tasks.push(tokio::spawn(watch_keyframe_requests(
+                video.track.clone(),
+                self.control.clone(),
+                self.stats.clone(),
+            )));
+        }
+        tracing::debug!(generation = self.generation, "publisher sources started");
+    }
+
+    /// Stops the sources and closes the connection. A `webrtc` connection that is dropped
+    /// without `close()` keeps its driver task running.
+    pub(crate) async fn close(&mut self) {
+        self.control.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        if let Err(error) = self.pc.close().await {
+            tracing::debug!(%error, "closing the publisher connection");
+        }
+    }
+}
+
+fn negotiated_pt(
+    params: Option<&rtc::rtp_transceiver::rtp_sender::RTCRtpSendParameters>,
+    mime: &str,
+) -> Option<u8> {
+    params?
+        .rtp_parameters
+        .codecs
+        .iter()
+        .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime))
+        .map(|c| c.payload_type)
+}
+
+fn negotiated_ssrc(
+    params: Option<&rtc::rtp_transceiver::rtp_sender::RTCRtpSendParameters>,
+) -> Option<u32> {
+    params?.encodings.first()?.rtp_coding_parameters.ssrc
+}
+
+struct AudioSource {
+    track: Arc<TrackLocalStaticRTP>,
+    payload_type: u8,
+    ssrc: u32,
+    tone: Tone,
+    control: Arc<SourceControl>,
+    stats: Arc<StatsHub>,
+}
+
+impl AudioSource {
+    async fn run(mut self) {
+        let mut encoder = match OpusEncoder::new() {
+            Ok(e) => e,
+            Err(error) => {
+                tracing::error!(%error, "could not start the Opus encoder");
+                return;
+            }
+        };
+        let silence = vec![0i16; rounds_media::FRAME_SAMPLES_20MS];
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        let mut seq: u16 = rand::random();
+        let mut timestamp: u32 = rand::random();
+        let mut first = true;
+        let mut failures = 0u64;
+        while !self.control.stop.load(Ordering::Relaxed) {
+            tick.tick().await;
+            let muted = self.control.audio_muted.load(Ordering::Relaxed);
+            let tone = self.tone.next_20ms();
+            let pcm = if muted { &silence } else { &tone };
+            let level = audio_level_dbov(pcm);
+            let payload = match encoder.encode(pcm) {
+                Ok(p) => p,
+                Err(error) => {
+                    tracing::warn!(%error, "Opus encoding failed");
+                    continue;
+                }
+            };
+            let len = payload.len();
+            let packet = rtp_packet(self.payload_type, seq, timestamp, self.ssrc, first, payload);
+            let extension = HeaderExtension::AudioLevel(AudioLevelExtension {
+                level,
+                voice: !muted,
+            });
+            match self
+                .track
+                .write_rtp_with_extensions(packet, &[extension])
+                .await
+            {
+                Ok(()) => {
+                    first = false;
+                    self.stats.sent(|s| {
+                        s.audio_frames += 1;
+                        s.audio_rtp_packets += 1;
+                        s.bytes += len as u64;
+                    });
+                }
+                Err(error) => {
+                    failures += 1;
+                    if failures.is_power_of_two() {
+                        tracing::debug!(%error, failures, "audio packet not sent");
+                    }
+                }
+            }
+            seq = seq.wrapping_add(1);
+            timestamp = timestamp.wrapping_add(rounds_media::FRAME_SAMPLES_20MS as u32);
+        }
+    }
+}
+
+fn rtp_packet(
+    payload_type: u8,
+    seq: u16,
+    timestamp: u32,
+    ssrc: u32,
+    marker: bool,
+    payload: Vec<u8>,
+) -> rtc::rtp::Packet {
+    rtc::rtp::Packet {
+        header: rtc::rtp::header::Header {
+            version: 2,
+            marker,
+            payload_type,
+            sequence_number: seq,
+            timestamp,
+            ssrc,
+            ..Default::default()
+        },
+        payload: Bytes::from(payload),
+    }
+}
+
+fn new_encoder(params: VideoParams) -> Result<Vp8Encoder, ClientError> {
+    Ok(Vp8Encoder::new(Vp8Config {
+        width: params.width,
+        height: params.height,
+        fps: params.fps,
+        bitrate_kbps: params.bitrate_kbps,
+        threads: 2,
+    })?)
+}
+
+/// The encoder thread: a frame of the test pattern every 1/fps seconds, encoded and split
+/// into RTP payloads. Ends when the publisher stops or the writer goes away.
+fn encode_loop(
+    control: Arc<SourceControl>,
+    stats: Arc<StatsHub>,
+    seed: u64,
+    out: mpsc::Sender<FrameOut>,
+) {
+    let mut params = control.video_params();
+    let mut pattern = TestPattern::with_seed(params.width, params.height, params.fps, seed);
+    let mut encoder = match new_encoder(params) {
+        Ok(e) => e,
+        Err(error) => {
+            tracing::error!(%error, "could not start the VP8 encoder");
+            return;
+        }
+    };
+    let record = |p: VideoParams| {
+        stats.sent(|s| {
+            s.video_width = p.width;
+            s.video_height = p.height;
+            s.video_fps = p.fps;
+            s.video_bitrate_kbps = p.bitrate_kbps;
+        })
+    };
+    record(params);
+    let start = Instant::now();
+    let ts_base: u32 = rand::random();
+    let mut picture_id: u16 = rand::random::<u16>() & 0x7fff;
+    let mut next = Instant::now();
+    while !control.stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        }
+        let wanted = control.video_params();
+        if wanted != params {
+            if (wanted.width, wanted.height) != (params.width, params.height) {
+                // A new size needs a new encoder (its first frame is a keyframe).
+                pattern = TestPattern::with_seed(wanted.width, wanted.height, wanted.fps, seed);
+                match new_encoder(wanted) {
+                    Ok(e) => encoder = e,
+                    Err(error) => {
+                        tracing::error!(%error, "could not resize the VP8 encoder");
+                        return;
+                    }
+                }
+            } else if wanted.bitrate_kbps != params.bitrate_kbps
+                && let Err(error) = encoder.set_bitrate_kbps(wanted.bitrate_kbps)
+            {
+                tracing::warn!(%error, "could not change the video bitrate");
+            }
+            tracing::debug!(
+                width = wanted.width,
+                height = wanted.height,
+                fps = wanted.fps,
+                kbps = wanted.bitrate_kbps,
+                "video parameters changed"
+            );
+            params = wanted;
+            record(params);
+        }
+        next += Duration::from_secs(1) / params.fps.max(1);
+        if next < Instant::now() {
+            // Running late (a slow machine): do not try to catch up with a burst.
+            next = Instant::now();
+        }
+        if control.video_muted.load(Ordering::Relaxed) {
+            continue;
+        }
+        let frame = pattern.next_frame();
+        let force = control.force_keyframe.swap(false, Ordering::Relaxed);
+        let encoded = match encoder.encode(&frame, force) {
+            Ok(e) => e,
+            Err(error) => {
+                tracing::warn!(%error, "VP8 encoding failed");
+                continue;
+            }
+        };
+        let timestamp = ts_base.wrapping_add((start.elapsed().as_micros() * 90 / 1000) as u32);
+        for frame in encoded {
+            let payloads = vp8_payloads(&frame, MAX_RTP_PAYLOAD, picture_id);
+            picture_id = (picture_id + 1) & 0x7fff;
+            let count = payloads.len();
+            let packets = payloads
+                .into_iter()
+                .enumerate()
+                .map(|(i, payload)| RtpOut {
+                    payload,
+                    marker: i + 1 == count,
+                    timestamp,
+                })
+                .collect();
+            if out
+                .blocking_send(FrameOut {
+                    packets,
+                    keyframe: frame.keyframe,
+                })
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// Writes the encoder's packets to the track with our sequence numbers.
+async fn write_video(
+    track: Arc<TrackLocalStaticRTP>,
+    payload_type: u8,
+    ssrc: u32,
+    mut frames: mpsc::Receiver<FrameOut>,
+    stats: Arc<StatsHub>,
+) {
+    let mut seq: u16 = rand::random();
+    let mut failures = 0u64;
+    while let Some(frame) = frames.recv().await {
+        let (mut packets, mut bytes) = (0u64, 0u64);
+        for out in frame.packets {
+            let len = out.payload.len();
+            let packet = rtp_packet(
+                payload_type,
+                seq,
+                out.timestamp,
+                ssrc,
+                out.marker,
+                out.payload,
+            );
+            seq = seq.wrapping_add(1);
+            match track.write_rtp(packet).await {
+                Ok(()) => {
+                    packets += 1;
+                    bytes += len as u64;
+                }
+                Err(error) => {
+                    failures += 1;
+                    if failures.is_power_of_two() {
+                        tracing::debug!(%error, failures, "video packet not sent");
+                    }
+                }
+            }
+        }
+        stats.sent(|s| {
+            s.video_frames += 1;
+            s.keyframes += u64::from(frame.keyframe);
+            s.video_rtp_packets += packets;
+            s.bytes += bytes;
+        });
+    }
+}
+
+/// PLI/FIR from the server (relayed from a subscriber) ask the encoder for a keyframe.
+async fn watch_keyframe_requests(
+    track: Arc<TrackLocalStaticRTP>,
+    control: Arc<SourceControl>,
+    stats: Arc<StatsHub>,
+) {
+    while !control.stop.load(Ordering::Relaxed) {
+        match track.poll().await {
+            Some(TrackLocalEvent::OnRtcpPacket(packets)) => {
+                if packets.iter().any(|p| is_keyframe_request(p.as_ref())) {
+                    control.force_keyframe.store(true, Ordering::Relaxed);
+                    stats.sent(|s| s.keyframe_requests_received += 1);
+                }
+            }
+            Some(_) => {}
+            // Not bound (yet, or any more): look again shortly.
+            None => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}

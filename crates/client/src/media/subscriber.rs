@@ -1,0 +1,295 @@
+//! The subscriber connection: the server offers everyone else's tracks, we answer, and every
+//! remote track is read, counted and (optionally) decoded.
+//!
+//! Remote tracks are attributed to participants by their msid stream id, which the SFU sets to
+//! the publisher's participant id. VP8 is reassembled with `rounds_media::Vp8Depacketizer`
+//! and decoded on a thread per track (libvpx takes milliseconds per 720p frame); a PLI goes
+//! back, at most every 500 ms, while the depacketizer waits for a keyframe.
+
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rounds_media::{OpusDecoder, Vp8Decoder, Vp8Depacketizer, audio_level_dbov, vp8_is_keyframe};
+use rounds_proto::PcKind;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDescription};
+
+use super::pc::{self, MediaEvent, NetOptions, PcHandler, RemoteCandidates};
+use super::sdp;
+use crate::ClientError;
+use crate::stats::StatsHub;
+
+/// Minimum spacing of our keyframe requests per track.
+const PLI_INTERVAL: Duration = Duration::from_millis(500);
+/// Frames waiting for the decoder thread before we start dropping.
+const DECODE_QUEUE: usize = 8;
+
+/// Maps a remote track's stream id to a participant id.
+pub(crate) type Resolver = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
+/// Shared by the subscriber's event handler and its track readers.
+pub(crate) struct ReceiveContext {
+    pub(crate) stats: Arc<StatsHub>,
+    pub(crate) decode_video: bool,
+    pub(crate) decode_audio: bool,
+    pub(crate) resolve: Resolver,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl ReceiveContext {
+    pub(crate) fn new(
+        stats: Arc<StatsHub>,
+        decode_video: bool,
+        decode_audio: bool,
+        resolve: Resolver,
+    ) -> Self {
+        ReceiveContext {
+            stats,
+            decode_video,
+            decode_audio,
+            resolve,
+            tasks: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn spawn_reader(self: &Arc<Self>, track: Arc<dyn TrackRemote>) {
+        let ctx = self.clone();
+        let task = tokio::spawn(async move { ctx.read(track).await });
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
+    }
+
+    fn stop(&self) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+
+    async fn read(&self, track: Arc<dyn TrackRemote>) {
+        let kind = track.kind().await;
+        let stream_id = track.stream_id().await;
+        let participant = (self.resolve)(&stream_id);
+        self.stats.track_opened(&participant);
+        tracing::debug!(participant = %participant, kind = ?kind, "remote track");
+        match kind {
+            RtpCodecKind::Video => self.read_video(track, &participant).await,
+            RtpCodecKind::Audio => self.read_audio(track, &participant).await,
+            _ => while track.poll().await.is_some() {},
+        }
+        tracing::debug!(participant = %participant, kind = ?kind, "remote track ended");
+    }
+
+    async fn read_video(&self, track: Arc<dyn TrackRemote>, participant: &str) {
+        let mut depacketizer = Vp8Depacketizer::new();
+        let decoder = if self.decode_video {
+            spawn_decoder(self.stats.clone(), participant)
+        } else {
+            None
+        };
+        let mut last_pli: Option<Instant> = None;
+        // After dropping a frame for a busy decoder, skip to the next keyframe.
+        let mut skip_to_keyframe = false;
+        while let Some(event) = track.poll().await {
+            let TrackRemoteEvent::OnRtpPacket(packet) = event else {
+                continue;
+            };
+            self.stats.rtp(participant, true, packet.payload.len());
+            let header = &packet.header;
+            if let Some(frame) = depacketizer.push(
+                header.sequence_number,
+                header.timestamp,
+                header.marker,
+                &packet.payload,
+            ) {
+                let lost = depacketizer.stats().packets_lost;
+                match &decoder {
+                    None => self.stats.video_frame_received(participant, true, lost),
+                    Some(tx) => {
+                        self.stats.video_frame_received(participant, false, lost);
+                        if skip_to_keyframe && vp8_is_keyframe(&frame) {
+                            skip_to_keyframe = false;
+                        }
+                        if !skip_to_keyframe && tx.try_send(frame).is_err() {
+                            self.stats.frame_dropped(participant);
+                            skip_to_keyframe = true;
+                        }
+                    }
+                }
+            }
+            let wants_keyframe = depacketizer.needs_keyframe() || skip_to_keyframe;
+            if wants_keyframe && last_pli.is_none_or(|t| t.elapsed() >= PLI_INTERVAL) {
+                last_pli = Some(Instant::now());
+                let pli = PictureLossIndication {
+                    sender_ssrc: 0,
+                    media_ssrc: header.ssrc,
+                };
+                match track.write_rtcp(vec![Box::new(pli)]).await {
+                    Ok(()) => self.stats.pli_sent(participant),
+                    Err(error) => tracing::debug!(%error, "keyframe request not sent"),
+                }
+            }
+        }
+    }
+
+    async fn read_audio(&self, track: Arc<dyn TrackRemote>, participant: &str) {
+        let mut decoder = if self.decode_audio {
+            match OpusDecoder::new() {
+                Ok(d) => Some(d),
+                Err(error) => {
+                    tracing::warn!(%error, "could not start an Opus decoder");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        while let Some(event) = track.poll().await {
+            let TrackRemoteEvent::OnRtpPacket(packet) = event else {
+                continue;
+            };
+            self.stats.rtp(participant, false, packet.payload.len());
+            if let Some(decoder) = decoder.as_mut()
+                && !packet.payload.is_empty()
+            {
+                match decoder.decode(&packet.payload) {
+                    Ok(pcm) => self
+                        .stats
+                        .audio_decoded(participant, audio_level_dbov(&pcm)),
+                    Err(error) => tracing::trace!(%error, "Opus packet not decodable"),
+                }
+            }
+        }
+    }
+}
+
+/// A decoder thread for one video track; frames go in through the returned sender and the
+/// thread ends when it is dropped.
+fn spawn_decoder(stats: Arc<StatsHub>, participant: &str) -> Option<std_mpsc::SyncSender<Vec<u8>>> {
+    let (tx, rx) = std_mpsc::sync_channel::<Vec<u8>>(DECODE_QUEUE);
+    let participant = participant.to_owned();
+    let spawned = std::thread::Builder::new()
+        .name("rounds-vp8-decode".into())
+        .spawn(move || {
+            let mut decoder = match Vp8Decoder::new() {
+                Ok(d) => d,
+                Err(error) => {
+                    tracing::warn!(%error, "could not start a VP8 decoder");
+                    return;
+                }
+            };
+            while let Ok(frame) = rx.recv() {
+                match decoder.decode(&frame) {
+                    Ok(Some(info)) => stats.video_frame_decoded(
+                        &participant,
+                        info.width,
+                        info.height,
+                        info.keyframe,
+                    ),
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::debug!(%error, "VP8 frame not decodable");
+                        stats.decode_error(&participant);
+                    }
+                }
+            }
+        });
+    match spawned {
+        Ok(_) => Some(tx),
+        Err(error) => {
+            tracing::warn!(%error, "could not start the video decoder thread");
+            None
+        }
+    }
+}
+
+pub(crate) struct Subscriber {
+    pub(crate) generation: u64,
+    pc: Arc<dyn PeerConnection>,
+    receive: Arc<ReceiveContext>,
+    remote: RemoteCandidates,
+    fingerprint: Option<String>,
+    first_mid: Option<String>,
+}
+
+impl Subscriber {
+    pub(crate) async fn create(
+        generation: u64,
+        net: NetOptions,
+        events: mpsc::UnboundedSender<MediaEvent>,
+        receive: Arc<ReceiveContext>,
+    ) -> Result<Subscriber, ClientError> {
+        let handler = PcHandler {
+            kind: PcKind::Subscriber,
+            generation,
+            events,
+            receive: Some(receive.clone()),
+        };
+        let pc = pc::build(net, handler).await?;
+        Ok(Subscriber {
+            generation,
+            pc,
+            receive,
+            remote: RemoteCandidates::new(net.tcp_only),
+            fingerprint: None,
+            first_mid: None,
+        })
+    }
+
+    /// Whether an offer comes from the server connection we are already talking to (a
+    /// renegotiation) rather than a new one (the server started over).
+    pub(crate) fn continues(&self, offer: &str) -> bool {
+        match (&self.fingerprint, sdp::fingerprint(offer)) {
+            (Some(ours), Some(theirs)) => *ours == theirs,
+            _ => true,
+        }
+    }
+
+    /// Applies the server's offer and returns our answer.
+    pub(crate) async fn answer(&mut self, offer: String) -> Result<String, ClientError> {
+        let fingerprint = sdp::fingerprint(&offer);
+        self.pc
+            .set_remote_description(RTCSessionDescription::offer(offer.clone())?)
+            .await?;
+        self.fingerprint = fingerprint;
+        let answer = self.pc.create_answer(None).await?;
+        self.pc.set_local_description(answer).await?;
+        let local = self.pc.local_description().await.ok_or_else(|| {
+            ClientError::WebRtc("no local description after set_local_description".into())
+        })?;
+        self.first_mid = sdp::first_mid(&local.sdp);
+        self.remote
+            .ready(&self.pc, &offer, self.first_mid.clone())
+            .await;
+        Ok(local.sdp)
+    }
+
+    pub(crate) fn first_mid(&self) -> Option<String> {
+        self.first_mid.clone()
+    }
+
+    pub(crate) async fn add_remote_candidate(&mut self, candidate: RTCIceCandidateInit) {
+        self.remote.add(&self.pc, candidate).await;
+    }
+
+    pub(crate) fn pc(&self) -> &Arc<dyn PeerConnection> {
+        &self.pc
+    }
+
+    pub(crate) async fn close(&mut self) {
+        self.receive.stop();
+        if let Err(error) = self.pc.close().await {
+            tracing::debug!(%error, "closing the subscriber connection");
+        }
+    }
+}

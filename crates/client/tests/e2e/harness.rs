@@ -1,0 +1,175 @@
+//! A real rounds-server in this process: the same state, SFU and listener `serve()` builds,
+//! on loopback ports, with a temporary data folder and one clinician.
+
+#![allow(dead_code)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use rounds_client::{Api, Client, ClientConfig, VideoSource, link_code};
+use rounds_proto::{CreatedVisit, RoomToken};
+use rounds_server::AppState;
+use rounds_server::config::{Config, Synchronous};
+use rounds_server::sfu::Sfu;
+use url::Url;
+
+pub const EMAIL: &str = "amara.okafor@stmarys.example";
+pub const PASSWORD: &str = "correct horse battery staple";
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+pub struct TestServer {
+    pub url: Url,
+    pub api: Api,
+    pub state: AppState,
+    pub sfu: Sfu,
+    pub http_port: u16,
+    _dir: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    /// Runs `rounds_server::serve` (HTTP, `/rtc`, the SFU on a loopback UDP port, ICE-TCP on
+    /// the HTTP port) exactly as the binary does.
+    pub async fn start() -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = std::net::TcpListener::bind((LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let addr = SocketAddr::new(LOCALHOST, port);
+        let mut config = Config::default();
+        config.server.listen = addr;
+        config.server.public_url = format!("http://{addr}");
+        config.storage.data_dir = dir.path().join("data");
+        config.storage.synchronous = Synchronous::Normal;
+        config.limits.login_per_minute = 1000;
+        config.limits.join_per_minute = 1000;
+        config.limits.token_per_minute = 1000;
+        config.media.udp_listen = SocketAddr::new(LOCALHOST, 0);
+        let state = AppState::open(config).await.expect("state");
+        rounds_server::visits::add_clinician(
+            &state,
+            "St. Mary's Clinic",
+            "America/Chicago",
+            EMAIL,
+            "Dr. Amara Okafor",
+            PASSWORD,
+        )
+        .await
+        .expect("clinician");
+        let serving = state.clone();
+        let task = tokio::spawn(async move {
+            if let Err(e) = rounds_server::serve(serving).await {
+                panic!("the server stopped: {e:#}");
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let sfu = loop {
+            let listening = tokio::net::TcpStream::connect(addr).await.is_ok();
+            if let (true, Some(sfu)) = (listening, state.rooms.sfu()) {
+                break sfu.clone();
+            }
+            assert!(!task.is_finished(), "the server did not start");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not start in time"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let url = Url::parse(&format!("http://{addr}")).expect("url");
+        TestServer {
+            api: Api::new(url.clone()).expect("api"),
+            url,
+            state,
+            sfu,
+            http_port: port,
+            _dir: dir,
+            task,
+        }
+    }
+
+    pub async fn access_token(&self) -> String {
+        self.api
+            .login(EMAIL, PASSWORD)
+            .await
+            .expect("login")
+            .access_token
+    }
+
+    /// A visit starting now: (the visit, the provider's token, the patient's lobby token).
+    pub async fn visit(&self) -> (CreatedVisit, RoomToken, RoomToken) {
+        let access = self.access_token().await;
+        let visit = self
+            .api
+            .create_visit_now(&access, 30, "Pat Example")
+            .await
+            .expect("visit");
+        let code = link_code(&visit.patient_link.url)
+            .expect("link code")
+            .to_owned();
+        let patient = self
+            .api
+            .join_link(&code, Some("Pat Example"))
+            .await
+            .expect("patient token");
+        let provider = self
+            .api
+            .provider_token(&access, &visit.visit.id)
+            .await
+            .expect("provider token");
+        (visit, provider, patient)
+    }
+
+    /// A client config for this server: small video, distinct pattern per seed.
+    pub fn config(&self, token: &RoomToken, seed: u64) -> ClientConfig {
+        let mut cfg = ClientConfig::new(self.url.clone(), token.token.clone());
+        cfg.video = VideoSource::TestPattern {
+            width: 320,
+            height: 240,
+            fps: 15,
+            bitrate_kbps: 250,
+        };
+        cfg.pattern_seed = seed;
+        cfg
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The provider joins, the patient joins the lobby, the provider admits them.
+pub async fn admitted_pair(
+    server: &TestServer,
+    provider: ClientConfig,
+    patient: ClientConfig,
+) -> (Client, Client) {
+    let provider = Client::join(provider).await.expect("provider joins");
+    let patient = Client::join(patient).await.expect("patient joins");
+    let patient_id = patient.participant_id().to_owned();
+    provider
+        .wait_until(Duration::from_secs(10), |c| {
+            c.waiting().iter().any(|p| p.id == patient_id)
+        })
+        .await
+        .expect("the provider sees the patient waiting");
+    provider
+        .host(&patient_id, rounds_proto::HostAction::Admit)
+        .await
+        .expect("admit");
+    patient
+        .wait_admitted(Duration::from_secs(10))
+        .await
+        .expect("admitted");
+    let _ = server;
+    (provider, patient)
+}

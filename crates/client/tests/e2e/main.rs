@@ -1,0 +1,5 @@
+//! `rounds-client` against a real rounds-server running in this process.
+
+mod harness;
+mod media;
+mod signaling;

@@ -1,0 +1,55 @@
+//! Media pipeline pieces shared by the Rounds Rust clients (test client,
+//! load generator and, later, the desktop app).
+//!
+//! * Synthetic sources: [`TestPattern`] (moving video test card, clearly
+//!   labelled "SYNTHETIC") and [`Tone`] (48 kHz sine, 20 ms frames).
+//! * Real codecs: [`Vp8Encoder`] / [`Vp8Decoder`] over the system libvpx,
+//!   configured for realtime (CBR, no lag, error resilient, keyframes on
+//!   demand); [`OpusEncoder`] / [`OpusDecoder`] over the system libopus.
+//! * VP8 RTP payloading per RFC 7741: [`vp8_payloads`] and
+//!   [`Vp8Depacketizer`].
+//! * RFC 6464 audio levels: [`audio_level_dbov`].
+//!
+//! Nothing here does networking or device capture.
+
+mod audio;
+mod frame;
+mod pattern;
+mod rtp_vp8;
+mod tone;
+mod vpx;
+
+pub use audio::{
+    OPUS_BITRATE_BPS, OPUS_FRAME_SAMPLES, OPUS_SAMPLE_RATE, OpusDecoder, OpusEncoder,
+    audio_level_dbov,
+};
+pub use frame::{I420Frame, luma_psnr};
+pub use pattern::{LABEL as TEST_PATTERN_LABEL, TestPattern};
+pub use rtp_vp8::{
+    DepacketizerStats, PAYLOADER_DESCRIPTOR_LEN, Vp8Depacketizer, Vp8PayloadDescriptor,
+    vp8_is_keyframe, vp8_payloads,
+};
+pub use tone::{FRAME_SAMPLES_20MS, SAMPLE_RATE_HZ, Tone};
+pub use vpx::{DecodedInfo, EncodedFrame, Vp8Config, Vp8Decoder, Vp8Encoder, libvpx_version};
+
+/// Errors from the media pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// A configuration value is out of range (odd frame size, zero fps, ...).
+    #[error("invalid media configuration: {0}")]
+    InvalidConfig(String),
+    /// The caller passed data of the wrong shape (wrong frame size, ...).
+    #[error("invalid media input: {0}")]
+    InvalidInput(String),
+    /// libvpx returned an error.
+    #[error("libvpx {op} failed: {message}")]
+    Vpx {
+        /// The libvpx call that failed.
+        op: &'static str,
+        /// libvpx's error string, with detail when it gave one.
+        message: String,
+    },
+    /// libopus returned an error.
+    #[error("opus: {0}")]
+    Opus(#[from] opus::Error),
+}

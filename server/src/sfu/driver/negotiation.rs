@@ -1,0 +1,687 @@
+//! Offer/answer for both connection kinds, the admission gate and subscriptions, and removal.
+//!
+//! The subscriber connection's senders always follow one function, [`Driver::desired_tracks`]:
+//! the tracks of every allowed publisher the peer subscribes to, if the peer itself is
+//! allowed. Senders are added only when we make an offer; they are removed at once when the
+//! gate closes (stopping the sender also drops its retransmission buffer, so not even a NACK
+//! can pull media through a closed gate), and [`SfuEvent::RenegotiationNeeded`] tells the
+//! signaling layer to bring the client's view up to date.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::transport::RTCIceCandidateInit;
+use rtc::rtp_transceiver::RTCRtpTransceiverId;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::statistics::StatsSelector;
+use rtc::statistics::report::RTCStatsReportEntry;
+
+use super::event_loop::{Driver, flush_and_rearm};
+use super::peer::{
+    AUDIO_LEVEL_URI, MAX_PENDING_CANDIDATES, PcEntry, SendSlot, TrackKey, build_peer_connection,
+    guard, random_credential, sdp_attribute, sdp_fingerprint, sdp_token,
+};
+use super::{
+    IceProtocol, MediaKind, PcId, PcKind, PcStats, PeerId, PeerStats, SelectedPair, SfuError,
+    SfuEvent,
+};
+
+/// Largest SDP we parse. Real ones are a few KiB; this only stops abuse.
+const MAX_SDP_LEN: usize = 128 * 1024;
+/// Longest candidate line we accept.
+const MAX_CANDIDATE_LEN: usize = 512;
+
+/// A track the subscriber should have a sender for.
+pub(super) struct DesiredTrack {
+    pub(super) track_id: String,
+    pub(super) kind: MediaKind,
+    pub(super) codec: RTCRtpCodec,
+}
+
+fn check_sdp(sdp: &str) -> Result<(), SfuError> {
+    if sdp.len() > MAX_SDP_LEN {
+        return Err(SfuError::InvalidSdp("too long".to_owned()));
+    }
+    Ok(())
+}
+
+fn rtc_kind(kind: MediaKind) -> RtpCodecKind {
+    match kind {
+        MediaKind::Audio => RtpCodecKind::Audio,
+        MediaKind::Video => RtpCodecKind::Video,
+    }
+}
+
+impl Driver {
+    // ---- Creating connections ------------------------------------------------------------
+
+    fn create_pc(&mut self, peer: &PeerId, kind: PcKind, now: Instant) -> Result<PcId, SfuError> {
+        let mut ufrag = random_credential(16);
+        // 62^16 makes a collision practically impossible; the check makes it impossible.
+        while self.routes.ufrag_in_use(&ufrag) {
+            ufrag = random_credential(16);
+        }
+        let pwd = random_credential(32);
+        let mut pc = guard(|| build_peer_connection(&ufrag, &pwd, now))??;
+        if kind == PcKind::Subscriber {
+            // Gives the connection a transport before it carries any track; see module docs.
+            guard(|| pc.create_data_channel("rounds", None).map(|_| ()))??;
+        }
+        let id = self.next_pc_id();
+        self.routes.set_ufrag(id, &ufrag);
+        self.pcs
+            .insert(id, PcEntry::new(id, peer.clone(), kind, pc, ufrag, pwd));
+        let state = self.peers.entry(peer.clone()).or_default();
+        match kind {
+            PcKind::Publisher => state.publisher = Some(id),
+            PcKind::Subscriber => state.subscriber = Some(id),
+        }
+        tracing::debug!(peer = %peer, pc = ?kind, "peer connection created");
+        Ok(id)
+    }
+
+    /// After a local description is set: follow our own credentials if `rtc` changed them
+    /// (an ICE restart), so routing keeps matching what the client was told.
+    fn adopt_local_credentials(&mut self, id: PcId, local_sdp: &str) {
+        let (Some(ufrag), Some(pwd)) = (
+            sdp_attribute(local_sdp, "ice-ufrag"),
+            sdp_attribute(local_sdp, "ice-pwd"),
+        ) else {
+            return;
+        };
+        let Some(entry) = self.pcs.get_mut(&id) else {
+            return;
+        };
+        if entry.ufrag != ufrag {
+            self.routes.set_ufrag(id, ufrag);
+            entry.ufrag = ufrag.to_owned();
+        }
+        if entry.pwd != pwd {
+            entry.pwd = pwd.to_owned();
+        }
+    }
+
+    fn apply_pending_candidates(&mut self, id: PcId) {
+        let Some(entry) = self.pcs.get_mut(&id) else {
+            return;
+        };
+        for candidate in std::mem::take(&mut entry.pending_candidates) {
+            if let Ok(Err(error)) = guard(|| entry.pc.add_remote_candidate(candidate)) {
+                tracing::debug!(peer = %entry.peer, %error, "buffered candidate rejected");
+            }
+        }
+    }
+
+    // ---- Publisher -----------------------------------------------------------------------
+
+    pub(super) fn publisher_answer(
+        &mut self,
+        peer: PeerId,
+        offer: String,
+    ) -> Result<String, SfuError> {
+        check_sdp(&offer)?;
+        let fingerprint = sdp_fingerprint(&offer);
+        let desc =
+            RTCSessionDescription::offer(offer).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
+        let now = Instant::now();
+        let existing = self.peers.get(&peer).and_then(|p| p.publisher);
+        let (id, created) = match existing {
+            Some(id)
+                if self
+                    .pcs
+                    .get(&id)
+                    .is_some_and(|e| e.is_reusable_for(fingerprint.as_deref())) =>
+            {
+                (id, false)
+            }
+            other => {
+                if let Some(old) = other {
+                    tracing::info!(peer = %peer, "publisher restarted its connection");
+                    self.drop_pc(old);
+                }
+                (self.create_pc(&peer, PcKind::Publisher, now)?, true)
+            }
+        };
+        let result = self.negotiate_publisher(id, desc, fingerprint, now);
+        if result.is_err() && created {
+            self.drop_pc(id);
+        }
+        result
+    }
+
+    fn negotiate_publisher(
+        &mut self,
+        id: PcId,
+        desc: RTCSessionDescription,
+        fingerprint: Option<String>,
+        now: Instant,
+    ) -> Result<String, SfuError> {
+        let candidates = &self.candidates;
+        let entry = self.pcs.get_mut(&id).ok_or(SfuError::UnknownPeer)?;
+        let first = !entry.candidates_added;
+        let sdp = guard(|| -> Result<String, SfuError> {
+            entry.pc.set_remote_description(now, desc)?;
+            if first {
+                for candidate in candidates {
+                    entry.pc.add_local_candidate(candidate.clone())?;
+                }
+                // An empty candidate ends gathering; without it the answer is never complete.
+                entry
+                    .pc
+                    .add_local_candidate(RTCIceCandidateInit::default())?;
+            }
+            let answer = entry.pc.create_answer(None)?;
+            entry.pc.set_local_description(now, answer)?;
+            entry
+                .pc
+                .local_description()
+                .map(|d| d.sdp)
+                .ok_or(SfuError::InvalidSdp("no local description".to_owned()))
+        });
+        let sdp = match sdp {
+            Ok(result) => result?,
+            Err(poisoned) => {
+                self.poison(id);
+                return Err(poisoned);
+            }
+        };
+        entry.candidates_added = true;
+        entry.has_remote_description = true;
+        entry.remote_fingerprint = fingerprint;
+        entry.generation += 1;
+        self.adopt_local_credentials(id, &sdp);
+        self.apply_pending_candidates(id);
+        self.refresh_published(id);
+        self.service(id);
+        Ok(sdp)
+    }
+
+    /// After a publisher renegotiation: forget tracks the client stopped sending, and pick up
+    /// header extension ids that may have changed.
+    fn refresh_published(&mut self, id: PcId) {
+        let Some(entry) = self.pcs.get_mut(&id) else {
+            return;
+        };
+        let Some(state) = self.peers.get_mut(&entry.peer) else {
+            return;
+        };
+        let mut gone = Vec::new();
+        for (mid, track) in state.published.iter_mut() {
+            let receiver_id = track.receiver_id;
+            let transceiver: RTCRtpTransceiverId = receiver_id.into();
+            let alive = guard(|| {
+                let still_receiving = entry.pc.rtp_transceiver(transceiver).is_some_and(|t| {
+                    t.mid().as_deref() == Some(mid.as_str()) && t.current_direction().has_recv()
+                });
+                let level_id = entry.pc.rtp_receiver(receiver_id).and_then(|mut r| {
+                    r.get_parameters()
+                        .rtp_parameters
+                        .header_extensions
+                        .iter()
+                        .find(|h| h.uri == AUDIO_LEVEL_URI)
+                        .and_then(|h| u8::try_from(h.id).ok())
+                });
+                (still_receiving, level_id)
+            });
+            match alive {
+                Ok((true, level_id)) => track.audio_level_id = level_id,
+                _ => gone.push(mid.clone()),
+            }
+        }
+        let peer = entry.peer.clone();
+        for mid in gone {
+            self.unpublish(&peer, &mid);
+        }
+    }
+
+    /// A publisher's track ended: forget it, and let its subscribers drop it.
+    pub(super) fn unpublish(&mut self, publisher: &PeerId, mid: &str) {
+        let Some(state) = self.peers.get_mut(publisher) else {
+            return;
+        };
+        let Some(track) = state.published.remove(mid) else {
+            return;
+        };
+        if let Some(entry) = state.publisher.and_then(|id| self.pcs.get_mut(&id)) {
+            entry.receivers.retain(|_, m| m != mid);
+        }
+        self.pending_keyframes.remove(&TrackKey {
+            publisher: publisher.clone(),
+            mid: mid.to_owned(),
+        });
+        tracing::info!(peer = %publisher, mid, "track unpublished");
+        self.emit(SfuEvent::TrackUnpublished {
+            peer: publisher.clone(),
+            track_id: track.track_id,
+            mid: mid.to_owned(),
+        });
+        self.renegotiate_subscribers_of(publisher);
+    }
+
+    // ---- Subscriber ----------------------------------------------------------------------
+
+    pub(super) fn subscriber_offer(&mut self, peer: PeerId) -> Result<String, SfuError> {
+        let now = Instant::now();
+        let existing = self.peers.get(&peer).and_then(|p| p.subscriber);
+        let id = match existing {
+            Some(id) if self.pcs.get(&id).is_some_and(|e| e.is_reusable_for(None)) => id,
+            other => {
+                if let Some(old) = other {
+                    self.drop_pc(old);
+                }
+                self.create_pc(&peer, PcKind::Subscriber, now)?
+            }
+        };
+        if self.pcs.get(&id).is_some_and(|e| e.offer_pending) {
+            return Err(SfuError::NegotiationInProgress);
+        }
+        self.sync_senders(id)?;
+
+        let candidates = &self.candidates;
+        let entry = self.pcs.get_mut(&id).ok_or(SfuError::UnknownPeer)?;
+        let first = !entry.candidates_added;
+        let sdp = guard(|| -> Result<String, SfuError> {
+            let offer = entry.pc.create_offer(None)?;
+            entry.pc.set_local_description(now, offer)?;
+            if first {
+                for candidate in candidates {
+                    entry.pc.add_local_candidate(candidate.clone())?;
+                }
+                entry
+                    .pc
+                    .add_local_candidate(RTCIceCandidateInit::default())?;
+            }
+            entry
+                .pc
+                .local_description()
+                .map(|d| d.sdp)
+                .ok_or(SfuError::InvalidSdp("no local description".to_owned()))
+        });
+        let sdp = match sdp {
+            Ok(result) => result?,
+            Err(poisoned) => {
+                self.poison(id);
+                return Err(poisoned);
+            }
+        };
+        entry.candidates_added = true;
+        entry.offer_pending = true;
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.renegotiation_signalled = false;
+            state.subscriber_dirty = false;
+        }
+        self.adopt_local_credentials(id, &sdp);
+        self.service(id);
+        Ok(sdp)
+    }
+
+    pub(super) fn subscriber_answer(
+        &mut self,
+        peer: PeerId,
+        answer: String,
+    ) -> Result<(), SfuError> {
+        check_sdp(&answer)?;
+        let id = self
+            .peers
+            .get(&peer)
+            .and_then(|p| p.subscriber)
+            .ok_or(SfuError::UnknownPeer)?;
+        let entry = self.pcs.get_mut(&id).ok_or(SfuError::UnknownPeer)?;
+        if !entry.offer_pending {
+            return Err(SfuError::NoOfferPending);
+        }
+        let fingerprint = sdp_fingerprint(&answer);
+        let desc = RTCSessionDescription::answer(answer)
+            .map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
+        match guard(|| entry.pc.set_remote_description(Instant::now(), desc)) {
+            Ok(result) => result?,
+            Err(poisoned) => {
+                self.poison(id);
+                return Err(poisoned);
+            }
+        }
+        entry.offer_pending = false;
+        entry.has_remote_description = true;
+        entry.remote_fingerprint = fingerprint;
+        entry.generation += 1;
+        for slot in entry.slots.values_mut() {
+            slot.negotiated = true;
+        }
+        self.apply_pending_candidates(id);
+        self.service(id);
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.renegotiation_signalled = false;
+        }
+        // Anything that changed while the offer was out needs another round.
+        self.check_renegotiation(&peer);
+        Ok(())
+    }
+
+    pub(super) fn add_ice_candidate(
+        &mut self,
+        peer: &PeerId,
+        kind: PcKind,
+        candidate: RTCIceCandidateInit,
+    ) -> Result<(), SfuError> {
+        if candidate.candidate.len() > MAX_CANDIDATE_LEN {
+            return Err(SfuError::InvalidCandidate("too long".to_owned()));
+        }
+        let state = self.peers.get(peer).ok_or(SfuError::UnknownPeer)?;
+        let id = match kind {
+            PcKind::Publisher => state.publisher,
+            PcKind::Subscriber => state.subscriber,
+        }
+        .ok_or(SfuError::UnknownPeer)?;
+        let entry = self.pcs.get_mut(&id).ok_or(SfuError::UnknownPeer)?;
+        if !entry.has_remote_description {
+            if entry.pending_candidates.len() < MAX_PENDING_CANDIDATES {
+                entry.pending_candidates.push(candidate);
+            }
+            return Ok(());
+        }
+        match guard(|| entry.pc.add_remote_candidate(candidate)) {
+            Ok(result) => result.map_err(|e| SfuError::InvalidCandidate(e.to_string()))?,
+            Err(poisoned) => {
+                self.poison(id);
+                return Err(poisoned);
+            }
+        }
+        self.service(id);
+        Ok(())
+    }
+
+    /// What the peer's subscriber connection should carry right now.
+    pub(super) fn desired_tracks(&self, peer: &PeerId) -> BTreeMap<TrackKey, DesiredTrack> {
+        let mut desired = BTreeMap::new();
+        let Some(state) = self.peers.get(peer) else {
+            return desired;
+        };
+        if !state.allowed {
+            return desired;
+        }
+        for publisher in &state.subscriptions {
+            if publisher == peer {
+                continue;
+            }
+            let Some(p) = self.peers.get(publisher) else {
+                continue;
+            };
+            if !p.allowed {
+                continue;
+            }
+            for (mid, track) in &p.published {
+                desired.insert(
+                    TrackKey {
+                        publisher: publisher.clone(),
+                        mid: mid.clone(),
+                    },
+                    DesiredTrack {
+                        track_id: track.track_id.clone(),
+                        kind: track.kind,
+                        codec: track.codec.clone(),
+                    },
+                );
+            }
+        }
+        desired
+    }
+
+    /// Removes senders that must no longer exist (gate closed, unsubscribed, unpublished, or a
+    /// codec change) and, if `add`, creates those that should. Only offers add.
+    fn reconcile_senders(&mut self, id: PcId, add: bool) -> Result<bool, SfuError> {
+        let Some(peer) = self.pcs.get(&id).map(|e| e.peer.clone()) else {
+            return Ok(false);
+        };
+        let desired = self.desired_tracks(&peer);
+        let Some(entry) = self.pcs.get_mut(&id) else {
+            return Ok(false);
+        };
+        let stale: Vec<TrackKey> = entry
+            .slots
+            .iter()
+            .filter(|(key, slot)| {
+                desired
+                    .get(*key)
+                    .is_none_or(|d| !d.codec.mime_type.eq_ignore_ascii_case(&slot.mime_type))
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        let mut removed = Vec::new();
+        for key in stale {
+            let Some(slot) = entry.slots.remove(&key) else {
+                continue;
+            };
+            entry.slot_by_track_id.remove(&slot.track_id);
+            // Stopping the sender also unbinds it from the NACK responder's buffer.
+            if let Ok(Err(error)) = guard(|| entry.pc.remove_track(slot.sender_id)) {
+                tracing::debug!(peer = %peer, %error, "removing a sender failed");
+            }
+            removed.push(key);
+        }
+
+        let mut added = Vec::new();
+        if add {
+            for (key, track) in &desired {
+                if entry.slots.contains_key(key) {
+                    continue;
+                }
+                let track_id = format!("{}_{}", sdp_token(&key.publisher), sdp_token(&key.mid));
+                let ssrc = loop {
+                    let candidate = rand::random::<u32>();
+                    if candidate != 0 && !entry.slots.values().any(|s| s.ssrc == candidate) {
+                        break candidate;
+                    }
+                };
+                let media_track = MediaStreamTrack::new(
+                    sdp_token(&key.publisher),
+                    track_id.clone(),
+                    sdp_token(&track.track_id),
+                    rtc_kind(track.kind),
+                    vec![RTCRtpEncodingParameters {
+                        rtp_coding_parameters: RTCRtpCodingParameters {
+                            ssrc: Some(ssrc),
+                            ..Default::default()
+                        },
+                        codec: track.codec.clone(),
+                        ..Default::default()
+                    }],
+                );
+                let sender_id = guard(|| entry.pc.add_track(media_track))??;
+                // `rtc` may normalise the encoding; send with the SSRC it actually signals.
+                let ssrc = guard(|| {
+                    entry
+                        .pc
+                        .rtp_sender(sender_id)
+                        .and_then(|s| s.track().ssrcs().next())
+                })?
+                .unwrap_or(ssrc);
+                entry.slot_by_track_id.insert(track_id.clone(), key.clone());
+                entry.slots.insert(
+                    key.clone(),
+                    SendSlot {
+                        sender_id,
+                        track_id,
+                        ssrc,
+                        kind: track.kind,
+                        mime_type: track.codec.mime_type.clone(),
+                        forwarding: false,
+                        negotiated: false,
+                        params: None,
+                    },
+                );
+                added.push(key.clone());
+            }
+        }
+
+        let changed = !removed.is_empty();
+        for key in removed {
+            if let Some(track) = self
+                .peers
+                .get_mut(&key.publisher)
+                .and_then(|p| p.published.get_mut(&key.mid))
+            {
+                track.subscribers.retain(|s| *s != id);
+            }
+        }
+        for key in added {
+            if let Some(track) = self
+                .peers
+                .get_mut(&key.publisher)
+                .and_then(|p| p.published.get_mut(&key.mid))
+                && !track.subscribers.contains(&id)
+            {
+                track.subscribers.push(id);
+            }
+        }
+        Ok(changed)
+    }
+
+    fn sync_senders(&mut self, id: PcId) -> Result<(), SfuError> {
+        self.reconcile_senders(id, true).map(|_| ())
+    }
+
+    /// Closes what the gate no longer permits, and raises `RenegotiationNeeded` once if the
+    /// client's subscriber view differs from what it should be.
+    pub(super) fn check_renegotiation(&mut self, peer: &PeerId) {
+        let subscriber = self.peers.get(peer).and_then(|p| p.subscriber);
+        if let Some(id) = subscriber {
+            match self.reconcile_senders(id, false) {
+                Ok(true) => {
+                    if let Some(state) = self.peers.get_mut(peer) {
+                        state.subscriber_dirty = true;
+                    }
+                }
+                Ok(false) => {}
+                Err(SfuError::Poisoned) => self.poison(id),
+                Err(error) => tracing::debug!(peer = %peer, %error, "closing senders failed"),
+            }
+        }
+        let desired = self.desired_tracks(peer);
+        let current_matches = match subscriber.and_then(|id| self.pcs.get(&id)) {
+            Some(entry) => entry.slots.keys().eq(desired.keys()),
+            None => desired.is_empty(),
+        };
+        let Some(state) = self.peers.get_mut(peer) else {
+            return;
+        };
+        if (!current_matches || state.subscriber_dirty) && !state.renegotiation_signalled {
+            state.renegotiation_signalled = true;
+            tracing::debug!(peer = %peer, "subscriber renegotiation needed");
+            self.emit(SfuEvent::RenegotiationNeeded { peer: peer.clone() });
+        }
+    }
+
+    /// Every peer subscribed to `publisher` re-checks its subscriber view.
+    pub(super) fn renegotiate_subscribers_of(&mut self, publisher: &PeerId) {
+        let subscribers: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, s)| s.subscriptions.contains(publisher))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for subscriber in subscribers {
+            self.check_renegotiation(&subscriber);
+        }
+    }
+
+    // ---- Gate, subscriptions, removal ----------------------------------------------------
+
+    pub(super) fn set_allowed(&mut self, peer: PeerId, allowed: bool) {
+        let state = self.peers.entry(peer.clone()).or_default();
+        if state.allowed == allowed {
+            return;
+        }
+        state.allowed = allowed;
+        tracing::info!(peer = %peer, allowed, "admission gate changed");
+        self.check_renegotiation(&peer);
+        self.renegotiate_subscribers_of(&peer);
+    }
+
+    pub(super) fn set_subscriptions(&mut self, peer: PeerId, publishers: Vec<PeerId>) {
+        let state = self.peers.entry(peer.clone()).or_default();
+        state.subscriptions = publishers.into_iter().collect();
+        self.check_renegotiation(&peer);
+    }
+
+    pub(super) fn remove_peer(&mut self, peer: &PeerId) {
+        let Some(state) = self.peers.get(peer) else {
+            return;
+        };
+        let (publisher, subscriber) = (state.publisher, state.subscriber);
+        for id in [publisher, subscriber].into_iter().flatten() {
+            self.drop_pc(id);
+        }
+        self.peers.remove(peer);
+        tracing::info!(peer = %peer, "peer removed");
+        self.renegotiate_subscribers_of(peer);
+    }
+
+    // ---- Stats ---------------------------------------------------------------------------
+
+    pub(super) fn peer_stats(&mut self, peer: &PeerId) -> Option<PeerStats> {
+        let state = self.peers.get(peer)?;
+        let mut stats = PeerStats {
+            allowed: state.allowed,
+            subscriptions: state.subscriptions.iter().cloned().collect(),
+            published_tracks: state.published.len(),
+            publisher: None,
+            subscriber: None,
+        };
+        let (publisher, subscriber) = (state.publisher, state.subscriber);
+        stats.publisher = publisher.and_then(|id| self.pc_stats(id));
+        stats.subscriber = subscriber.and_then(|id| self.pc_stats(id));
+        Some(stats)
+    }
+
+    fn pc_stats(&mut self, id: PcId) -> Option<PcStats> {
+        let entry = self.pcs.get_mut(&id)?;
+        let mut stats = PcStats {
+            state: entry.state,
+            packets_in: entry.counters.packets_in,
+            bytes_in: entry.counters.bytes_in,
+            packets_out: entry.counters.packets_out,
+            bytes_out: entry.counters.bytes_out,
+            rtp_packets: entry.counters.rtp_packets,
+            selected_pair: entry.last_transport.map(|t| SelectedPair {
+                local: t.local_addr,
+                remote: t.peer_addr,
+                protocol: if t.transport_protocol == rtc::shared::TransportProtocol::TCP {
+                    IceProtocol::Tcp
+                } else {
+                    IceProtocol::Udp
+                },
+            }),
+            ..PcStats::default()
+        };
+        let Ok(report) = guard(|| entry.pc.get_stats(Instant::now(), StatsSelector::None)) else {
+            return Some(stats);
+        };
+        for item in report.iter() {
+            match item {
+                RTCStatsReportEntry::Transport(t) if !t.srtp_cipher.is_empty() => {
+                    stats.srtp_cipher = Some(t.srtp_cipher.clone());
+                }
+                RTCStatsReportEntry::RemoteInboundRtp(r) => {
+                    if r.round_trip_time_measurements > 0 && r.round_trip_time.is_finite() {
+                        let rtt = Duration::from_secs_f64(r.round_trip_time.max(0.0));
+                        stats.rtt = Some(stats.rtt.map_or(rtt, |old| old.max(rtt)));
+                    }
+                    let lost = r.fraction_lost;
+                    stats.fraction_lost =
+                        Some(stats.fraction_lost.map_or(lost, |old| old.max(lost)));
+                }
+                RTCStatsReportEntry::InboundRtp(r) => {
+                    let lost = r.received_rtp_stream_stats.packets_lost;
+                    stats.packets_lost = Some(stats.packets_lost.unwrap_or(0) + lost);
+                }
+                _ => {}
+            }
+        }
+        let _ = flush_and_rearm(&self.io, &mut self.timers, entry);
+        Some(stats)
+    }
+}
