@@ -33,6 +33,13 @@ else
     step "rust tests (cargo test)" cargo test --workspace --all-targets --no-fail-fast
 fi
 step "rust doc tests" cargo test --workspace --doc
+# Every benchmark also runs in a tiny smoke form, so none of them rots.
+bench_smoke() {
+    cargo build -q -p rounds-server -p rounds-bench &&
+        "$CARGO_TARGET_DIR/debug/token-bench" --smoke &&
+        "$CARGO_TARGET_DIR/debug/loadgen" --smoke
+}
+step "benchmark smoke runs" bench_smoke
 step "ui lint" in_ui npm run lint
 step "ui typecheck" in_ui npm run typecheck
 step "ui tests" in_ui npm test

@@ -273,6 +273,7 @@ impl Driver {
                 Ok(Some(Ok(()))) => {
                     sub.counters.rtp_packets += 1;
                     self.counters.forwarded_rtp.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("rounds_sfu_forwarded_rtp_total").increment(1);
                     if !slot.forwarding {
                         slot.forwarding = true;
                         if slot.kind == MediaKind::Video {

@@ -1,0 +1,181 @@
+//! Shared pieces of the Rounds benchmarks: starting a real server process, measuring its CPU
+//! time, and writing results into `docs/benchmarks.md`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// A `rounds-server` process with its own data directory.
+pub struct ServerProcess {
+    pub child: Child,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pub bin: PathBuf,
+}
+
+/// Finds `rounds-server` next to this executable (the same target directory and profile).
+pub fn default_server_bin() -> PathBuf {
+    let me = std::env::current_exe().unwrap_or_default();
+    let dir = me.parent().map(Path::to_path_buf).unwrap_or_default();
+    let direct = dir.join("rounds-server");
+    if direct.exists() {
+        return direct;
+    }
+    dir.parent()
+        .map(|p| p.join("rounds-server"))
+        .unwrap_or(direct)
+}
+
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl ServerProcess {
+    /// Starts the server with `extra` TOML appended, and a clinician to sign in as.
+    pub async fn start(bin: &Path, extra: &str) -> anyhow::Result<(Self, String, String)> {
+        if !bin.exists() {
+            bail!(
+                "{} does not exist; build it with `cargo build --release -p rounds-server`",
+                bin.display()
+            );
+        }
+        let dir = tempfile::tempdir()?;
+        let port = free_port()?;
+        let url = format!("http://127.0.0.1:{port}");
+        let config = dir.path().join("rounds.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"{url}\"\n[storage]\ndata_dir = \"{}\"\n\
+                 {media}[limits]\nlogin_per_minute = 1000000\njoin_per_minute = 1000000\ntoken_per_minute = 1000000\n{extra}",
+                dir.path().join("data").display(),
+                media = if extra.contains("[media]") { "" } else { "[media]\nenabled = false\n" },
+            ),
+        )?;
+        let email = "bench@rounds.example";
+        let password = "benchmark password 1";
+        let status = Command::new(bin)
+            .arg("--config")
+            .arg(&config)
+            .args([
+                "clinician",
+                "add",
+                "--clinic",
+                "Bench Clinic",
+                "--email",
+                email,
+                "--name",
+                "Dr. Bench",
+            ])
+            .env("ROUNDS_NEW_PASSWORD", password)
+            .env("ROUNDS_LOG", "warn")
+            .status()?;
+        if !status.success() {
+            bail!("could not create the benchmark clinician");
+        }
+        let child = Command::new(bin)
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .env("ROUNDS_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting rounds-server")?;
+        let server = Self {
+            child,
+            url,
+            dir,
+            bin: bin.to_owned(),
+        };
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http
+            .get(format!("{}/readyz", server.url))
+            .send()
+            .await
+            .is_err()
+        {
+            if Instant::now() > deadline {
+                bail!("rounds-server did not become ready");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok((server, email.into(), password.into()))
+    }
+
+    /// User + system CPU time the server process has used so far.
+    pub fn cpu_time(&self) -> Duration {
+        cpu_time(self.child.id())
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// User + system CPU time of a process, from `/proc/<pid>/stat`.
+pub fn cpu_time(pid: u32) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
+    // Linux reports in USER_HZ, which is 100 on every mainstream distribution.
+    Duration::from_millis(ticks * 10)
+}
+
+/// A short description of this machine, for reports.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| format!("{:.0} GiB", kb as f64 / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    format!("{cpu}, {cores} cores, {mem} RAM")
+}
+
+/// Replaces the section between `<!-- begin NAME -->` and `<!-- end NAME -->` in `path`
+/// (appending it if absent).
+pub fn write_section(path: &Path, name: &str, body: &str) -> anyhow::Result<()> {
+    let begin = format!("<!-- begin {name} -->");
+    let end = format!("<!-- end {name} -->");
+    let current = std::fs::read_to_string(path).unwrap_or_else(|_| "# Rounds benchmarks\n".into());
+    let section = format!("{begin}\n{}\n{end}", body.trim_end());
+    let updated = match (current.find(&begin), current.find(&end)) {
+        (Some(b), Some(e)) if e > b => {
+            format!("{}{}{}", &current[..b], section, &current[e + end.len()..])
+        }
+        _ => format!("{}\n{}\n", current.trim_end(), section),
+    };
+    std::fs::write(path, updated)?;
+    Ok(())
+}
