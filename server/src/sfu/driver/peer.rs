@@ -138,12 +138,12 @@ pub(crate) fn build_peer_connection(
     let settings = SettingEngineBuilder::new()
         .with_lite(true)
         .with_ice_credentials(ufrag.to_owned(), pwd.to_owned())
-        // Our preference; the DTLS server picks from the client's list in its own order, so
-        // this decides when we are the DTLS client (always on publisher connections).
+        // AEAD only (docs/adr/0004): every current browser offers AES-GCM. Which of the two
+        // is used depends on who is the DTLS server, whose list order wins: rtc-dtls follows
+        // the client's order, so Chrome (256 before 128) ends up on AES-256-GCM.
         .with_srtp_protection_profiles(vec![
             SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
             SrtpProtectionProfile::Srtp_Aead_Aes_256_Gcm,
-            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
         ])
         .build();
 
