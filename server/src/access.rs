@@ -13,7 +13,10 @@ use crate::store::{ParticipantRow, VisitRow};
 #[derive(Debug, Clone)]
 pub enum Actor {
     Clinician(SessionClaims),
-    Participant { claims: RoomClaims, participant: ParticipantRow },
+    Participant {
+        claims: RoomClaims,
+        participant: ParticipantRow,
+    },
 }
 
 impl Actor {
@@ -36,7 +39,10 @@ impl Actor {
                     Err(not_your_visit())
                 }
             }
-            Actor::Participant { claims, participant } => {
+            Actor::Participant {
+                claims,
+                participant,
+            } => {
                 if claims.room != visit.id {
                     return Err(wrong_room());
                 }
@@ -85,7 +91,10 @@ pub fn wrong_room() -> ApiError {
 }
 
 /// Checks that a room token still belongs to a usable participant of its room.
-pub fn check_participant(claims: &RoomClaims, participant: Option<ParticipantRow>) -> ApiResult<ParticipantRow> {
+pub fn check_participant(
+    claims: &RoomClaims,
+    participant: Option<ParticipantRow>,
+) -> ApiResult<ParticipantRow> {
     let Some(p) = participant.filter(|p| p.visit_id == claims.room) else {
         return Err(ApiError::unauthorized(
             "unknown-participant",

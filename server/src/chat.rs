@@ -18,7 +18,10 @@ const MAX_CHARS: usize = 2000;
 fn sender(actor: &Actor) -> (String, Role, bool) {
     match actor {
         Actor::Clinician(s) => (format!("clinician:{}", s.sub), Role::Provider, true),
-        Actor::Participant { claims, participant } => (
+        Actor::Participant {
+            claims,
+            participant,
+        } => (
             claims.sub.clone(),
             claims.role,
             claims.role.is_staff() || participant.state == ParticipantState::Admitted,
@@ -26,15 +29,26 @@ fn sender(actor: &Actor) -> (String, Role, bool) {
     }
 }
 
-pub async fn post(state: &AppState, actor: &Actor, visit_id: &str, req: PostChatRequest) -> ApiResult<ChatMessage> {
+pub async fn post(
+    state: &AppState,
+    actor: &Actor,
+    visit_id: &str,
+    req: PostChatRequest,
+) -> ApiResult<ChatMessage> {
     let visit = load(state, visit_id).await?;
     actor.require(&visit, Grant::Chat)?;
     if !visit.is_live() {
-        return Err(ApiError::conflict("visit-ended", "This visit has ended, so chat is closed."));
+        return Err(ApiError::conflict(
+            "visit-ended",
+            "This visit has ended, so chat is closed.",
+        ));
     }
     let text = req.text.expose().trim();
     if text.is_empty() || text.chars().count() > MAX_CHARS {
-        return Err(ApiError::unprocessable("invalid-message", "A message must be between 1 and 2000 characters."));
+        return Err(ApiError::unprocessable(
+            "invalid-message",
+            "A message must be between 1 and 2000 characters.",
+        ));
     }
     let (from, role, in_room) = sender(actor);
     let to = match (in_room, req.to.as_deref()) {
@@ -48,16 +62,30 @@ pub async fn post(state: &AppState, actor: &Actor, visit_id: &str, req: PostChat
         (true, None) => None,
         (true, Some(STAFF)) => Some(STAFF.to_owned()),
         (true, Some(id)) => {
-            let known = state.store.participant(id).await?.is_some_and(|p| p.visit_id == visit.id);
+            let known = state
+                .store
+                .participant(id)
+                .await?
+                .is_some_and(|p| p.visit_id == visit.id);
             if !known {
-                return Err(ApiError::not_found("participant-not-found", "That person is not part of this visit."));
+                return Err(ApiError::not_found(
+                    "participant-not-found",
+                    "That person is not part of this visit.",
+                ));
             }
             Some(id.to_owned())
         }
     };
     let message = state
         .store
-        .insert_chat(&visit.id, &from, role, to.as_deref(), &rounds_proto::Phi::new(text.to_owned()), Utc::now())
+        .insert_chat(
+            &visit.id,
+            &from,
+            role,
+            to.as_deref(),
+            &rounds_proto::Phi::new(text.to_owned()),
+            Utc::now(),
+        )
         .await?;
     metrics::counter!("rounds_chat_messages_total").increment(1);
     state.rooms.chat(&visit.id, message.clone()).await;

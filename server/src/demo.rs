@@ -20,13 +20,18 @@ pub struct Demo {
 
 /// Creates (or refreshes) the demo clinic and clinician, and a visit starting in 5 minutes.
 pub async fn seed(state: &AppState, time_zone: &str) -> anyhow::Result<Demo> {
-    time_zone
-        .parse::<chrono_tz::Tz>()
-        .map_err(|_| anyhow::anyhow!("\"{time_zone}\" is not an IANA time zone name, like Europe/Paris"))?;
+    time_zone.parse::<chrono_tz::Tz>().map_err(|_| {
+        anyhow::anyhow!("\"{time_zone}\" is not an IANA time zone name, like Europe/Paris")
+    })?;
     let now = Utc::now();
     let clinic = match state.store.clinic_by_name(DEMO_CLINIC).await? {
         Some(c) => c,
-        None => state.store.create_clinic(DEMO_CLINIC, time_zone, now).await?,
+        None => {
+            state
+                .store
+                .create_clinic(DEMO_CLINIC, time_zone, now)
+                .await?
+        }
     };
     let password = rounds_auth::random_id()[..16].to_owned();
     let hash = hash_password(&password)?;
@@ -35,7 +40,12 @@ pub async fn seed(state: &AppState, time_zone: &str) -> anyhow::Result<Demo> {
             state.store.set_password_hash(&c.id, &hash).await?;
             c
         }
-        None => state.store.create_clinician(&clinic.id, DEMO_EMAIL, "Dr. Demo", Some(&hash), now).await?,
+        None => {
+            state
+                .store
+                .create_clinician(&clinic.id, DEMO_EMAIL, "Dr. Demo", Some(&hash), now)
+                .await?
+        }
     };
     let session = SessionClaims {
         iss: state.tokens.issuer().to_owned(),

@@ -25,7 +25,13 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, slug: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, slug, detail: detail.into(), retry_after: None, cause: None }
+        Self {
+            status,
+            slug,
+            detail: detail.into(),
+            retry_after: None,
+            cause: None,
+        }
     }
 
     pub fn bad_request(slug: &'static str, detail: impl Into<String>) -> Self {
@@ -89,11 +95,7 @@ impl ApiError {
     pub fn problem(&self) -> Problem {
         Problem {
             kind: format!("{PROBLEM_BASE}{}", self.slug),
-            title: self
-                .status
-                .canonical_reason()
-                .unwrap_or("Error")
-                .to_owned(),
+            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
             status: self.status.as_u16(),
             detail: self.detail.clone(),
             request_id: None,

@@ -17,7 +17,10 @@ pub struct Rule {
 
 fn host_of(url: &str) -> (String, Option<u16>) {
     match url::Url::parse(url) {
-        Ok(u) => (u.host_str().unwrap_or("?").to_owned(), u.port_or_known_default()),
+        Ok(u) => (
+            u.host_str().unwrap_or("?").to_owned(),
+            u.port_or_known_default(),
+        ),
         Err(_) => ("?".into(), None),
     }
 }
@@ -73,7 +76,15 @@ pub fn table(rules: &[Rule]) -> String {
     let headers = ["DIRECTION", "HOST", "PORT", "PROTOCOL", "PURPOSE"];
     let rows: Vec<[String; 5]> = rules
         .iter()
-        .map(|r| [r.direction.into(), r.host.clone(), r.port.to_string(), r.protocol.into(), r.purpose.clone()])
+        .map(|r| {
+            [
+                r.direction.into(),
+                r.host.clone(),
+                r.port.to_string(),
+                r.protocol.into(),
+                r.purpose.clone(),
+            ]
+        })
         .collect();
     let mut widths = headers.map(str::len);
     for row in &rows {
@@ -96,7 +107,9 @@ pub fn table(rules: &[Rule]) -> String {
     for row in &rows {
         out.push_str(&line([&row[0], &row[1], &row[2], &row[3], &row[4]]));
     }
-    out.push_str("\nNothing else: Rounds makes no other connections (no STUN, CDN or telemetry).\n");
+    out.push_str(
+        "\nNothing else: Rounds makes no other connections (no STUN, CDN or telemetry).\n",
+    );
     out
 }
 
@@ -126,7 +139,15 @@ mod tests {
         let rules = rules(&config);
         assert_eq!(rules[0].port, 443);
         assert!(rules.iter().all(|r| r.protocol != "udp"));
-        assert!(rules.iter().any(|r| r.host == "api.twilio.com" && r.port == 443 && r.direction == "outbound"));
-        assert!(rules.iter().any(|r| r.host == "smtp.example.org" && r.port == 587));
+        assert!(
+            rules
+                .iter()
+                .any(|r| r.host == "api.twilio.com" && r.port == 443 && r.direction == "outbound")
+        );
+        assert!(
+            rules
+                .iter()
+                .any(|r| r.host == "smtp.example.org" && r.port == 587)
+        );
     }
 }

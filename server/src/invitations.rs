@@ -39,15 +39,32 @@ impl Notifier {
         Ok(Self { sms, email })
     }
 
-    async fn deliver(&self, channel: Channel, to: &Phi<String>, text: &messages::Outgoing) -> Result<Option<String>, NotifyError> {
+    async fn deliver(
+        &self,
+        channel: Channel,
+        to: &Phi<String>,
+        text: &messages::Outgoing,
+    ) -> Result<Option<String>, NotifyError> {
         match channel {
             Channel::Sms => {
-                let sms = self.sms.as_ref().ok_or(NotifyError::NotConfigured("SMS sending is not set up on this server."))?;
+                let sms = self.sms.as_ref().ok_or(NotifyError::NotConfigured(
+                    "SMS sending is not set up on this server.",
+                ))?;
                 Ok(sms.send(to, &text.sms).await?.provider_id)
             }
             Channel::Email => {
-                let email = self.email.as_ref().ok_or(NotifyError::NotConfigured("Email sending is not set up on this server."))?;
-                Ok(email.send(to, &text.email_subject, &text.email_text, Some(&text.email_html)).await?.provider_id)
+                let email = self.email.as_ref().ok_or(NotifyError::NotConfigured(
+                    "Email sending is not set up on this server.",
+                ))?;
+                Ok(email
+                    .send(
+                        to,
+                        &text.email_subject,
+                        &text.email_text,
+                        Some(&text.email_html),
+                    )
+                    .await?
+                    .provider_id)
             }
             Channel::Copy => Ok(None),
         }
@@ -56,13 +73,21 @@ impl Notifier {
 
 fn local_time(clinic: &ClinicRow, at: DateTime<Utc>) -> String {
     let tz: chrono_tz::Tz = clinic.time_zone.parse().unwrap_or(chrono_tz::UTC);
-    at.with_timezone(&tz).format("%a %-d %b at %H:%M %Z").to_string()
+    at.with_timezone(&tz)
+        .format("%a %-d %b at %H:%M %Z")
+        .to_string()
 }
 
 fn notify_problem(e: &NotifyError, channel: Channel) -> ApiError {
-    let how = if channel == Channel::Sms { "text message" } else { "email" };
+    let how = if channel == Channel::Sms {
+        "text message"
+    } else {
+        "email"
+    };
     match e {
-        NotifyError::InvalidRecipient(sentence) => ApiError::unprocessable("invalid-recipient", sentence.clone()),
+        NotifyError::InvalidRecipient(sentence) => {
+            ApiError::unprocessable("invalid-recipient", sentence.clone())
+        }
         NotifyError::NotConfigured(sentence) => ApiError::unprocessable(
             "channel-not-configured",
             format!("{sentence} Copy the link and send it another way."),
@@ -70,20 +95,32 @@ fn notify_problem(e: &NotifyError, channel: Channel) -> ApiError {
         NotifyError::Rejected { message, .. } => ApiError::new(
             axum::http::StatusCode::BAD_GATEWAY,
             "delivery-rejected",
-            format!("The {how} could not be sent: {message}. Check the address, or copy the link instead."),
+            format!(
+                "The {how} could not be sent: {message}. Check the address, or copy the link instead."
+            ),
         ),
         NotifyError::Unavailable(_) => ApiError::new(
             axum::http::StatusCode::BAD_GATEWAY,
             "delivery-unavailable",
-            format!("The {how} service could not be reached, so nothing was sent. Try again in a minute, or copy the link instead."),
+            format!(
+                "The {how} service could not be reached, so nothing was sent. Try again in a minute, or copy the link instead."
+            ),
         ),
     }
 }
 
-pub async fn create(state: &AppState, session: &SessionClaims, visit_id: &str, req: CreateInvitationRequest) -> ApiResult<Invitation> {
+pub async fn create(
+    state: &AppState,
+    session: &SessionClaims,
+    visit_id: &str,
+    req: CreateInvitationRequest,
+) -> ApiResult<Invitation> {
     let visit = load_for(state, session, visit_id).await?;
     if !visit.is_live() {
-        return Err(ApiError::conflict("visit-ended", "This visit has ended, so invitations cannot be sent."));
+        return Err(ApiError::conflict(
+            "visit-ended",
+            "This visit has ended, so invitations cannot be sent.",
+        ));
     }
     let to = match (req.channel, &req.to) {
         (Channel::Copy, _) => None,
@@ -94,11 +131,13 @@ pub async fn create(state: &AppState, session: &SessionClaims, visit_id: &str, r
             ));
         }
         (Channel::Sms, Some(to)) => {
-            rounds_notify::validate_phone(to.expose()).map_err(|e| notify_problem(&e, Channel::Sms))?;
+            rounds_notify::validate_phone(to.expose())
+                .map_err(|e| notify_problem(&e, Channel::Sms))?;
             Some(to)
         }
         (Channel::Email, Some(to)) => {
-            rounds_notify::validate_email(to.expose()).map_err(|e| notify_problem(&e, Channel::Email))?;
+            rounds_notify::validate_email(to.expose())
+                .map_err(|e| notify_problem(&e, Channel::Email))?;
             Some(to)
         }
     };
@@ -108,10 +147,22 @@ pub async fn create(state: &AppState, session: &SessionClaims, visit_id: &str, r
         Invitee::Guest | Invitee::Interpreter => format!("guest:{}", new_id()),
     };
     let expires_at = visit.link_expires_at(state.config.visits.link_grace_minutes);
-    let code = state.store.create_link(&visit.id, req.invitee.role(), &invitee_id, expires_at, now).await?;
+    let code = state
+        .store
+        .create_link(&visit.id, req.invitee.role(), &invitee_id, expires_at, now)
+        .await?;
     let link = link_url(state, &code);
-    let clinic = state.store.clinic(&visit.clinic_id).await?.ok_or_else(crate::access::not_your_visit)?;
-    let text = messages::invitation(&clinic.name, &link, &local_time(&clinic, visit.scheduled_at), req.invitee != Invitee::Patient);
+    let clinic = state
+        .store
+        .clinic(&visit.clinic_id)
+        .await?
+        .ok_or_else(crate::access::not_your_visit)?;
+    let text = messages::invitation(
+        &clinic.name,
+        &link,
+        &local_time(&clinic, visit.scheduled_at),
+        req.invitee != Invitee::Patient,
+    );
 
     let (status, provider_id, failure) = match to {
         None => (InvitationStatus::Created, None, None),
@@ -141,7 +192,11 @@ pub async fn create(state: &AppState, session: &SessionClaims, visit_id: &str, r
             now,
         )
         .await?;
-    let action = if failure.is_some() { Action::InvitationFailed } else { Action::InvitationSent };
+    let action = if failure.is_some() {
+        Action::InvitationFailed
+    } else {
+        Action::InvitationSent
+    };
     state
         .audit
         .record(
@@ -156,7 +211,10 @@ pub async fn create(state: &AppState, session: &SessionClaims, visit_id: &str, r
         tracing::warn!(visit = %visit.id, invitation = %id, error = %e, "invitation could not be delivered");
         // The link was created; revoke it so an undelivered code cannot linger.
         if req.invitee != Invitee::Patient {
-            state.store.revoke_links(&visit.id, &invitee_id, now).await?;
+            state
+                .store
+                .revoke_links(&visit.id, &invitee_id, now)
+                .await?;
         }
         return Err(notify_problem(&e, req.channel));
     }
@@ -173,7 +231,13 @@ pub async fn create(state: &AppState, session: &SessionClaims, visit_id: &str, r
     })
 }
 
-fn reminder_time(state: &AppState, visit: &VisitRow, channel: Channel, wanted: bool, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+fn reminder_time(
+    state: &AppState,
+    visit: &VisitRow,
+    channel: Channel,
+    wanted: bool,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
     let minutes = state.config.visits.reminder_minutes;
     if !wanted || minutes == 0 || channel == Channel::Copy {
         return None;
@@ -185,13 +249,17 @@ fn reminder_time(state: &AppState, visit: &VisitRow, channel: Channel, wanted: b
 /// Starts the worker that sends due reminders.
 pub fn spawn_reminders(state: AppState) {
     tokio::spawn(async move {
-        let period = std::time::Duration::from_secs(u64::from(state.config.visits.reminder_poll_secs));
+        let period =
+            std::time::Duration::from_secs(u64::from(state.config.visits.reminder_poll_secs));
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             if let Err(e) = send_due_reminders(&state).await {
-                tracing::error!(error = format!("{e:#}"), "the reminder worker failed; it will try again");
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "the reminder worker failed; it will try again"
+                );
             }
         }
     });
@@ -206,18 +274,32 @@ pub async fn send_due_reminders(state: &AppState) -> anyhow::Result<usize> {
         match send_reminder(state, &reminder, now).await {
             Ok(()) => {
                 sent += 1;
-                state.store.mark_reminder_sent(&reminder.invitation_id, Utc::now()).await?;
+                state
+                    .store
+                    .mark_reminder_sent(&reminder.invitation_id, Utc::now())
+                    .await?;
                 state
                     .audit
-                    .record(Event::new("system", Action::ReminderSent).visit(&reminder.visit_id).subject(&reminder.invitation_id))
+                    .record(
+                        Event::new("system", Action::ReminderSent)
+                            .visit(&reminder.visit_id)
+                            .subject(&reminder.invitation_id),
+                    )
                     .await?;
             }
             Err(e) => {
                 tracing::warn!(invitation = %reminder.invitation_id, attempts = reminder.attempts + 1, error = %e, "reminder not delivered; will retry");
-                state.store.defer_reminder(&reminder.invitation_id, now + Duration::minutes(2)).await?;
+                state
+                    .store
+                    .defer_reminder(&reminder.invitation_id, now + Duration::minutes(2))
+                    .await?;
                 state
                     .audit
-                    .record(Event::new("system", Action::ReminderFailed).visit(&reminder.visit_id).subject(&reminder.invitation_id))
+                    .record(
+                        Event::new("system", Action::ReminderFailed)
+                            .visit(&reminder.visit_id)
+                            .subject(&reminder.invitation_id),
+                    )
                     .await?;
             }
         }
@@ -225,12 +307,34 @@ pub async fn send_due_reminders(state: &AppState) -> anyhow::Result<usize> {
     Ok(sent)
 }
 
-async fn send_reminder(state: &AppState, r: &DueReminder, now: DateTime<Utc>) -> anyhow::Result<()> {
-    let visit = state.store.visit(&r.visit_id).await?.ok_or_else(|| anyhow::anyhow!("visit is gone"))?;
-    let clinic = state.store.clinic(&visit.clinic_id).await?.ok_or_else(|| anyhow::anyhow!("clinic is gone"))?;
+async fn send_reminder(
+    state: &AppState,
+    r: &DueReminder,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let visit = state
+        .store
+        .visit(&r.visit_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("visit is gone"))?;
+    let clinic = state
+        .store
+        .clinic(&visit.clinic_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("clinic is gone"))?;
     let expires_at = visit.link_expires_at(state.config.visits.link_grace_minutes);
-    let code = state.store.create_link(&visit.id, r.invitee.role(), &r.invitee_id, expires_at, now).await?;
-    let text = messages::reminder(&clinic.name, &link_url(state, &code), &local_time(&clinic, visit.scheduled_at));
-    state.notifier.deliver(r.channel, &r.recipient, &text).await?;
+    let code = state
+        .store
+        .create_link(&visit.id, r.invitee.role(), &r.invitee_id, expires_at, now)
+        .await?;
+    let text = messages::reminder(
+        &clinic.name,
+        &link_url(state, &code),
+        &local_time(&clinic, visit.scheduled_at),
+    );
+    state
+        .notifier
+        .deliver(r.channel, &r.recipient, &text)
+        .await?;
     Ok(())
 }

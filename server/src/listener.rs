@@ -46,7 +46,10 @@ pub async fn run(
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -62,26 +65,37 @@ pub async fn run(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let (app, sfu, builder, watcher) = (app.clone(), sfu.clone(), builder.clone(), graceful.watcher());
+        let (app, sfu, builder, watcher) = (
+            app.clone(),
+            sfu.clone(),
+            builder.clone(),
+            graceful.watcher(),
+        );
         // Classify off the accept loop: a client that connects and says nothing must not
         // hold up everyone behind it.
         tokio::spawn(async move {
-            let Some(first) = peek_first(&stream).await else { return };
+            let Some(first) = peek_first(&stream).await else {
+                return;
+            };
             match classify(first) {
                 Kind::Http => {
-                    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-                        let mut req = req.map(axum::body::Body::new);
-                        req.extensions_mut().insert(ConnectInfo(remote));
-                        app.clone().oneshot(req)
-                    });
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let service =
+                        hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                            let mut req = req.map(axum::body::Body::new);
+                            req.extensions_mut().insert(ConnectInfo(remote));
+                            app.clone().oneshot(req)
+                        });
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(error = %e, "HTTP connection ended with an error");
                     }
                 }
                 Kind::IceTcp => match sfu {
                     Some(sfu) => sfu.serve_ice_tcp(stream, Vec::new()).await,
-                    None => metrics::counter!("rounds_tcp_refused_total", "kind" => "ice").increment(1),
+                    None => {
+                        metrics::counter!("rounds_tcp_refused_total", "kind" => "ice").increment(1)
+                    }
                 },
                 Kind::Tls => {
                     metrics::counter!("rounds_tcp_refused_total", "kind" => "tls").increment(1);

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use rounds_server::cli::{AuditCommand, ClinicianCommand, Cli, Command, KeysCommand};
+use rounds_server::cli::{AuditCommand, Cli, ClinicianCommand, Command, KeysCommand};
 use rounds_server::config::{Config, LogFormat};
 use rounds_server::{AppState, audit, demo, store::Store};
 use tracing_subscriber::EnvFilter;
@@ -20,7 +20,10 @@ fn main() -> ExitCode {
         }
     };
     init_logging(config.server.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("rounds-server: could not start the async runtime: {e}");
@@ -41,7 +44,9 @@ fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("ROUNDS_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -64,7 +69,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             let state = AppState::open(config).await?;
             let d = demo::seed(&state, &time_zone).await?;
             let url = state.config.public_url().to_owned();
-            println!("\nRounds demo is ready (data in {}).\n", state.config.storage.data_dir.display());
+            println!(
+                "\nRounds demo is ready (data in {}).\n",
+                state.config.storage.data_dir.display()
+            );
             println!("  Clinician login:  {url}/api/v1/auth/login");
             println!("      email:        {}", d.email);
             println!("      password:     {}", d.password);
@@ -79,11 +87,20 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             let store = Store::open(dir, config.storage.synchronous).await?;
             let applied = store.migrate().await.context("migrating the database")?;
-            println!("{applied} migration(s) applied; the database in {} is up to date.", dir.display());
+            println!(
+                "{applied} migration(s) applied; the database in {} is up to date.",
+                dir.display()
+            );
         }
-        Command::Token { room, role, name, ttl } => {
+        Command::Token {
+            room,
+            role,
+            name,
+            ttl,
+        } => {
             let state = AppState::open(config).await?;
-            let token = rounds_server::visits::admin_token(&state, &room, &role, &name, ttl).await?;
+            let token =
+                rounds_server::visits::admin_token(&state, &room, &role, &name, ttl).await?;
             println!("{token}");
         }
         Command::Firewall { json } => {
@@ -94,7 +111,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 print!("{}", rounds_server::firewall::table(&rules));
             }
         }
-        Command::Audit { command: AuditCommand::Verify } => {
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
             let store = Store::open(&config.storage.data_dir, config.storage.synchronous).await?;
             match audit::verify(&store.pool).await? {
                 audit::Verdict::Intact { rows, head } => {
@@ -106,22 +125,41 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Keys { command: KeysCommand::Rotate } => {
+        Command::Keys {
+            command: KeysCommand::Rotate,
+        } => {
             let t = &config.tokens;
-            let max_ttl = i64::from(t.provider_ttl_secs.max(t.participant_ttl_secs).max(t.access_ttl_secs))
-                + i64::from(t.leeway_secs);
+            let max_ttl = i64::from(
+                t.provider_ttl_secs
+                    .max(t.participant_ttl_secs)
+                    .max(t.access_ttl_secs),
+            ) + i64::from(t.leeway_secs);
             std::fs::create_dir_all(&config.storage.data_dir)?;
             let kid = rounds_server::tokens::rotate_file(&config.storage.data_dir, max_ttl)?;
-            println!("New signing key {kid} is current. Restart the server to use it; tokens signed with the old key keep working until they expire.");
+            println!(
+                "New signing key {kid} is current. Restart the server to use it; tokens signed with the old key keep working until they expire."
+            );
         }
-        Command::Clinician { command: ClinicianCommand::Add { clinic, time_zone, email, name, password_file } } => {
+        Command::Clinician {
+            command:
+                ClinicianCommand::Add {
+                    clinic,
+                    time_zone,
+                    email,
+                    name,
+                    password_file,
+                },
+        } => {
             let password = match password_file {
-                Some(path) => std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+                Some(path) => std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?,
                 None => match std::env::var("ROUNDS_NEW_PASSWORD") {
                     Ok(p) => p,
                     Err(_) => {
                         let mut s = String::new();
-                        std::io::stdin().read_to_string(&mut s).context("reading the password from standard input")?;
+                        std::io::stdin()
+                            .read_to_string(&mut s)
+                            .context("reading the password from standard input")?;
                         s
                     }
                 },
@@ -131,7 +169,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("the password must be at least 12 characters long");
             }
             let state = AppState::open(config).await?;
-            let id = rounds_server::visits::add_clinician(&state, &clinic, &time_zone, &email, &name, password).await?;
+            let id = rounds_server::visits::add_clinician(
+                &state, &clinic, &time_zone, &email, &name, password,
+            )
+            .await?;
             println!("Clinician {id} added to {clinic}.");
         }
     }

@@ -19,7 +19,9 @@ fn rejected(e: SfuError) -> ServerMessage {
     let message = match e {
         SfuError::InvalidSdp(_) => "The session description could not be used.".to_owned(),
         SfuError::InvalidCandidate(_) => "The ICE candidate could not be used.".to_owned(),
-        SfuError::NegotiationInProgress => "A negotiation is already in progress; answer it first.".to_owned(),
+        SfuError::NegotiationInProgress => {
+            "A negotiation is already in progress; answer it first.".to_owned()
+        }
         SfuError::NoOfferPending => "There is no offer waiting for this answer.".to_owned(),
         SfuError::UnknownPeer => "Send your publisher offer first.".to_owned(),
         other => {
@@ -33,9 +35,16 @@ fn rejected(e: SfuError) -> ServerMessage {
 /// Handles an offer, answer or candidate. `Ok(Some(..))` is a reply for the client.
 // The error is the typed message sent back to the client.
 #[allow(clippy::result_large_err)]
-pub async fn negotiate(state: &AppState, claims: &RoomClaims, message: ClientMessage) -> Result<Option<ServerMessage>, ServerMessage> {
+pub async fn negotiate(
+    state: &AppState,
+    claims: &RoomClaims,
+    message: ClientMessage,
+) -> Result<Option<ServerMessage>, ServerMessage> {
     let Some(sfu) = state.rooms.sfu() else {
-        return Err(ServerMessage::error(ErrorCode::MediaRejected, "Audio and video are not enabled on this server."));
+        return Err(ServerMessage::error(
+            ErrorCode::MediaRejected,
+            "Audio and video are not enabled on this server.",
+        ));
     };
     let admitted = state
         .store
@@ -45,15 +54,27 @@ pub async fn negotiate(state: &AppState, claims: &RoomClaims, message: ClientMes
         .flatten()
         .is_some_and(|p| p.state == ParticipantState::Admitted && p.visit_id == claims.room);
     if !admitted {
-        return Err(ServerMessage::error(ErrorCode::NotAdmitted, "You can share audio and video once the clinic lets you in."));
+        return Err(ServerMessage::error(
+            ErrorCode::NotAdmitted,
+            "You can share audio and video once the clinic lets you in.",
+        ));
     }
     let peer = claims.sub.clone();
     match message {
-        ClientMessage::Offer { pc: PcKind::Publisher, sdp } => {
+        ClientMessage::Offer {
+            pc: PcKind::Publisher,
+            sdp,
+        } => {
             let answer = sfu.publisher_answer(&peer, sdp).await.map_err(rejected)?;
-            Ok(Some(ServerMessage::Answer { pc: PcKind::Publisher, sdp: answer }))
+            Ok(Some(ServerMessage::Answer {
+                pc: PcKind::Publisher,
+                sdp: answer,
+            }))
         }
-        ClientMessage::Answer { pc: PcKind::Subscriber, sdp } => {
+        ClientMessage::Answer {
+            pc: PcKind::Subscriber,
+            sdp,
+        } => {
             sfu.subscriber_answer(&peer, sdp).await.map_err(rejected)?;
             Ok(None)
         }
@@ -61,9 +82,15 @@ pub async fn negotiate(state: &AppState, claims: &RoomClaims, message: ClientMes
             if candidate.candidate.is_empty() {
                 return Ok(None);
             }
-            sfu.add_ice_candidate(&peer, driver_kind(pc), candidate.candidate, candidate.sdp_mid, candidate.sdp_mline_index)
-                .await
-                .map_err(rejected)?;
+            sfu.add_ice_candidate(
+                &peer,
+                driver_kind(pc),
+                candidate.candidate,
+                candidate.sdp_mid,
+                candidate.sdp_mline_index,
+            )
+            .await
+            .map_err(rejected)?;
             Ok(None)
         }
         ClientMessage::Offer { .. } => Err(ServerMessage::error(

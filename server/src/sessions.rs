@@ -6,8 +6,8 @@
 //! token from it stops working. Identity providers (OIDC) plug in at [`start_session`]: once
 //! an account is identified by any means, the same function issues the Rounds session.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use chrono::{Duration, Utc};
 use rounds_proto::{Clinician, SessionResponse};
 use sha2::{Digest, Sha256};
@@ -27,7 +27,11 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
 
 fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -42,7 +46,11 @@ fn hash_refresh(token: &str) -> String {
 }
 
 fn new_refresh_token() -> String {
-    format!("rrt_{}{}", rounds_auth::random_id(), rounds_auth::random_id())
+    format!(
+        "rrt_{}{}",
+        rounds_auth::random_id(),
+        rounds_auth::random_id()
+    )
 }
 
 const BAD_LOGIN: &str = "That email and password do not match an account. Check them and try \
@@ -53,7 +61,11 @@ pub async fn login(state: &AppState, email: &str, password: &str) -> ApiResult<S
     let account = state.store.clinician_by_email(email.trim()).await?;
     // Hash even for unknown accounts so timing does not reveal which emails exist.
     let ok = match &account {
-        Some(ClinicianRow { password_hash: Some(hash), disabled: false, .. }) => {
+        Some(ClinicianRow {
+            password_hash: Some(hash),
+            disabled: false,
+            ..
+        }) => {
             let (password, hash) = (password.to_owned(), hash.clone());
             tokio::task::spawn_blocking(move || verify_password(&password, &hash))
                 .await
@@ -61,16 +73,17 @@ pub async fn login(state: &AppState, email: &str, password: &str) -> ApiResult<S
         }
         _ => {
             let password = password.to_owned();
-            let _ = tokio::task::spawn_blocking(move || {
-                verify_password(&password, dummy_hash())
-            })
-            .await;
+            let _ =
+                tokio::task::spawn_blocking(move || verify_password(&password, dummy_hash())).await;
             false
         }
     };
     let Some(account) = account.filter(|_| ok) else {
         metrics::counter!("rounds_logins_total", "outcome" => "failed").increment(1);
-        state.audit.record(Event::new("anonymous", Action::LoginFailed)).await?;
+        state
+            .audit
+            .record(Event::new("anonymous", Action::LoginFailed))
+            .await?;
         return Err(ApiError::unauthorized("bad-credentials", BAD_LOGIN));
     };
     metrics::counter!("rounds_logins_total", "outcome" => "succeeded").increment(1);
@@ -87,11 +100,18 @@ pub async fn login(state: &AppState, email: &str, password: &str) -> ApiResult<S
 /// Issues a new session family for an identified clinician (the seam for OIDC sign-in).
 pub async fn start_session(state: &AppState, account: &ClinicianRow) -> ApiResult<SessionResponse> {
     let family = rounds_auth::random_id();
-    state.store.create_family(&family, &account.id, Utc::now()).await?;
+    state
+        .store
+        .create_family(&family, &account.id, Utc::now())
+        .await?;
     issue(state, account, &family).await
 }
 
-async fn issue(state: &AppState, account: &ClinicianRow, family: &str) -> ApiResult<SessionResponse> {
+async fn issue(
+    state: &AppState,
+    account: &ClinicianRow,
+    family: &str,
+) -> ApiResult<SessionResponse> {
     let t = &state.config.tokens;
     let now = Utc::now();
     let refresh = new_refresh_token();
@@ -105,8 +125,12 @@ async fn issue(state: &AppState, account: &ClinicianRow, family: &str) -> ApiRes
             now + Duration::seconds(i64::from(t.refresh_ttl_secs)),
         )
         .await?;
-    let (access, claims) =
-        state.tokens.mint_session(&account.id, &account.clinic_id, family, i64::from(t.access_ttl_secs));
+    let (access, claims) = state.tokens.mint_session(
+        &account.id,
+        &account.clinic_id,
+        family,
+        i64::from(t.access_ttl_secs),
+    );
     state
         .audit
         .record(
@@ -137,23 +161,49 @@ const SIGN_IN_AGAIN: &str = "Your session has ended. Sign in again to continue."
 /// Spends a refresh token and issues the next pair.
 pub async fn refresh(state: &AppState, refresh_token: &str) -> ApiResult<SessionResponse> {
     let now = Utc::now();
-    match state.store.use_refresh_token(&hash_refresh(refresh_token), now).await? {
-        RefreshOutcome::Rotated { clinician_id, family } => {
-            let Some(account) = state.store.clinician(&clinician_id).await?.filter(|a| !a.disabled)
+    match state
+        .store
+        .use_refresh_token(&hash_refresh(refresh_token), now)
+        .await?
+    {
+        RefreshOutcome::Rotated {
+            clinician_id,
+            family,
+        } => {
+            let Some(account) = state
+                .store
+                .clinician(&clinician_id)
+                .await?
+                .filter(|a| !a.disabled)
             else {
                 return Err(ApiError::unauthorized("session-ended", SIGN_IN_AGAIN));
             };
             state
                 .audit
-                .record(Event::new(format!("clinician:{clinician_id}"), Action::SessionRefreshed).subject(&family))
+                .record(
+                    Event::new(
+                        format!("clinician:{clinician_id}"),
+                        Action::SessionRefreshed,
+                    )
+                    .subject(&family),
+                )
                 .await?;
             issue(state, &account, &family).await
         }
-        RefreshOutcome::Reused { family, clinician_id } => {
+        RefreshOutcome::Reused {
+            family,
+            clinician_id,
+        } => {
             tracing::warn!(%family, "a refresh token was used twice; the session has been revoked");
             state
                 .audit
-                .record(Event::new(format!("clinician:{clinician_id}"), Action::RefreshTokenReused).subject(&family))
+                .record(
+                    Event::new(
+                        format!("clinician:{clinician_id}"),
+                        Action::RefreshTokenReused,
+                    )
+                    .subject(&family),
+                )
                 .await?;
             Err(ApiError::unauthorized(
                 "refresh-token-reused",
@@ -169,10 +219,19 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> ApiResult<Session
 
 /// Ends the session the refresh token belongs to.
 pub async fn logout(state: &AppState, refresh_token: &str) -> ApiResult<()> {
-    if let Some(family) = state.store.refresh_family(&hash_refresh(refresh_token)).await?
-        && state.store.revoke_family(&family, "signed out", Utc::now()).await?
+    if let Some(family) = state
+        .store
+        .refresh_family(&hash_refresh(refresh_token))
+        .await?
+        && state
+            .store
+            .revoke_family(&family, "signed out", Utc::now())
+            .await?
     {
-        state.audit.record(Event::new("clinician", Action::SessionRevoked).subject(&family)).await?;
+        state
+            .audit
+            .record(Event::new("clinician", Action::SessionRevoked).subject(&family))
+            .await?;
     }
     Ok(())
 }

@@ -32,7 +32,9 @@ impl Tokens {
         let keys = load_or_create(&path, now)?;
         let t = &config.tokens;
         let max_ttl = i64::from(
-            t.provider_ttl_secs.max(t.participant_ttl_secs).max(t.access_ttl_secs),
+            t.provider_ttl_secs
+                .max(t.participant_ttl_secs)
+                .max(t.access_ttl_secs),
         ) + i64::from(t.leeway_secs);
         Ok(Self {
             keys: RwLock::new(keys),
@@ -40,7 +42,8 @@ impl Tokens {
             issuer: config.issuer(),
             leeway: i64::from(t.leeway_secs),
             max_ttl,
-            rotate_after: (t.rotate_after_hours > 0).then(|| i64::from(t.rotate_after_hours) * 3600),
+            rotate_after: (t.rotate_after_hours > 0)
+                .then(|| i64::from(t.rotate_after_hours) * 3600),
         })
     }
 
@@ -53,7 +56,8 @@ impl Tokens {
     }
 
     pub fn mint_room(&self, grant: RoomGrant<'_>, ttl_secs: i64) -> (String, RoomClaims) {
-        self.read().mint_room(&self.issuer, grant, Utc::now().timestamp(), ttl_secs)
+        self.read()
+            .mint_room(&self.issuer, grant, Utc::now().timestamp(), ttl_secs)
     }
 
     pub fn mint_session(
@@ -63,11 +67,19 @@ impl Tokens {
         family: &str,
         ttl_secs: i64,
     ) -> (String, SessionClaims) {
-        self.read().mint_session(&self.issuer, clinician, clinic, family, Utc::now().timestamp(), ttl_secs)
+        self.read().mint_session(
+            &self.issuer,
+            clinician,
+            clinic,
+            family,
+            Utc::now().timestamp(),
+            ttl_secs,
+        )
     }
 
     pub fn verify<C: Claims>(&self, token: &str, audience: &str) -> Result<C, TokenError> {
-        self.read().verify(token, audience, Utc::now().timestamp(), self.leeway)
+        self.read()
+            .verify(token, audience, Utc::now().timestamp(), self.leeway)
     }
 
     pub fn jwks(&self) -> Jwks {
@@ -131,8 +143,9 @@ fn save(path: &Path, keys: &KeySet) -> anyhow::Result<()> {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
-        let mut file =
-            options.open(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+        let mut file = options
+            .open(&tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
         file.write_all(keys.to_json().as_bytes())?;
         file.sync_all()?;
     }

@@ -102,13 +102,29 @@ pub enum ClientMessage {
         #[ts(optional)]
         resume: Option<String>,
     },
-    Offer { pc: PcKind, sdp: String },
-    Answer { pc: PcKind, sdp: String },
-    Ice { pc: PcKind, candidate: IceCandidate },
-    Publish { track: TrackInfo },
-    Unpublish { track_id: String },
+    Offer {
+        pc: PcKind,
+        sdp: String,
+    },
+    Answer {
+        pc: PcKind,
+        sdp: String,
+    },
+    Ice {
+        pc: PcKind,
+        candidate: IceCandidate,
+    },
+    Publish {
+        track: TrackInfo,
+    },
+    Unpublish {
+        track_id: String,
+    },
     /// My own microphone or camera turned on or off.
-    SetMuted { kind: MediaKind, muted: bool },
+    SetMuted {
+        kind: MediaKind,
+        muted: bool,
+    },
     Chat {
         #[ts(type = "string")]
         text: Phi<String>,
@@ -117,7 +133,10 @@ pub enum ClientMessage {
         #[ts(optional)]
         to: Option<String>,
     },
-    Host { participant: String, action: HostAction },
+    Host {
+        participant: String,
+        action: HostAction,
+    },
     Ping {
         #[ts(type = "number")]
         t: u64,
@@ -212,27 +231,71 @@ pub enum ServerMessage {
         resumed: bool,
     },
     /// The clinic let you in: here is the room.
-    Admitted { participants: Vec<RoomParticipant> },
-    Denied { message: String },
-    Removed { message: String },
-    ParticipantJoined { participant: RoomParticipant },
-    ParticipantUpdated { participant: RoomParticipant },
-    ParticipantLeft { participant_id: String },
+    Admitted {
+        participants: Vec<RoomParticipant>,
+    },
+    Denied {
+        message: String,
+    },
+    Removed {
+        message: String,
+    },
+    ParticipantJoined {
+        participant: RoomParticipant,
+    },
+    ParticipantUpdated {
+        participant: RoomParticipant,
+    },
+    ParticipantLeft {
+        participant_id: String,
+    },
     /// Staff only: the people waiting, whenever it changes.
-    LobbyUpdated { waiting: Vec<RoomParticipant> },
-    Offer { pc: PcKind, sdp: String },
-    Answer { pc: PcKind, sdp: String },
-    Ice { pc: PcKind, candidate: IceCandidate },
-    TrackPublished { participant_id: String, track: TrackInfo },
-    TrackUnpublished { participant_id: String, track_id: String },
-    DominantSpeaker { participant_id: Option<String> },
-    NetworkQuality { scores: Vec<ParticipantQuality> },
-    Chat { message: ChatMessage },
+    LobbyUpdated {
+        waiting: Vec<RoomParticipant>,
+    },
+    Offer {
+        pc: PcKind,
+        sdp: String,
+    },
+    Answer {
+        pc: PcKind,
+        sdp: String,
+    },
+    Ice {
+        pc: PcKind,
+        candidate: IceCandidate,
+    },
+    TrackPublished {
+        participant_id: String,
+        track: TrackInfo,
+    },
+    TrackUnpublished {
+        participant_id: String,
+        track_id: String,
+    },
+    DominantSpeaker {
+        participant_id: Option<String>,
+    },
+    NetworkQuality {
+        scores: Vec<ParticipantQuality>,
+    },
+    Chat {
+        message: ChatMessage,
+    },
     /// A host turned off your microphone or camera. Only you can turn it back on.
-    MuteRequested { kind: MediaKind, message: String },
-    RunningLate { minutes: u32 },
-    VideoConstraints { video: VideoConstraints },
-    VisitEnded { message: String },
+    MuteRequested {
+        kind: MediaKind,
+        message: String,
+    },
+    RunningLate {
+        minutes: u32,
+    },
+    VideoConstraints {
+        video: VideoConstraints,
+    },
+    VisitEnded {
+        message: String,
+    },
     Error {
         code: ErrorCode,
         message: String,
@@ -249,7 +312,10 @@ pub enum ServerMessage {
 
 impl ServerMessage {
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
-        ServerMessage::Error { code, message: message.into() }
+        ServerMessage::Error {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -262,7 +328,10 @@ mod tests {
         let m: ClientMessage =
             serde_json::from_str(r#"{"type":"join","v":1,"token":"abc"}"#).unwrap();
         assert!(matches!(m, ClientMessage::Join { v: 1, .. }));
-        assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"join","v":1,"token":"a","x":1}"#).is_err());
+        assert!(
+            serde_json::from_str::<ClientMessage>(r#"{"type":"join","v":1,"token":"a","x":1}"#)
+                .is_err()
+        );
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"teleport"}"#).is_err());
     }
 
@@ -272,13 +341,16 @@ mod tests {
             r#"{"type":"ice","pc":"publisher","candidate":{"candidate":"candidate:1 1 udp 1 1.2.3.4 5 typ host","sdpMid":"0","sdpMLineIndex":0}}"#,
         )
         .unwrap();
-        let ClientMessage::Ice { candidate, .. } = m else { panic!() };
+        let ClientMessage::Ice { candidate, .. } = m else {
+            panic!()
+        };
         assert_eq!(candidate.sdp_mid.as_deref(), Some("0"));
     }
 
     #[test]
     fn chat_text_is_redacted_in_debug() {
-        let m: ClientMessage = serde_json::from_str(r#"{"type":"chat","text":"my secret"}"#).unwrap();
+        let m: ClientMessage =
+            serde_json::from_str(r#"{"type":"chat","text":"my secret"}"#).unwrap();
         assert!(!format!("{m:?}").contains("secret"));
     }
 }

@@ -2,7 +2,8 @@
 
 #[test]
 fn generated_typescript_is_up_to_date() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ui/src/generated/proto.ts");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ui/src/generated/proto.ts");
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     let fresh = rounds_proto::typescript_bindings();
     assert!(

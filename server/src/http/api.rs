@@ -18,16 +18,26 @@ use crate::{chat, invitations, sessions, visits};
 /// Sign in with a local account.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "sessions", request_body = LoginRequest,
     responses((status = 200, body = SessionResponse), (status = 401, body = Problem), (status = 429, body = Problem)))]
-pub async fn login(State(state): State<AppState>, ClientIp(ip): ClientIp, Json(req): Json<LoginRequest>) -> ApiResult<Json<SessionResponse>> {
+pub async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Json(req): Json<LoginRequest>,
+) -> ApiResult<Json<SessionResponse>> {
     state.limits.check(Class::Login, ip)?;
     state.limits.check_account(&req.email)?;
-    Ok(Json(sessions::login(&state, &req.email, &req.password).await?))
+    Ok(Json(
+        sessions::login(&state, &req.email, &req.password).await?,
+    ))
 }
 
 /// Trade a refresh token for a new session pair. Each refresh token works once.
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "sessions", request_body = RefreshRequest,
     responses((status = 200, body = SessionResponse), (status = 401, body = Problem)))]
-pub async fn refresh(State(state): State<AppState>, ClientIp(ip): ClientIp, Json(req): Json<RefreshRequest>) -> ApiResult<Json<SessionResponse>> {
+pub async fn refresh(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Json(req): Json<RefreshRequest>,
+) -> ApiResult<Json<SessionResponse>> {
     state.limits.check(Class::Token, ip)?;
     Ok(Json(sessions::refresh(&state, &req.refresh_token).await?))
 }
@@ -35,7 +45,10 @@ pub async fn refresh(State(state): State<AppState>, ClientIp(ip): ClientIp, Json
 /// Sign out: the refresh token's whole session ends.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "sessions", request_body = LogoutRequest,
     responses((status = 204, description = "Signed out")))]
-pub async fn logout(State(state): State<AppState>, Json(req): Json<LogoutRequest>) -> ApiResult<StatusCode> {
+pub async fn logout(
+    State(state): State<AppState>,
+    Json(req): Json<LogoutRequest>,
+) -> ApiResult<StatusCode> {
     sessions::logout(&state, &req.refresh_token).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -52,25 +65,46 @@ pub struct DayQuery {
 /// The signed-in clinician's queue for one day.
 #[utoipa::path(get, path = "/api/v1/visits", tag = "visits", params(DayQuery),
     responses((status = 200, body = Queue), (status = 400, body = Problem), (status = 401, body = Problem)))]
-pub async fn queue(State(state): State<AppState>, Session(s): Session, Query(q): Query<DayQuery>) -> ApiResult<Json<Queue>> {
+pub async fn queue(
+    State(state): State<AppState>,
+    Session(s): Session,
+    Query(q): Query<DayQuery>,
+) -> ApiResult<Json<Queue>> {
     Ok(Json(visits::queue(&state, &s, q.day.as_deref()).await?))
 }
 
 /// Create a visit; the response carries its patient link (shown once).
 #[utoipa::path(post, path = "/api/v1/visits", tag = "visits", request_body = CreateVisitRequest,
     responses((status = 201, body = CreatedVisit), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
-pub async fn create_visit(State(state): State<AppState>, Session(s): Session, Json(req): Json<CreateVisitRequest>) -> ApiResult<(StatusCode, Json<CreatedVisit>)> {
-    Ok((StatusCode::CREATED, Json(visits::create(&state, &s, req).await?)))
+pub async fn create_visit(
+    State(state): State<AppState>,
+    Session(s): Session,
+    Json(req): Json<CreateVisitRequest>,
+) -> ApiResult<(StatusCode, Json<CreatedVisit>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(visits::create(&state, &s, req).await?),
+    ))
 }
 
 /// One visit of the clinician's clinic.
 #[utoipa::path(get, path = "/api/v1/visits/{id}", tag = "visits", params(("id" = String, Path)),
     responses((status = 200, body = Visit), (status = 404, body = Problem)))]
-pub async fn get_visit(State(state): State<AppState>, Session(s): Session, Path(id): Path<String>) -> ApiResult<Json<Visit>> {
+pub async fn get_visit(
+    State(state): State<AppState>,
+    Session(s): Session,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Visit>> {
     let visit = visits::load_for(&state, &s, &id).await?;
     state
         .audit
-        .record(crate::audit::Event::new(format!("clinician:{}", s.sub), crate::audit::Action::VisitViewed).visit(&visit.id))
+        .record(
+            crate::audit::Event::new(
+                format!("clinician:{}", s.sub),
+                crate::audit::Action::VisitViewed,
+            )
+            .visit(&visit.id),
+        )
         .await?;
     Ok(Json(visits::to_proto(&state, &visit)))
 }
@@ -78,7 +112,12 @@ pub async fn get_visit(State(state): State<AppState>, Session(s): Session, Path(
 /// A provider room token for the signed-in clinician.
 #[utoipa::path(post, path = "/api/v1/visits/{id}/token", tag = "visits", params(("id" = String, Path)),
     responses((status = 200, body = RoomToken), (status = 404, body = Problem), (status = 409, body = Problem)))]
-pub async fn provider_token(State(state): State<AppState>, ClientIp(ip): ClientIp, Session(s): Session, Path(id): Path<String>) -> ApiResult<Json<RoomToken>> {
+pub async fn provider_token(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Session(s): Session,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RoomToken>> {
     state.limits.check(Class::Token, ip)?;
     Ok(Json(visits::provider_token(&state, &s, &id).await?))
 }
@@ -87,30 +126,52 @@ pub async fn provider_token(State(state): State<AppState>, ClientIp(ip): ClientI
 #[utoipa::path(post, path = "/api/v1/visits/{id}/admit/{participant}", tag = "waiting room",
     params(("id" = String, Path), ("participant" = String, Path)),
     responses((status = 200, body = Participant), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
-pub async fn admit(State(state): State<AppState>, Caller(actor): Caller, Path((id, participant)): Path<(String, String)>) -> ApiResult<Json<Participant>> {
-    Ok(Json(visits::decide(&state, &actor, &id, &participant, Action::Admit).await?))
+pub async fn admit(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path((id, participant)): Path<(String, String)>,
+) -> ApiResult<Json<Participant>> {
+    Ok(Json(
+        visits::decide(&state, &actor, &id, &participant, Action::Admit).await?,
+    ))
 }
 
 /// Turn a waiting participant away; their link and token stop working.
 #[utoipa::path(post, path = "/api/v1/visits/{id}/deny/{participant}", tag = "waiting room",
     params(("id" = String, Path), ("participant" = String, Path)),
     responses((status = 200, body = Participant), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
-pub async fn deny(State(state): State<AppState>, Caller(actor): Caller, Path((id, participant)): Path<(String, String)>) -> ApiResult<Json<Participant>> {
-    Ok(Json(visits::decide(&state, &actor, &id, &participant, Action::Deny).await?))
+pub async fn deny(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path((id, participant)): Path<(String, String)>,
+) -> ApiResult<Json<Participant>> {
+    Ok(Json(
+        visits::decide(&state, &actor, &id, &participant, Action::Deny).await?,
+    ))
 }
 
 /// Remove a participant from the visit.
 #[utoipa::path(post, path = "/api/v1/visits/{id}/remove/{participant}", tag = "waiting room",
     params(("id" = String, Path), ("participant" = String, Path)),
     responses((status = 200, body = Participant), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub async fn remove(State(state): State<AppState>, Caller(actor): Caller, Path((id, participant)): Path<(String, String)>) -> ApiResult<Json<Participant>> {
-    Ok(Json(visits::decide(&state, &actor, &id, &participant, Action::Remove).await?))
+pub async fn remove(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path((id, participant)): Path<(String, String)>,
+) -> ApiResult<Json<Participant>> {
+    Ok(Json(
+        visits::decide(&state, &actor, &id, &participant, Action::Remove).await?,
+    ))
 }
 
 /// End the visit for everyone.
 #[utoipa::path(post, path = "/api/v1/visits/{id}/end", tag = "visits", params(("id" = String, Path)),
     responses((status = 200, body = Visit), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub async fn end(State(state): State<AppState>, Caller(actor): Caller, Path(id): Path<String>) -> ApiResult<Json<Visit>> {
+pub async fn end(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Visit>> {
     Ok(Json(visits::end(&state, &actor, &id).await?))
 }
 
@@ -118,22 +179,38 @@ pub async fn end(State(state): State<AppState>, Caller(actor): Caller, Path(id):
 #[utoipa::path(post, path = "/api/v1/visits/{id}/running-late", tag = "waiting room", params(("id" = String, Path)),
     request_body = RunningLateRequest,
     responses((status = 200, body = Visit), (status = 403, body = Problem), (status = 422, body = Problem)))]
-pub async fn running_late(State(state): State<AppState>, Caller(actor): Caller, Path(id): Path<String>, Json(req): Json<RunningLateRequest>) -> ApiResult<Json<Visit>> {
-    Ok(Json(visits::running_late(&state, &actor, &id, req.minutes).await?))
+pub async fn running_late(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    Json(req): Json<RunningLateRequest>,
+) -> ApiResult<Json<Visit>> {
+    Ok(Json(
+        visits::running_late(&state, &actor, &id, req.minutes).await?,
+    ))
 }
 
 /// Cancel every patient link of the visit and issue a new one.
 #[utoipa::path(post, path = "/api/v1/visits/{id}/patient-link", tag = "visits", params(("id" = String, Path)),
     responses((status = 200, body = PatientLink), (status = 404, body = Problem), (status = 409, body = Problem)))]
-pub async fn reissue_link(State(state): State<AppState>, Session(s): Session, Path(id): Path<String>) -> ApiResult<Json<PatientLink>> {
+pub async fn reissue_link(
+    State(state): State<AppState>,
+    Session(s): Session,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PatientLink>> {
     let link = visits::reissue_patient_link(&state, &s, &id, true).await?;
-    link.map(Json).ok_or_else(|| ApiError::internal(anyhow::anyhow!("no link issued")))
+    link.map(Json)
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("no link issued")))
 }
 
 /// Cancel every patient link of the visit.
 #[utoipa::path(delete, path = "/api/v1/visits/{id}/patient-link", tag = "visits", params(("id" = String, Path)),
     responses((status = 204, description = "Links revoked"), (status = 404, body = Problem)))]
-pub async fn revoke_link(State(state): State<AppState>, Session(s): Session, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn revoke_link(
+    State(state): State<AppState>,
+    Session(s): Session,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     visits::reissue_patient_link(&state, &s, &id, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -142,8 +219,16 @@ pub async fn revoke_link(State(state): State<AppState>, Session(s): Session, Pat
 #[utoipa::path(post, path = "/api/v1/visits/{id}/invitations", tag = "invitations", params(("id" = String, Path)),
     request_body = CreateInvitationRequest,
     responses((status = 201, body = Invitation), (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem)))]
-pub async fn invite(State(state): State<AppState>, Session(s): Session, Path(id): Path<String>, Json(req): Json<CreateInvitationRequest>) -> ApiResult<(StatusCode, Json<Invitation>)> {
-    Ok((StatusCode::CREATED, Json(invitations::create(&state, &s, &id, req).await?)))
+pub async fn invite(
+    State(state): State<AppState>,
+    Session(s): Session,
+    Path(id): Path<String>,
+    Json(req): Json<CreateInvitationRequest>,
+) -> ApiResult<(StatusCode, Json<Invitation>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(invitations::create(&state, &s, &id, req).await?),
+    ))
 }
 
 // ---- links ----
@@ -151,7 +236,11 @@ pub async fn invite(State(state): State<AppState>, Session(s): Session, Path(id)
 /// What a visit link is for, before checking in.
 #[utoipa::path(get, path = "/api/v1/join/{code}", tag = "links", params(("code" = String, Path)),
     responses((status = 200, body = JoinLinkInfo), (status = 404, body = Problem), (status = 410, body = Problem), (status = 429, body = Problem)))]
-pub async fn join_info(State(state): State<AppState>, ClientIp(ip): ClientIp, Path(code): Path<String>) -> ApiResult<Json<JoinLinkInfo>> {
+pub async fn join_info(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Path(code): Path<String>,
+) -> ApiResult<Json<JoinLinkInfo>> {
     state.limits.check(Class::Join, ip)?;
     Ok(Json(visits::link_info(&state, &code).await?))
 }
@@ -160,7 +249,12 @@ pub async fn join_info(State(state): State<AppState>, ClientIp(ip): ClientIp, Pa
 #[utoipa::path(post, path = "/api/v1/join/{code}", tag = "links", params(("code" = String, Path)),
     request_body = JoinRequest,
     responses((status = 200, body = RoomToken), (status = 403, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem), (status = 429, body = Problem)))]
-pub async fn join(State(state): State<AppState>, ClientIp(ip): ClientIp, Path(code): Path<String>, body: axum::body::Bytes) -> ApiResult<Json<RoomToken>> {
+pub async fn join(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Path(code): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<RoomToken>> {
     state.limits.check(Class::Join, ip)?;
     // The body is optional: a bare POST checks in with the name on the visit.
     let req = if body.iter().all(u8::is_ascii_whitespace) {
@@ -170,7 +264,10 @@ pub async fn join(State(state): State<AppState>, ClientIp(ip): ClientIp, Path(co
             if e.is_syntax() || e.is_eof() {
                 ApiError::bad_request("malformed-json", "The request body is not valid JSON.")
             } else {
-                ApiError::unprocessable("invalid-body", format!("The request body has the wrong shape: {e}."))
+                ApiError::unprocessable(
+                    "invalid-body",
+                    format!("The request body has the wrong shape: {e}."),
+                )
             }
         })?
     };
@@ -183,9 +280,18 @@ pub async fn join(State(state): State<AppState>, ClientIp(ip): ClientIp, Path(co
 #[utoipa::path(post, path = "/api/v1/rooms/{room}/guest-tokens", tag = "rooms", params(("room" = String, Path)),
     request_body = GuestTokenRequest,
     responses((status = 201, body = RoomToken), (status = 403, body = Problem), (status = 409, body = Problem)))]
-pub async fn guest_token(State(state): State<AppState>, ClientIp(ip): ClientIp, Caller(actor): Caller, Path(room): Path<String>, Json(req): Json<GuestTokenRequest>) -> ApiResult<(StatusCode, Json<RoomToken>)> {
+pub async fn guest_token(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Caller(actor): Caller,
+    Path(room): Path<String>,
+    Json(req): Json<GuestTokenRequest>,
+) -> ApiResult<(StatusCode, Json<RoomToken>)> {
     state.limits.check(Class::Token, ip)?;
-    Ok((StatusCode::CREATED, Json(visits::guest_token(&state, &actor, &room, req).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(visits::guest_token(&state, &actor, &room, req).await?),
+    ))
 }
 
 /// The caller's own place in the room (for the waiting room to learn it was admitted).
@@ -193,23 +299,37 @@ pub async fn guest_token(State(state): State<AppState>, ClientIp(ip): ClientIp, 
     responses((status = 200, body = Participant), (status = 403, body = Problem)))]
 pub async fn me(Caller(actor): Caller, Path(room): Path<String>) -> ApiResult<Json<Participant>> {
     match actor {
-        crate::access::Actor::Participant { claims, participant } if claims.room == room => Ok(Json(participant.to_proto())),
+        crate::access::Actor::Participant {
+            claims,
+            participant,
+        } if claims.room == room => Ok(Json(participant.to_proto())),
         crate::access::Actor::Participant { .. } => Err(crate::access::wrong_room()),
-        crate::access::Actor::Clinician(_) => Err(ApiError::forbidden("room-token-required", "Use a room token to ask about your own place in a room.")),
+        crate::access::Actor::Clinician(_) => Err(ApiError::forbidden(
+            "room-token-required",
+            "Use a room token to ask about your own place in a room.",
+        )),
     }
 }
 
 /// Leave the room (the same link can rejoin).
 #[utoipa::path(post, path = "/api/v1/rooms/{room}/leave", tag = "rooms", params(("room" = String, Path)),
     responses((status = 200, body = Participant), (status = 403, body = Problem)))]
-pub async fn leave(State(state): State<AppState>, Caller(actor): Caller, Path(room): Path<String>) -> ApiResult<Json<Participant>> {
+pub async fn leave(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(room): Path<String>,
+) -> ApiResult<Json<Participant>> {
     Ok(Json(visits::leave(&state, &actor, &room).await?))
 }
 
 /// Who is in the room. People still in the lobby see nobody.
 #[utoipa::path(get, path = "/api/v1/rooms/{room}/participants", tag = "rooms", params(("room" = String, Path)),
     responses((status = 200, body = [Participant]), (status = 403, body = Problem)))]
-pub async fn participants(State(state): State<AppState>, Caller(actor): Caller, Path(room): Path<String>) -> ApiResult<Json<Vec<Participant>>> {
+pub async fn participants(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(room): Path<String>,
+) -> ApiResult<Json<Vec<Participant>>> {
     Ok(Json(visits::participants(&state, &actor, &room).await?))
 }
 
@@ -217,20 +337,34 @@ pub async fn participants(State(state): State<AppState>, Caller(actor): Caller, 
 #[utoipa::path(post, path = "/api/v1/rooms/{room}/device-check", tag = "rooms", params(("room" = String, Path)),
     request_body = DeviceCheck,
     responses((status = 204, description = "Stored"), (status = 403, body = Problem)))]
-pub async fn device_check(State(state): State<AppState>, Caller(actor): Caller, Path(room): Path<String>, Json(check): Json<DeviceCheck>) -> ApiResult<StatusCode> {
+pub async fn device_check(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(room): Path<String>,
+    Json(check): Json<DeviceCheck>,
+) -> ApiResult<StatusCode> {
     match &actor {
-        crate::access::Actor::Participant { claims, .. } if claims.room == room && claims.role == Role::Patient => {
+        crate::access::Actor::Participant { claims, .. }
+            if claims.room == room && claims.role == Role::Patient =>
+        {
             state.store.set_device_check(&room, &check).await?;
             Ok(StatusCode::NO_CONTENT)
         }
-        _ => Err(ApiError::forbidden("patient-only", "Only the patient of this visit reports its device check.")),
+        _ => Err(ApiError::forbidden(
+            "patient-only",
+            "Only the patient of this visit reports its device check.",
+        )),
     }
 }
 
 /// The chat messages the caller may read.
 #[utoipa::path(get, path = "/api/v1/rooms/{room}/chat", tag = "rooms", params(("room" = String, Path)),
     responses((status = 200, body = ChatLog), (status = 403, body = Problem)))]
-pub async fn chat_log(State(state): State<AppState>, Caller(actor): Caller, Path(room): Path<String>) -> ApiResult<Json<ChatLog>> {
+pub async fn chat_log(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(room): Path<String>,
+) -> ApiResult<Json<ChatLog>> {
     Ok(Json(chat::list(&state, &actor, &room).await?))
 }
 
@@ -238,6 +372,14 @@ pub async fn chat_log(State(state): State<AppState>, Caller(actor): Caller, Path
 #[utoipa::path(post, path = "/api/v1/rooms/{room}/chat", tag = "rooms", params(("room" = String, Path)),
     request_body = PostChatRequest,
     responses((status = 201, body = ChatMessage), (status = 403, body = Problem), (status = 422, body = Problem)))]
-pub async fn chat_post(State(state): State<AppState>, Caller(actor): Caller, Path(room): Path<String>, Json(req): Json<PostChatRequest>) -> ApiResult<(StatusCode, Json<ChatMessage>)> {
-    Ok((StatusCode::CREATED, Json(chat::post(&state, &actor, &room, req).await?)))
+pub async fn chat_post(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(room): Path<String>,
+    Json(req): Json<PostChatRequest>,
+) -> ApiResult<(StatusCode, Json<ChatMessage>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(chat::post(&state, &actor, &room, req).await?),
+    ))
 }

@@ -40,7 +40,12 @@ fn json_problem(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::JsonDataError(e) => ApiError::unprocessable(
             "invalid-body",
-            format!("The request body has the wrong shape: {}.", e.body_text().trim_start_matches("Failed to deserialize the JSON body into the target type: ")),
+            format!(
+                "The request body has the wrong shape: {}.",
+                e.body_text().trim_start_matches(
+                    "Failed to deserialize the JSON body into the target type: "
+                )
+            ),
         ),
         JsonRejection::JsonSyntaxError(_) => {
             ApiError::bad_request("malformed-json", "The request body is not valid JSON.")
@@ -55,7 +60,10 @@ fn json_problem(rejection: JsonRejection) -> ApiError {
             "body-too-large",
             "The request body is too large.",
         ),
-        other => ApiError::bad_request("unreadable-body", format!("The request body could not be read ({}).", other.status())),
+        other => ApiError::bad_request(
+            "unreadable-body",
+            format!("The request body could not be read ({}).", other.status()),
+        ),
     }
 }
 
@@ -69,7 +77,12 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(v)| Path(v))
-            .map_err(|e: PathRejection| ApiError::bad_request("invalid-path", format!("The address is not valid: {}.", e.body_text())))
+            .map_err(|e: PathRejection| {
+                ApiError::bad_request(
+                    "invalid-path",
+                    format!("The address is not valid: {}.", e.body_text()),
+                )
+            })
     }
 }
 
@@ -83,7 +96,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(v)| Query(v))
-            .map_err(|e: QueryRejection| ApiError::bad_request("invalid-query", format!("The query is not valid: {}.", e.body_text())))
+            .map_err(|e: QueryRejection| {
+                ApiError::bad_request(
+                    "invalid-query",
+                    format!("The query is not valid: {}.", e.body_text()),
+                )
+            })
     }
 }
 
@@ -113,7 +131,12 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     let token = header
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))
-        .ok_or_else(|| ApiError::unauthorized("sign-in-required", "Send your access token as 'Authorization: Bearer <token>'."))?;
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "sign-in-required",
+                "Send your access token as 'Authorization: Bearer <token>'.",
+            )
+        })?;
     Ok(token.trim())
 }
 
@@ -131,15 +154,23 @@ pub fn token_problem(e: TokenError) -> ApiError {
             "unknown-signing-key",
             "This access was not issued by this server, or its key has been retired. Sign in or open your link again.",
         ),
-        TokenError::WrongAudience => ApiError::unauthorized("wrong-token-kind", "This kind of access cannot be used here."),
+        TokenError::WrongAudience => ApiError::unauthorized(
+            "wrong-token-kind",
+            "This kind of access cannot be used here.",
+        ),
         TokenError::BadSignature | TokenError::Malformed(_) | TokenError::UnsupportedAlgorithm => {
-            ApiError::unauthorized("invalid-token", "This access token is not valid. Sign in or open your link again.")
+            ApiError::unauthorized(
+                "invalid-token",
+                "This access token is not valid. Sign in or open your link again.",
+            )
         }
     }
 }
 
 fn verify_session(state: &AppState, token: &str) -> Result<SessionClaims, TokenError> {
-    state.tokens.verify::<SessionClaims>(token, SESSION_AUDIENCE)
+    state
+        .tokens
+        .verify::<SessionClaims>(token, SESSION_AUDIENCE)
 }
 
 fn verify_room(state: &AppState, token: &str) -> Result<RoomClaims, TokenError> {
@@ -150,11 +181,17 @@ fn is_other_kind(e: &TokenError) -> bool {
     matches!(e, TokenError::WrongAudience | TokenError::Malformed(_))
 }
 
-async fn session_active(state: &AppState, claims: SessionClaims) -> Result<SessionClaims, ApiError> {
+async fn session_active(
+    state: &AppState,
+    claims: SessionClaims,
+) -> Result<SessionClaims, ApiError> {
     if state.store.family_active(&claims.sid).await? {
         Ok(claims)
     } else {
-        Err(ApiError::unauthorized("session-ended", "Your session has ended. Sign in again to continue."))
+        Err(ApiError::unauthorized(
+            "session-ended",
+            "Your session has ended. Sign in again to continue.",
+        ))
     }
 }
 
@@ -164,14 +201,19 @@ pub struct Session(pub SessionClaims);
 impl FromRequestParts<AppState> for Session {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts)?;
         match verify_session(state, token) {
             Ok(claims) => Ok(Session(session_active(state, claims).await?)),
-            Err(e) if is_other_kind(&e) && verify_room(state, token).is_ok() => Err(ApiError::forbidden(
-                "clinicians-only",
-                "Only a signed-in clinician can do this; access from a visit link cannot.",
-            )),
+            Err(e) if is_other_kind(&e) && verify_room(state, token).is_ok() => {
+                Err(ApiError::forbidden(
+                    "clinicians-only",
+                    "Only a signed-in clinician can do this; access from a visit link cannot.",
+                ))
+            }
             Err(e) => Err(token_problem(e)),
         }
     }
@@ -183,10 +225,17 @@ pub struct Caller(pub Actor);
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts)?;
         let session_error = match verify_session(state, token) {
-            Ok(claims) => return Ok(Caller(Actor::Clinician(session_active(state, claims).await?))),
+            Ok(claims) => {
+                return Ok(Caller(Actor::Clinician(
+                    session_active(state, claims).await?,
+                )));
+            }
             Err(e) => e,
         };
         if !is_other_kind(&session_error) {
@@ -194,6 +243,9 @@ impl FromRequestParts<AppState> for Caller {
         }
         let claims = verify_room(state, token).map_err(token_problem)?;
         let participant = check_participant(&claims, state.store.participant(&claims.sub).await?)?;
-        Ok(Caller(Actor::Participant { claims, participant }))
+        Ok(Caller(Actor::Participant {
+            claims,
+            participant,
+        }))
     }
 }

@@ -78,8 +78,13 @@ mod tests {
     use super::*;
 
     const ALL_STATES: [ParticipantState; 5] = [Lobby, Admitted, Denied, Removed, Left];
-    const ALL_ACTIONS: [Action; 5] =
-        [Action::Admit, Action::Deny, Action::Remove, Action::Leave, Action::Rejoin];
+    const ALL_ACTIONS: [Action; 5] = [
+        Action::Admit,
+        Action::Deny,
+        Action::Remove,
+        Action::Leave,
+        Action::Rejoin,
+    ];
 
     #[test]
     fn a_waiting_patient_can_be_admitted_or_denied() {
@@ -131,7 +136,10 @@ mod tests {
 
     #[test]
     fn admitted_people_are_removed_not_denied() {
-        assert_eq!(next(Admitted, Action::Deny), Err(AdmissionError::NotWaiting));
+        assert_eq!(
+            next(Admitted, Action::Deny),
+            Err(AdmissionError::NotWaiting)
+        );
         assert_eq!(next(Admitted, Action::Remove), Ok(Removed));
     }
 

@@ -155,7 +155,11 @@ struct Room {
 
 impl Room {
     fn admitted(&self) -> Vec<RoomParticipant> {
-        self.members.values().filter(|m| m.in_room()).map(Member::view).collect()
+        self.members
+            .values()
+            .filter(|m| m.in_room())
+            .map(Member::view)
+            .collect()
     }
 
     fn waiting(&self) -> Vec<RoomParticipant> {
@@ -180,7 +184,11 @@ impl Room {
     }
 
     fn to_room(&self, message: &ServerMessage, except: Option<&str>) {
-        for m in self.members.values().filter(|m| m.in_room() && Some(m.id.as_str()) != except) {
+        for m in self
+            .members
+            .values()
+            .filter(|m| m.in_room() && Some(m.id.as_str()) != except)
+        {
             m.send(message.clone());
         }
     }
@@ -192,7 +200,9 @@ impl Room {
     }
 
     fn lobby_changed(&self) {
-        self.to_staff(&ServerMessage::LobbyUpdated { waiting: self.waiting() });
+        self.to_staff(&ServerMessage::LobbyUpdated {
+            waiting: self.waiting(),
+        });
     }
 
     // The error is the message the client is refused with; it is built once per connection.
@@ -205,17 +215,24 @@ impl Room {
         out: mpsc::Sender<Outbound>,
     ) -> Result<(Connected, ServerMessage), ServerMessage> {
         if self.ended {
-            return Err(ServerMessage::error(ErrorCode::RoomClosed, "This visit has ended."));
+            return Err(ServerMessage::error(
+                ErrorCode::RoomClosed,
+                "This visit has ended.",
+            ));
         }
         self.next_conn += 1;
-        let conn = Conn { id: self.next_conn, out };
+        let conn = Conn {
+            id: self.next_conn,
+            out,
+        };
         let id = participant.id.clone();
         let resumed;
         match self.members.get_mut(&id) {
             Some(member) => {
                 // The same identity again: a reconnect, a reload, or a second tab. Either way
                 // there is one participant; the newest connection wins.
-                resumed = resume.as_deref() == Some(member.session.as_str()) || member.dropped_at.is_some();
+                resumed = resume.as_deref() == Some(member.session.as_str())
+                    || member.dropped_at.is_some();
                 if let Some(old) = member.conn.take() {
                     let _ = old.out.try_send(Outbound::Close(ServerMessage::error(
                         ErrorCode::Replaced,
@@ -257,9 +274,13 @@ impl Room {
         );
         if in_room {
             let message = if resumed {
-                ServerMessage::ParticipantUpdated { participant: view.clone() }
+                ServerMessage::ParticipantUpdated {
+                    participant: view.clone(),
+                }
             } else {
-                ServerMessage::ParticipantJoined { participant: view.clone() }
+                ServerMessage::ParticipantJoined {
+                    participant: view.clone(),
+                }
             };
             self.to_room(&message, Some(&id));
         } else {
@@ -271,27 +292,45 @@ impl Room {
             room: self.id.clone(),
             me: view,
             participants: if in_room { self.admitted() } else { Vec::new() },
-            waiting: if role.is_staff() { self.waiting() } else { Vec::new() },
+            waiting: if role.is_staff() {
+                self.waiting()
+            } else {
+                Vec::new()
+            },
             video: self.video(),
             heartbeat_secs: HEARTBEAT.as_secs() as u32,
             resume_secs: RESUME_WINDOW.as_secs() as u32,
             running_late_minutes: self.running_late,
             resumed,
         };
-        Ok((Connected { conn: conn_id, session, state }, joined))
+        Ok((
+            Connected {
+                conn: conn_id,
+                session,
+                state,
+            },
+            joined,
+        ))
     }
 
     fn member_by_conn(&mut self, conn: ConnId) -> Option<&mut Member> {
-        self.members.values_mut().find(|m| m.conn.as_ref().is_some_and(|c| c.id == conn))
+        self.members
+            .values_mut()
+            .find(|m| m.conn.as_ref().is_some_and(|c| c.id == conn))
     }
 
     fn disconnect(&mut self, conn: ConnId, now: Instant) {
-        let Some(member) = self.member_by_conn(conn) else { return };
+        let Some(member) = self.member_by_conn(conn) else {
+            return;
+        };
         member.conn = None;
         member.dropped_at = Some(now);
         let (view, in_room) = (member.view(), member.in_room());
         if in_room {
-            self.to_room(&ServerMessage::ParticipantUpdated { participant: view }, None);
+            self.to_room(
+                &ServerMessage::ParticipantUpdated { participant: view },
+                None,
+            );
         } else {
             self.lobby_changed();
         }
@@ -302,7 +341,10 @@ impl Room {
         let gone: Vec<String> = self
             .members
             .values()
-            .filter(|m| m.dropped_at.is_some_and(|t| now.duration_since(t) >= RESUME_WINDOW))
+            .filter(|m| {
+                m.dropped_at
+                    .is_some_and(|t| now.duration_since(t) >= RESUME_WINDOW)
+            })
             .map(|m| m.id.clone())
             .collect();
         for id in gone {
@@ -317,7 +359,9 @@ impl Room {
     }
 
     fn request(&mut self, conn: ConnId, request: Request) {
-        let Some(member) = self.member_by_conn(conn) else { return };
+        let Some(member) = self.member_by_conn(conn) else {
+            return;
+        };
         if !member.in_room() {
             member.send(ServerMessage::error(
                 ErrorCode::NotAdmitted,
@@ -331,18 +375,26 @@ impl Room {
                 track.muted = false;
                 member.tracks.retain(|t| t.id != track.id);
                 member.tracks.push(track.clone());
-                ServerMessage::TrackPublished { participant_id: id.clone(), track }
+                ServerMessage::TrackPublished {
+                    participant_id: id.clone(),
+                    track,
+                }
             }
             Request::Unpublish(track_id) => {
                 member.tracks.retain(|t| t.id != track_id);
-                ServerMessage::TrackUnpublished { participant_id: id.clone(), track_id }
+                ServerMessage::TrackUnpublished {
+                    participant_id: id.clone(),
+                    track_id,
+                }
             }
             Request::SetMuted(kind, muted) => {
                 match kind {
                     MediaKind::Audio => member.audio_muted = muted,
                     MediaKind::Video => member.video_muted = muted,
                 }
-                ServerMessage::ParticipantUpdated { participant: member.view() }
+                ServerMessage::ParticipantUpdated {
+                    participant: member.view(),
+                }
             }
         };
         self.to_room(&message, Some(&id));
@@ -359,18 +411,29 @@ impl Room {
         match state {
             ParticipantState::Admitted if !was_in_room => {
                 let view = member.view();
-                self.to_room(&ServerMessage::ParticipantJoined { participant: view }, Some(id));
-                let admitted = ServerMessage::Admitted { participants: self.admitted() };
+                self.to_room(
+                    &ServerMessage::ParticipantJoined { participant: view },
+                    Some(id),
+                );
+                let admitted = ServerMessage::Admitted {
+                    participants: self.admitted(),
+                };
                 if let Some(m) = self.members.get(id) {
                     m.send(admitted);
-                    m.send(ServerMessage::VideoConstraints { video: self.video() });
+                    m.send(ServerMessage::VideoConstraints {
+                        video: self.video(),
+                    });
                 }
                 self.lobby_changed();
-                let video = ServerMessage::VideoConstraints { video: self.video() };
+                let video = ServerMessage::VideoConstraints {
+                    video: self.video(),
+                };
                 self.to_room(&video, Some(id));
             }
             ParticipantState::Denied | ParticipantState::Removed | ParticipantState::Left => {
-                let Some(member) = self.members.remove(id) else { return };
+                let Some(member) = self.members.remove(id) else {
+                    return;
+                };
                 let goodbye = match state {
                     ParticipantState::Denied => Some(ServerMessage::Denied {
                         message: "The clinic could not see you in this visit. If you think this is a mistake, call the clinic.".into(),
@@ -384,8 +447,15 @@ impl Room {
                     let _ = conn.out.try_send(Outbound::Close(goodbye));
                 }
                 if was_in_room {
-                    self.to_room(&ServerMessage::ParticipantLeft { participant_id: id.to_owned() }, None);
-                    let video = ServerMessage::VideoConstraints { video: self.video() };
+                    self.to_room(
+                        &ServerMessage::ParticipantLeft {
+                            participant_id: id.to_owned(),
+                        },
+                        None,
+                    );
+                    let video = ServerMessage::VideoConstraints {
+                        video: self.video(),
+                    };
                     self.to_room(&video, None);
                 }
                 self.lobby_changed();
@@ -395,7 +465,9 @@ impl Room {
     }
 
     fn host_mute(&mut self, id: &str, kind: MediaKind) {
-        let Some(member) = self.members.get_mut(id) else { return };
+        let Some(member) = self.members.get_mut(id) else {
+            return;
+        };
         let message = match kind {
             MediaKind::Audio => {
                 member.audio_muted = true;
@@ -406,13 +478,21 @@ impl Room {
                 "The clinician turned off your camera. You can turn it back on yourself."
             }
         };
-        member.send(ServerMessage::MuteRequested { kind, message: message.into() });
+        member.send(ServerMessage::MuteRequested {
+            kind,
+            message: message.into(),
+        });
         let view = member.view();
-        self.to_room(&ServerMessage::ParticipantUpdated { participant: view }, Some(id));
+        self.to_room(
+            &ServerMessage::ParticipantUpdated { participant: view },
+            Some(id),
+        );
     }
 
     fn chat(&self, message: ChatMessage) {
-        let wire = ServerMessage::Chat { message: message.clone() };
+        let wire = ServerMessage::Chat {
+            message: message.clone(),
+        };
         for m in self.members.values() {
             let visible = m.role.is_staff()
                 || m.id == message.from
@@ -428,9 +508,11 @@ impl Room {
         self.ended = true;
         for m in self.members.values() {
             if let Some(conn) = &m.conn {
-                let _ = conn.out.try_send(Outbound::Close(ServerMessage::VisitEnded {
-                    message: "The visit has ended. Thank you.".into(),
-                }));
+                let _ = conn
+                    .out
+                    .try_send(Outbound::Close(ServerMessage::VisitEnded {
+                        message: "The visit has ended. Thank you.".into(),
+                    }));
             }
         }
         self.members.clear();
@@ -440,13 +522,23 @@ impl Room {
     /// becomes forwarding: only admitted members are allowed, and each receives every other
     /// admitted member.
     async fn sync_media(&mut self) {
-        let admitted: Vec<String> = self.members.values().filter(|m| m.in_room()).map(|m| m.id.clone()).collect();
+        let admitted: Vec<String> = self
+            .members
+            .values()
+            .filter(|m| m.in_room())
+            .map(|m| m.id.clone())
+            .collect();
         let mut wanted: BTreeMap<String, (bool, Vec<String>)> = BTreeMap::new();
         for m in self.members.values() {
             let allowed = m.in_room();
-            let subs = if allowed { admitted.iter().filter(|id| **id != m.id).cloned().collect() } else { Vec::new() };
+            let subs = if allowed {
+                admitted.iter().filter(|id| **id != m.id).cloned().collect()
+            } else {
+                Vec::new()
+            };
             wanted.insert(m.id.clone(), (allowed, subs));
-            self.engine.set_admitted(&EnginePeer::new(m.id.clone()), allowed);
+            self.engine
+                .set_admitted(&EnginePeer::new(m.id.clone()), allowed);
         }
         let Some(sfu) = &self.sfu else {
             self.media_gate = wanted;
@@ -458,7 +550,11 @@ impl Room {
                 sfu.set_subscriptions(id, gate.1.clone()).await;
             }
         }
-        for gone in self.media_gate.keys().filter(|id| !wanted.contains_key(*id)) {
+        for gone in self
+            .media_gate
+            .keys()
+            .filter(|id| !wanted.contains_key(*id))
+        {
             sfu.remove_peer(gone).await;
             self.engine.remove_peer(&EnginePeer::new(gone.clone()));
         }
@@ -469,21 +565,37 @@ impl Room {
     fn media(&mut self, event: SfuEvent) {
         match event {
             SfuEvent::RenegotiationNeeded { peer } => {
-                let (Some(sfu), Some(member)) = (self.sfu.clone(), self.members.get(&peer)) else { return };
-                let Some(out) = member.conn.as_ref().map(|c| c.out.clone()) else { return };
+                let (Some(sfu), Some(member)) = (self.sfu.clone(), self.members.get(&peer)) else {
+                    return;
+                };
+                let Some(out) = member.conn.as_ref().map(|c| c.out.clone()) else {
+                    return;
+                };
                 // Offers are made off the room task: the driver may take a moment.
                 tokio::spawn(async move {
                     match sfu.subscriber_offer(&peer).await {
                         Ok(sdp) => {
-                            let _ = out.send(Outbound::Message(ServerMessage::Offer { pc: rounds_proto::PcKind::Subscriber, sdp })).await;
+                            let _ = out
+                                .send(Outbound::Message(ServerMessage::Offer {
+                                    pc: rounds_proto::PcKind::Subscriber,
+                                    sdp,
+                                }))
+                                .await;
                         }
-                        Err(e) => tracing::warn!(participant = %peer, error = %e, "could not offer the subscriber connection"),
+                        Err(e) => {
+                            tracing::warn!(participant = %peer, error = %e, "could not offer the subscriber connection")
+                        }
                     }
                 });
             }
             SfuEvent::AudioLevel { peer, level_dbov } => {
                 let muted = self.members.get(&peer).is_some_and(|m| m.audio_muted);
-                self.engine.on_audio_level(&EnginePeer::new(peer), level_dbov, !muted && level_dbov < 127, Instant::now());
+                self.engine.on_audio_level(
+                    &EnginePeer::new(peer),
+                    level_dbov,
+                    !muted && level_dbov < 127,
+                    Instant::now(),
+                );
                 self.drain_engine();
             }
             _ => {}
@@ -494,12 +606,29 @@ impl Room {
     async fn refresh_quality(&mut self) {
         let Some(sfu) = self.sfu.clone() else { return };
         let now = Instant::now();
-        let ids: Vec<String> = self.members.values().filter(|m| m.in_room()).map(|m| m.id.clone()).collect();
+        let ids: Vec<String> = self
+            .members
+            .values()
+            .filter(|m| m.in_room())
+            .map(|m| m.id.clone())
+            .collect();
         for id in ids {
-            let Some(stats) = sfu.stats(&id).await else { continue };
-            let Some(sub) = stats.subscriber.or(stats.publisher) else { continue };
-            let (Some(rtt), Some(loss)) = (sub.rtt, sub.fraction_lost) else { continue };
-            self.engine.on_receiver_report(&EnginePeer::new(id), loss, 0.0, rtt.as_secs_f64() * 1000.0, now);
+            let Some(stats) = sfu.stats(&id).await else {
+                continue;
+            };
+            let Some(sub) = stats.subscriber.or(stats.publisher) else {
+                continue;
+            };
+            let (Some(rtt), Some(loss)) = (sub.rtt, sub.fraction_lost) else {
+                continue;
+            };
+            self.engine.on_receiver_report(
+                &EnginePeer::new(id),
+                loss,
+                0.0,
+                rtt.as_secs_f64() * 1000.0,
+                now,
+            );
         }
         self.engine.handle_timeout(now);
         self.drain_engine();
@@ -510,7 +639,9 @@ impl Room {
         while let Some(event) = self.engine.poll_event() {
             match event {
                 EngineEvent::DominantSpeakerChanged(peer) => {
-                    let message = ServerMessage::DominantSpeaker { participant_id: peer.map(|p| p.as_str().to_owned()) };
+                    let message = ServerMessage::DominantSpeaker {
+                        participant_id: peer.map(|p| p.as_str().to_owned()),
+                    };
                     self.to_room(&message, None);
                 }
                 EngineEvent::NetworkScoreChanged { .. } => scores_changed = true,
@@ -532,7 +663,10 @@ impl Room {
     }
 
     fn connected(&self) -> usize {
-        self.members.values().filter(|m| m.conn.is_some() || m.dropped_at.is_some()).count()
+        self.members
+            .values()
+            .filter(|m| m.conn.is_some() || m.dropped_at.is_some())
+            .count()
     }
 }
 
@@ -646,7 +780,11 @@ impl std::fmt::Debug for Rooms {
 
 impl Rooms {
     fn sender(&self, room: &str, settings: &RoomSettings) -> mpsc::Sender<Command> {
-        let mut rooms = self.registry.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rooms = self
+            .registry
+            .rooms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(tx) = rooms.get(room)
             && !tx.is_closed()
         {
@@ -670,7 +808,12 @@ impl Rooms {
     }
 
     fn existing(&self, room: &str) -> Option<mpsc::Sender<Command>> {
-        self.registry.rooms.lock().unwrap_or_else(|e| e.into_inner()).get(room).cloned()
+        self.registry
+            .rooms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(room)
+            .cloned()
     }
 
     pub async fn connect(
@@ -682,12 +825,26 @@ impl Rooms {
         out: mpsc::Sender<Outbound>,
     ) -> Result<Connected, ServerMessage> {
         let room = claims.room.clone();
-        self.peers.lock().unwrap_or_else(|e| e.into_inner()).insert(claims.sub.clone(), room.clone());
+        self.peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(claims.sub.clone(), room.clone());
         let (reply, wait) = oneshot::channel();
-        let command = Command::Connect { claims, participant, resume, out, reply };
-        if let Err(mpsc::error::SendError(command)) = self.sender(&room, settings).send(command).await {
+        let command = Command::Connect {
+            claims,
+            participant,
+            resume,
+            out,
+            reply,
+        };
+        if let Err(mpsc::error::SendError(command)) =
+            self.sender(&room, settings).send(command).await
+        {
             // The task retired between lookup and send: start a fresh one.
-            self.sender(&room, settings).send(command).await.map_err(|_| unavailable())?;
+            self.sender(&room, settings)
+                .send(command)
+                .await
+                .map_err(|_| unavailable())?;
         }
         wait.await.map_err(|_| unavailable())?
     }
@@ -707,11 +864,25 @@ impl Rooms {
     }
 
     pub async fn admission(&self, room: &str, participant: &str, state: ParticipantState) {
-        self.tell(room, Command::Admission { participant: participant.to_owned(), state }).await;
+        self.tell(
+            room,
+            Command::Admission {
+                participant: participant.to_owned(),
+                state,
+            },
+        )
+        .await;
     }
 
     pub async fn host_mute(&self, room: &str, participant: &str, kind: MediaKind) {
-        self.tell(room, Command::HostMute { participant: participant.to_owned(), kind }).await;
+        self.tell(
+            room,
+            Command::HostMute {
+                participant: participant.to_owned(),
+                kind,
+            },
+        )
+        .await;
     }
 
     pub async fn chat(&self, room: &str, message: ChatMessage) {
@@ -738,10 +909,16 @@ impl Rooms {
                 match events.recv().await {
                     Ok(event) => {
                         let peer = match &event {
-                            SfuEvent::RenegotiationNeeded { peer } | SfuEvent::AudioLevel { peer, .. } => peer.clone(),
+                            SfuEvent::RenegotiationNeeded { peer }
+                            | SfuEvent::AudioLevel { peer, .. } => peer.clone(),
                             _ => continue,
                         };
-                        let room = rooms.peers.lock().unwrap_or_else(|e| e.into_inner()).get(&peer).cloned();
+                        let room = rooms
+                            .peers
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get(&peer)
+                            .cloned();
                         if let Some(room) = room {
                             rooms.tell(&room, Command::Media(event)).await;
                         }
@@ -761,7 +938,9 @@ impl Rooms {
 
     /// Everyone the room task knows, for tests and diagnostics.
     pub async fn snapshot(&self, room: &str) -> Vec<RoomParticipant> {
-        let Some(tx) = self.existing(room) else { return Vec::new() };
+        let Some(tx) = self.existing(room) else {
+            return Vec::new();
+        };
         let (reply, wait) = oneshot::channel();
         if tx.send(Command::Snapshot(reply)).await.is_err() {
             return Vec::new();
@@ -771,5 +950,8 @@ impl Rooms {
 }
 
 fn unavailable() -> ServerMessage {
-    ServerMessage::error(ErrorCode::Internal, "The visit could not be opened just now. Try again.")
+    ServerMessage::error(
+        ErrorCode::Internal,
+        "The visit could not be opened just now. Try again.",
+    )
 }

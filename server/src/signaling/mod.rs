@@ -10,8 +10,8 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use rounds_proto::{
-    ClientMessage, ErrorCode, Grant, HostAction, MAX_SIGNAL_BYTES, PROTOCOL_VERSION, PostChatRequest,
-    ROOM_AUDIENCE, RoomClaims, ServerMessage,
+    ClientMessage, ErrorCode, Grant, HostAction, MAX_SIGNAL_BYTES, PROTOCOL_VERSION,
+    PostChatRequest, ROOM_AUDIENCE, RoomClaims, ServerMessage,
 };
 use tokio::sync::mpsc;
 
@@ -32,7 +32,11 @@ const MESSAGES_PER_SEC: f64 = 20.0;
 /// Upgrades to the signaling WebSocket.
 #[utoipa::path(get, path = "/rtc", tag = "signaling",
     responses((status = 101, description = "Switching to the signaling WebSocket; see docs/protocol.md")))]
-pub async fn rtc(State(state): State<AppState>, ClientIp(ip): ClientIp, ws: WebSocketUpgrade) -> Response {
+pub async fn rtc(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ws: WebSocketUpgrade,
+) -> Response {
     ws.max_message_size(MAX_SIGNAL_BYTES * 4)
         .max_frame_size(MAX_SIGNAL_BYTES * 4)
         .on_upgrade(move |socket| async move {
@@ -49,7 +53,10 @@ fn encode(message: &ServerMessage) -> Message {
 async fn refuse(mut socket: WebSocket, message: ServerMessage) {
     let _ = socket.send(encode(&message)).await;
     let _ = socket
-        .send(Message::Close(Some(CloseFrame { code: 4000, reason: "refused".into() })))
+        .send(Message::Close(Some(CloseFrame {
+            code: 4000,
+            reason: "refused".into(),
+        })))
         .await;
 }
 
@@ -63,7 +70,10 @@ fn parse(text: &str) -> Result<ClientMessage, ServerMessage> {
         ));
     }
     serde_json::from_str(text).map_err(|e| {
-        ServerMessage::error(ErrorCode::BadMessage, format!("That message was not understood: {e}."))
+        ServerMessage::error(
+            ErrorCode::BadMessage,
+            format!("That message was not understood: {e}."),
+        )
     })
 }
 
@@ -81,21 +91,39 @@ fn problem_to_error(e: ApiError) -> ServerMessage {
 
 /// Waits for `join` and checks its token.
 #[allow(clippy::result_large_err)]
-async fn await_join(state: &AppState, socket: &mut WebSocket) -> Result<(RoomClaims, Option<String>), ServerMessage> {
-    let first = tokio::time::timeout(JOIN_TIMEOUT, socket.recv()).await.map_err(|_| {
-        ServerMessage::error(ErrorCode::NotJoined, "Send a join message with your token first.")
-    })?;
+async fn await_join(
+    state: &AppState,
+    socket: &mut WebSocket,
+) -> Result<(RoomClaims, Option<String>), ServerMessage> {
+    let first = tokio::time::timeout(JOIN_TIMEOUT, socket.recv())
+        .await
+        .map_err(|_| {
+            ServerMessage::error(
+                ErrorCode::NotJoined,
+                "Send a join message with your token first.",
+            )
+        })?;
     let text = match first {
         Some(Ok(Message::Text(text))) => text,
-        _ => return Err(ServerMessage::error(ErrorCode::NotJoined, "Send a join message with your token first.")),
+        _ => {
+            return Err(ServerMessage::error(
+                ErrorCode::NotJoined,
+                "Send a join message with your token first.",
+            ));
+        }
     };
     let ClientMessage::Join { v, token, resume } = parse(&text)? else {
-        return Err(ServerMessage::error(ErrorCode::NotJoined, "The first message must be join."));
+        return Err(ServerMessage::error(
+            ErrorCode::NotJoined,
+            "The first message must be join.",
+        ));
     };
     if v != PROTOCOL_VERSION {
         return Err(ServerMessage::error(
             ErrorCode::UnsupportedVersion,
-            format!("This server speaks signaling version {PROTOCOL_VERSION}; update the app or reload the page."),
+            format!(
+                "This server speaks signaling version {PROTOCOL_VERSION}; update the app or reload the page."
+            ),
         ));
     }
     let claims = state
@@ -128,8 +156,14 @@ async fn session(state: AppState, mut socket: WebSocket, ip: IpAddr) {
         Err(e) => return refuse(socket, problem_to_error(e)).await,
     };
     let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(256);
-    let settings = RoomSettings { running_late_minutes: visit.running_late_minutes };
-    let connected = match state.rooms.connect(&settings, claims.clone(), participant, resume, out_tx).await {
+    let settings = RoomSettings {
+        running_late_minutes: visit.running_late_minutes,
+    };
+    let connected = match state
+        .rooms
+        .connect(&settings, claims.clone(), participant, resume, out_tx)
+        .await
+    {
         Ok(c) => c,
         Err(message) => return refuse(socket, message).await,
     };
@@ -212,29 +246,51 @@ impl From<ServerMessage> for Reply {
 
 #[allow(clippy::result_large_err)]
 async fn actor(state: &AppState, claims: &RoomClaims) -> Result<Actor, ServerMessage> {
-    let participant = state.store.participant(&claims.sub).await.map_err(|e| problem_to_error(e.into()))?;
+    let participant = state
+        .store
+        .participant(&claims.sub)
+        .await
+        .map_err(|e| problem_to_error(e.into()))?;
     let participant = check_participant(claims, participant).map_err(problem_to_error)?;
-    Ok(Actor::Participant { claims: claims.clone(), participant })
+    Ok(Actor::Participant {
+        claims: claims.clone(),
+        participant,
+    })
 }
 
-async fn handle(state: &AppState, claims: &RoomClaims, conn: u64, message: ClientMessage) -> Option<Reply> {
+async fn handle(
+    state: &AppState,
+    claims: &RoomClaims,
+    conn: u64,
+    message: ClientMessage,
+) -> Option<Reply> {
     let room = claims.room.as_str();
     match message {
-        ClientMessage::Join { .. } => {
-            Some(Reply::Error(ServerMessage::error(ErrorCode::NotJoined, "You have already joined.")))
-        }
+        ClientMessage::Join { .. } => Some(Reply::Error(ServerMessage::error(
+            ErrorCode::NotJoined,
+            "You have already joined.",
+        ))),
         ClientMessage::Ping { t } => Some(Reply::Send(ServerMessage::Pong { t })),
         ClientMessage::Pong { .. } => None,
         ClientMessage::Publish { track } => {
-            state.rooms.request(room, conn, Request::Publish(track)).await;
+            state
+                .rooms
+                .request(room, conn, Request::Publish(track))
+                .await;
             None
         }
         ClientMessage::Unpublish { track_id } => {
-            state.rooms.request(room, conn, Request::Unpublish(track_id)).await;
+            state
+                .rooms
+                .request(room, conn, Request::Unpublish(track_id))
+                .await;
             None
         }
         ClientMessage::SetMuted { kind, muted } => {
-            state.rooms.request(room, conn, Request::SetMuted(kind, muted)).await;
+            state
+                .rooms
+                .request(room, conn, Request::SetMuted(kind, muted))
+                .await;
             None
         }
         ClientMessage::Offer { .. } | ClientMessage::Answer { .. } | ClientMessage::Ice { .. } => {
@@ -253,16 +309,33 @@ async fn handle(state: &AppState, claims: &RoomClaims, conn: u64, message: Clien
                 Err(e) => Some(Reply::Error(problem_to_error(e))),
             }
         }
-        ClientMessage::Host { participant, action } => {
+        ClientMessage::Host {
+            participant,
+            action,
+        } => {
             let actor = match actor(state, claims).await {
                 Ok(a) => a,
                 Err(e) => return Some(Reply::Error(e)),
             };
             let result = match action {
-                HostAction::Admit => crate::visits::decide(state, &actor, room, &participant, Action::Admit).await.map(|_| ()),
-                HostAction::Deny => crate::visits::decide(state, &actor, room, &participant, Action::Deny).await.map(|_| ()),
-                HostAction::Remove => crate::visits::decide(state, &actor, room, &participant, Action::Remove).await.map(|_| ()),
-                HostAction::MuteAudio | HostAction::StopVideo => crate::visits::host_mute(state, &actor, room, &participant, action).await,
+                HostAction::Admit => {
+                    crate::visits::decide(state, &actor, room, &participant, Action::Admit)
+                        .await
+                        .map(|_| ())
+                }
+                HostAction::Deny => {
+                    crate::visits::decide(state, &actor, room, &participant, Action::Deny)
+                        .await
+                        .map(|_| ())
+                }
+                HostAction::Remove => {
+                    crate::visits::decide(state, &actor, room, &participant, Action::Remove)
+                        .await
+                        .map(|_| ())
+                }
+                HostAction::MuteAudio | HostAction::StopVideo => {
+                    crate::visits::host_mute(state, &actor, room, &participant, action).await
+                }
             };
             result.err().map(|e| Reply::Error(problem_to_error(e)))
         }

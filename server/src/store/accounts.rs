@@ -23,7 +23,12 @@ pub struct ClinicianRow {
 }
 
 impl Store {
-    pub async fn create_clinic(&self, name: &str, time_zone: &str, now: DateTime<Utc>) -> Result<ClinicRow> {
+    pub async fn create_clinic(
+        &self,
+        name: &str,
+        time_zone: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ClinicRow> {
         let id = new_id();
         sqlx::query("INSERT INTO clinics (id, name, time_zone, created_at) VALUES (?, ?, ?, ?)")
             .bind(&id)
@@ -32,7 +37,11 @@ impl Store {
             .bind(to_ms(now))
             .execute(&self.pool)
             .await?;
-        Ok(ClinicRow { id, name: name.into(), time_zone: time_zone.into() })
+        Ok(ClinicRow {
+            id,
+            name: name.into(),
+            time_zone: time_zone.into(),
+        })
     }
 
     pub async fn clinic(&self, id: &str) -> Result<Option<ClinicRow>> {
@@ -40,7 +49,11 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|r| ClinicRow { id: r.get(0), name: r.get(1), time_zone: r.get(2) }))
+        Ok(row.map(|r| ClinicRow {
+            id: r.get(0),
+            name: r.get(1),
+            time_zone: r.get(2),
+        }))
     }
 
     pub async fn clinic_by_name(&self, name: &str) -> Result<Option<ClinicRow>> {
@@ -48,7 +61,11 @@ impl Store {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|r| ClinicRow { id: r.get(0), name: r.get(1), time_zone: r.get(2) }))
+        Ok(row.map(|r| ClinicRow {
+            id: r.get(0),
+            name: r.get(1),
+            time_zone: r.get(2),
+        }))
     }
 
     pub async fn create_clinician(
@@ -92,7 +109,8 @@ impl Store {
     }
 
     pub async fn clinician_by_email(&self, email: &str) -> Result<Option<ClinicianRow>> {
-        self.clinician_where("email = ?", &email.to_lowercase()).await
+        self.clinician_where("email = ?", &email.to_lowercase())
+            .await
     }
 
     pub async fn clinician(&self, id: &str) -> Result<Option<ClinicianRow>> {
@@ -103,7 +121,10 @@ impl Store {
         let sql = format!(
             "SELECT id, clinic_id, email, display_name, password_hash, disabled FROM clinicians WHERE {cond}"
         );
-        let row = sqlx::query(&sql).bind(value).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(value)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(|r| ClinicianRow {
             id: r.get(0),
             clinic_id: r.get(1),

@@ -100,7 +100,11 @@ impl Store {
                     visit_id: r.get(1),
                     invitee: parse_invitee(&r.get::<String, _>(2)),
                     invitee_id: r.get(3),
-                    channel: if channel == "email" { Channel::Email } else { Channel::Sms },
+                    channel: if channel == "email" {
+                        Channel::Email
+                    } else {
+                        Channel::Sms
+                    },
                     recipient: Phi::new(r.get(5)),
                     attempts: r.get::<i64, _>(6).try_into().unwrap_or(0),
                 }

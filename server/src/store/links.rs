@@ -96,7 +96,12 @@ impl Store {
     }
 
     /// Revokes every live link of one invitee of a visit; returns how many.
-    pub async fn revoke_links(&self, visit_id: &str, invitee_id: &str, now: DateTime<Utc>) -> Result<u64> {
+    pub async fn revoke_links(
+        &self,
+        visit_id: &str,
+        invitee_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
         let r = sqlx::query(
             "UPDATE join_links SET revoked_at = ? WHERE visit_id = ? AND invitee_id = ? AND revoked_at IS NULL",
         )

@@ -131,7 +131,10 @@ impl Store {
 
     pub async fn visit(&self, id: &str) -> Result<Option<VisitRow>> {
         let sql = format!("SELECT {COLUMNS} FROM visits WHERE id = ?");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(visit_from_row).transpose()
     }
 

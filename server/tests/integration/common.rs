@@ -16,7 +16,11 @@ pub const PASSWORD: &str = "correct horse battery staple";
 pub const EMAIL: &str = "amara.okafor@stmarys.example";
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running `rounds-server serve` with its own data directory.
@@ -46,7 +50,10 @@ impl Server {
             url: format!("http://127.0.0.1:{port}"),
             extra_config: extra_config.to_owned(),
             log_filter: log_filter.to_owned(),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
         };
         server.write_config();
         server.add_clinician("St. Mary's Clinic", EMAIL, "Dr. Amara Okafor");
@@ -103,12 +110,27 @@ impl Server {
         let out = Command::new(BIN)
             .arg("--config")
             .arg(self.config_path())
-            .args(["clinician", "add", "--clinic", clinic, "--time-zone", "America/Chicago", "--email", email, "--name", name])
+            .args([
+                "clinician",
+                "add",
+                "--clinic",
+                clinic,
+                "--time-zone",
+                "America/Chicago",
+                "--email",
+                email,
+                "--name",
+                name,
+            ])
             .env("ROUNDS_NEW_PASSWORD", PASSWORD)
             .env("ROUNDS_LOG", "warn")
             .output()
             .unwrap();
-        assert!(out.status.success(), "clinician add failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "clinician add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn add_other_clinic_clinician(&self, email: &str) {
@@ -116,7 +138,11 @@ impl Server {
     }
 
     pub async fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
         let child = Command::new(BIN)
             .arg("--config")
             .arg(self.config_path())
@@ -144,7 +170,11 @@ impl Server {
             {
                 panic!("server exited with {status}:\n{}", self.logs());
             }
-            assert!(Instant::now() < deadline, "server did not become ready:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "server did not become ready:\n{}",
+                self.logs()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -160,7 +190,10 @@ impl Server {
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(20);
             while child.try_wait().unwrap().is_none() {
                 if Instant::now() > deadline {
@@ -181,7 +214,13 @@ impl Server {
         &self.http
     }
 
-    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let url = format!("{}{}", self.url, path);
         let mut req = self.http.request(method.parse().unwrap(), url);
         if let Some(t) = token {
@@ -192,15 +231,29 @@ impl Server {
         }
         let res = req.send().await.unwrap();
         let status = res.status();
-        let content_type = res.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
         let text = res.text().await.unwrap();
         if status.is_client_error() || status.is_server_error() {
-            assert_eq!(content_type, "application/problem+json", "{method} {path} -> {status}: {text}");
+            assert_eq!(
+                content_type, "application/problem+json",
+                "{method} {path} -> {status}: {text}"
+            );
             let problem: Value = serde_json::from_str(&text).unwrap();
-            assert!(problem["detail"].as_str().is_some_and(|d| d.len() > 10), "problem without a sentence: {text}");
+            assert!(
+                problem["detail"].as_str().is_some_and(|d| d.len() > 10),
+                "problem without a sentence: {text}"
+            );
             assert_eq!(problem["status"], status.as_u16());
         }
-        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, value)
     }
 
@@ -213,20 +266,38 @@ impl Server {
     }
 
     pub async fn login(&self) -> Value {
-        let (status, body) = self.post("/api/v1/auth/login", None, json!({ "email": EMAIL, "password": PASSWORD })).await;
+        let (status, body) = self
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({ "email": EMAIL, "password": PASSWORD }),
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body
     }
 
     pub async fn access_token(&self) -> String {
-        self.login().await["access_token"].as_str().unwrap().to_owned()
+        self.login().await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     /// Creates a visit starting in `minutes`, returns (visit json, patient link code).
-    pub async fn create_visit(&self, token: &str, minutes: i64, patient_name: &str) -> (Value, String) {
+    pub async fn create_visit(
+        &self,
+        token: &str,
+        minutes: i64,
+        patient_name: &str,
+    ) -> (Value, String) {
         let at = chrono::Utc::now() + chrono::Duration::minutes(minutes);
         let (status, body) = self
-            .post("/api/v1/visits", Some(token), json!({ "scheduled_at": at, "duration_minutes": 30, "patient_name": patient_name }))
+            .post(
+                "/api/v1/visits",
+                Some(token),
+                json!({ "scheduled_at": at, "duration_minutes": 30, "patient_name": patient_name }),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let url = body["patient_link"]["url"].as_str().unwrap();
@@ -245,7 +316,10 @@ impl Server {
 
     pub fn audit_verify(&self) -> (bool, String) {
         let out = self.cli(&["audit", "verify"]);
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     }
 
     /// The server's signing keys, read from its data directory.
@@ -264,16 +338,31 @@ impl Drop for Server {
 /// The claims inside a JWT, without verifying it.
 pub fn claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 pub fn header(token: &str) -> Value {
     let h = token.split('.').next().unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap()
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(h)
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 pub fn grants(token: &str) -> Vec<String> {
-    let mut g: Vec<String> = claims(token)["grants"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+    let mut g: Vec<String> = claims(token)["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
     g.sort();
     g
 }
@@ -290,7 +379,11 @@ impl SmtpSink {
         let port = free_port();
         let out = dir.join(format!("smtp-{port}.jsonl"));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/smtp_sink.py");
-        let python = if Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
+        let python = if Path::new("/usr/bin/python3").exists() {
+            "/usr/bin/python3"
+        } else {
+            "python3"
+        };
         let mut child = Command::new(python)
             .arg(script)
             .arg("--port")
@@ -302,7 +395,9 @@ impl SmtpSink {
             .spawn()
             .expect("python3 with aiosmtpd (scripts/install-deps.sh installs it)");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         assert!(line.contains("ready"), "SMTP sink did not start: {line}");
         SmtpSink { child, port, out }
     }

@@ -25,16 +25,29 @@ async fn kill_9_mid_flow_loses_nothing_acknowledged() {
     let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let mut tasks = vec![];
     for i in 0..40 {
-        let (http, base, access, acknowledged) = (http.clone(), base.clone(), access.clone(), acknowledged.clone());
+        let (http, base, access, acknowledged) = (
+            http.clone(),
+            base.clone(),
+            access.clone(),
+            acknowledged.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep(std::time::Duration::from_millis(i * 5)).await;
             let at = chrono::Utc::now() + chrono::Duration::minutes(30);
-            let res = http.post(format!("{base}/api/v1/visits")).bearer_auth(&access).json(&json!({ "scheduled_at": at })).send().await;
+            let res = http
+                .post(format!("{base}/api/v1/visits"))
+                .bearer_auth(&access)
+                .json(&json!({ "scheduled_at": at }))
+                .send()
+                .await;
             if let Ok(res) = res
                 && res.status() == StatusCode::CREATED
                 && let Ok(body) = res.json::<serde_json::Value>().await
             {
-                acknowledged.lock().unwrap().push(body["visit"]["id"].as_str().unwrap().to_owned());
+                acknowledged
+                    .lock()
+                    .unwrap()
+                    .push(body["visit"]["id"].as_str().unwrap().to_owned());
             }
         }));
     }
@@ -53,21 +66,42 @@ async fn kill_9_mid_flow_loses_nothing_acknowledged() {
 
     // Everything acknowledged is there.
     for id in &acknowledged {
-        let (status, _) = server.get(&format!("/api/v1/visits/{id}"), Some(&access)).await;
+        let (status, _) = server
+            .get(&format!("/api/v1/visits/{id}"), Some(&access))
+            .await;
         assert_eq!(status, StatusCode::OK, "acknowledged visit {id} was lost");
     }
     // The earlier flow survives: same keys (tokens still verify), same participant, same session.
-    let (status, me) = server.get(&format!("/api/v1/rooms/{visit_id}/me"), Some(&patient_token)).await;
+    let (status, me) = server
+        .get(
+            &format!("/api/v1/rooms/{visit_id}/me"),
+            Some(&patient_token),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(me["id"], patient_id.as_str());
-    let (status, v) = server.get(&format!("/api/v1/visits/{visit_id}"), Some(&access)).await;
+    let (status, v) = server
+        .get(&format!("/api/v1/visits/{visit_id}"), Some(&access))
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["state"], "waiting");
-    let (status, _) = server.post("/api/v1/auth/refresh", None, json!({ "refresh_token": refresh })).await;
+    let (status, _) = server
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({ "refresh_token": refresh }),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
 
     // The flow continues where it stopped.
-    let (status, _) = server.post(&format!("/api/v1/visits/{visit_id}/admit/{patient_id}"), Some(&access), json!({})).await;
+    let (status, _) = server
+        .post(
+            &format!("/api/v1/visits/{visit_id}/admit/{patient_id}"),
+            Some(&access),
+            json!({}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     let (ok, report) = server.audit_verify();
     assert!(ok, "{report}");

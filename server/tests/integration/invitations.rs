@@ -32,7 +32,11 @@ async fn sms_and_email_invitations_carry_the_link_and_nothing_clinical() {
 
     // SMS to the patient.
     let (status, inv) = server
-        .post(&format!("/api/v1/visits/{id}/invitations"), Some(&access), json!({ "channel": "sms", "invitee": "patient", "to": "+15557654321" }))
+        .post(
+            &format!("/api/v1/visits/{id}/invitations"),
+            Some(&access),
+            json!({ "channel": "sms", "invitee": "patient", "to": "+15557654321" }),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{inv}");
     assert_eq!(inv["status"], "sent");
@@ -44,7 +48,10 @@ async fn sms_and_email_invitations_carry_the_link_and_nothing_clinical() {
     let link = inv["link"].as_str().unwrap();
     assert!(sms[0].body.contains(link), "{}", sms[0].body);
     assert!(sms[0].body.contains("St. Mary's Clinic"));
-    assert!(!sms[0].body.contains("Olivia"), "no patient name in messages");
+    assert!(
+        !sms[0].body.contains("Olivia"),
+        "no patient name in messages"
+    );
 
     // The SMS link checks in as the visit's patient.
     let code = link.rsplit('/').next().unwrap();
@@ -63,30 +70,72 @@ async fn sms_and_email_invitations_carry_the_link_and_nothing_clinical() {
     assert_eq!(mail[0]["rcpt_tos"][0], "interp@language.example");
     let data = mail[0]["data"].as_str().unwrap();
     let guest_link = inv["link"].as_str().unwrap();
-    assert!(data.contains(guest_link) || data.replace("=\r\n", "").contains(guest_link), "{data}");
+    assert!(
+        data.contains(guest_link) || data.replace("=\r\n", "").contains(guest_link),
+        "{data}"
+    );
     assert!(!data.contains("Olivia"));
-    let (status, guest) = server.join(guest_link.rsplit('/').next().unwrap(), Some("Nadia")).await;
+    let (status, guest) = server
+        .join(guest_link.rsplit('/').next().unwrap(), Some("Nadia"))
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(guest["role"], "interpreter");
     assert_eq!(guest["state"], "lobby");
 
     // Copy: no message, just a link.
-    let (status, inv) = server.post(&format!("/api/v1/visits/{id}/invitations"), Some(&access), json!({ "channel": "copy", "invitee": "guest" })).await;
+    let (status, inv) = server
+        .post(
+            &format!("/api/v1/visits/{id}/invitations"),
+            Some(&access),
+            json!({ "channel": "copy", "invitee": "guest" }),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(inv["status"], "created");
 
     // A bad number is refused before sending; a number the carrier rejects is a 502 with its reason.
-    let (status, p) = server.post(&format!("/api/v1/visits/{id}/invitations"), Some(&access), json!({ "channel": "sms", "invitee": "patient", "to": "555-1234" })).await;
+    let (status, p) = server
+        .post(
+            &format!("/api/v1/visits/{id}/invitations"),
+            Some(&access),
+            json!({ "channel": "sms", "invitee": "patient", "to": "555-1234" }),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(p["detail"].as_str().unwrap().contains("international"), "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("international"),
+        "{p}"
+    );
     twilio.reject_number("+15550009999");
-    let (status, p) = server.post(&format!("/api/v1/visits/{id}/invitations"), Some(&access), json!({ "channel": "sms", "invitee": "guest", "to": "+15550009999" })).await;
+    let (status, p) = server
+        .post(
+            &format!("/api/v1/visits/{id}/invitations"),
+            Some(&access),
+            json!({ "channel": "sms", "invitee": "guest", "to": "+15550009999" }),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{p}");
-    assert!(p["detail"].as_str().unwrap().contains("copy the link"), "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("copy the link"),
+        "{p}"
+    );
 
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", server.data_dir().join("rounds.db").display())).await.unwrap();
-    let sent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'invitation.sent'").fetch_one(&pool).await.unwrap();
-    let failed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'invitation.failed'").fetch_one(&pool).await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        server.data_dir().join("rounds.db").display()
+    ))
+    .await
+    .unwrap();
+    let sent: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'invitation.sent'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let failed: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'invitation.failed'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!((sent, failed), (3, 1));
 }
 
@@ -99,18 +148,38 @@ async fn reminders_survive_a_restart_and_lead_to_the_same_participant() {
     let mut server = Server::start_with(&notify_config(&twilio, &smtp, 10), "info").await;
     let access = server.access_token().await;
     let at = chrono::Utc::now() + chrono::Duration::minutes(10) + chrono::Duration::seconds(6);
-    let (status, created) = server.post("/api/v1/visits", Some(&access), json!({ "scheduled_at": at })).await;
+    let (status, created) = server
+        .post(
+            "/api/v1/visits",
+            Some(&access),
+            json!({ "scheduled_at": at }),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED);
     let id = created["visit"]["id"].as_str().unwrap().to_owned();
-    let first_code = created["patient_link"]["url"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+    let first_code = created["patient_link"]["url"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
     let (_, first) = server.join(&first_code, None).await;
 
     let (status, _) = server
-        .post(&format!("/api/v1/visits/{id}/invitations"), Some(&access), json!({ "channel": "sms", "invitee": "patient", "to": "+15557654321" }))
+        .post(
+            &format!("/api/v1/visits/{id}/invitations"),
+            Some(&access),
+            json!({ "channel": "sms", "invitee": "patient", "to": "+15557654321" }),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, _) = server
-        .post(&format!("/api/v1/visits/{id}/invitations"), Some(&access), json!({ "channel": "email", "invitee": "patient", "to": "olivia@example.org" }))
+        .post(
+            &format!("/api/v1/visits/{id}/invitations"),
+            Some(&access),
+            json!({ "channel": "email", "invitee": "patient", "to": "olivia@example.org" }),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(twilio.messages().len(), 1);
@@ -126,12 +195,25 @@ async fn reminders_survive_a_restart_and_lead_to_the_same_participant() {
     }
     let sms = twilio.messages();
     assert_eq!(sms.len(), 2, "the SMS reminder was sent after the restart");
-    assert!(sms[1].body.to_lowercase().contains("reminder"), "{}", sms[1].body);
+    assert!(
+        sms[1].body.to_lowercase().contains("reminder"),
+        "{}",
+        sms[1].body
+    );
     let mail = smtp.wait_for(2).await;
-    assert_eq!(mail.len(), 2, "the email reminder was sent after the restart");
+    assert_eq!(
+        mail.len(),
+        2,
+        "the email reminder was sent after the restart"
+    );
 
     // The reminder's link is a new code for the same patient.
-    let reminder_link = sms[1].body.split_whitespace().find(|w| w.contains("/join/")).unwrap().trim_end_matches(['.', ',']);
+    let reminder_link = sms[1]
+        .body
+        .split_whitespace()
+        .find(|w| w.contains("/join/"))
+        .unwrap()
+        .trim_end_matches(['.', ',']);
     let code = reminder_link.rsplit('/').next().unwrap();
     assert_ne!(code, first_code);
     let (status, again) = server.join(code, None).await;
