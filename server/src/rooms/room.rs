@@ -420,6 +420,12 @@ impl Room {
                 };
                 if let Some(m) = self.members.get(id) {
                     m.send(admitted);
+                    // Someone admitted mid-visit learns who is speaking now, not at the next change.
+                    if let Some(speaker) = self.engine.dominant_speaker() {
+                        m.send(ServerMessage::DominantSpeaker {
+                            participant_id: Some(speaker.as_str().to_owned()),
+                        });
+                    }
                     m.send(ServerMessage::VideoConstraints {
                         video: self.video(),
                     });
@@ -619,16 +625,14 @@ impl Room {
             let Some(sub) = stats.subscriber.or(stats.publisher) else {
                 continue;
             };
-            let (Some(rtt), Some(loss)) = (sub.rtt, sub.fraction_lost) else {
+            // Loss comes from the client's receiver reports. rtc 0.21 does not compute RTT
+            // from them yet (ADR 4), so a missing RTT counts as none rather than hiding the score.
+            let Some(loss) = sub.fraction_lost else {
                 continue;
             };
-            self.engine.on_receiver_report(
-                &EnginePeer::new(id),
-                loss,
-                0.0,
-                rtt.as_secs_f64() * 1000.0,
-                now,
-            );
+            let rtt_ms = sub.rtt.map_or(0.0, |rtt| rtt.as_secs_f64() * 1000.0);
+            self.engine
+                .on_receiver_report(&EnginePeer::new(id), loss, 0.0, rtt_ms, now);
         }
         self.engine.handle_timeout(now);
         self.drain_engine();

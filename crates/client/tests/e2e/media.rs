@@ -380,3 +380,44 @@ async fn four_clients_decode_everyone_and_removal_cuts_media_at_once() {
     .await
     .expect("test finished in time");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_quality_is_scored_for_each_participant() {
+    init_tracing();
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let server = TestServer::start().await;
+        let (_visit, provider_token, patient_token) = server.visit().await;
+        let (provider, patient) = admitted_pair(
+            &server,
+            server.config(&provider_token, 1),
+            server.config(&patient_token, 2),
+        )
+        .await;
+        let mut events = patient.events();
+        let (pid, tid) = (
+            provider.participant_id().to_owned(),
+            patient.participant_id().to_owned(),
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+        loop {
+            let message = tokio::time::timeout_at(deadline, events.recv())
+                .await
+                .expect("a network_quality message within 40 s")
+                .expect("events");
+            if let rounds_proto::ServerMessage::NetworkQuality { scores } = message {
+                let score = |id: &str| {
+                    scores
+                        .iter()
+                        .find(|s| s.participant_id == id)
+                        .map(|s| s.score)
+                };
+                // On loopback with no loss both connections score as excellent.
+                if score(&pid) == Some(5) && score(&tid) == Some(5) {
+                    break;
+                }
+            }
+        }
+    })
+    .await
+    .expect("test finished in time");
+}
