@@ -85,6 +85,7 @@ CREATE TABLE participants (
 );
 CREATE INDEX participants_visit ON participants(visit_id);
 CREATE UNIQUE INDEX participants_invitee ON participants(visit_id, invitee_id);
+CREATE UNIQUE INDEX participants_clinician ON participants(visit_id, clinician_id);
 
 CREATE TABLE invitations (
     id                 TEXT PRIMARY KEY,

@@ -124,7 +124,11 @@ pub enum AuditError {
     Stopped,
 }
 
-type Request = (Event, DateTime<Utc>, oneshot::Sender<Result<i64, AuditError>>);
+type Request = (
+    Event,
+    DateTime<Utc>,
+    oneshot::Sender<Result<i64, AuditError>>,
+);
 
 /// A handle to the audit writer.
 #[derive(Clone, Debug)]
@@ -148,7 +152,10 @@ impl Audit {
     /// Appends `event` and waits until it is committed; returns its sequence number.
     pub async fn record(&self, event: Event) -> Result<i64, AuditError> {
         let (done, wait) = oneshot::channel();
-        self.tx.send((event, Utc::now(), done)).await.map_err(|_| AuditError::Stopped)?;
+        self.tx
+            .send((event, Utc::now(), done))
+            .await
+            .map_err(|_| AuditError::Stopped)?;
         wait.await.map_err(|_| AuditError::Stopped)?
     }
 }
@@ -181,9 +188,16 @@ async fn commit(
     batch: &[Request],
     head: &(i64, String),
 ) -> Result<((i64, String), Vec<i64>), sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    struct Row<'a> {
+        seq: i64,
+        at: i64,
+        event: &'a Event,
+        detail: String,
+        prev: String,
+        hash: String,
+    }
     let (mut seq, mut prev) = head.clone();
-    let mut seqs = Vec::with_capacity(batch.len());
+    let mut rows = Vec::with_capacity(batch.len());
     for (event, at, _) in batch {
         seq += 1;
         let detail = event.detail.to_string();
@@ -198,25 +212,36 @@ async fn commit(
             event.subject.as_deref(),
             &detail,
         );
-        sqlx::query(
-            "INSERT INTO audit_log (seq, at, actor, action, visit_id, subject, detail, prev_hash, hash)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(seq)
-        .bind(at)
-        .bind(&event.actor)
-        .bind(event.action.as_str())
-        .bind(&event.visit_id)
-        .bind(&event.subject)
-        .bind(&detail)
-        .bind(&prev)
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await?;
-        seqs.push(seq);
-        prev = hash;
+        rows.push(Row {
+            seq,
+            at,
+            event,
+            detail,
+            prev: std::mem::replace(&mut prev, hash.clone()),
+            hash,
+        });
+    }
+    // One statement per batch: every statement is a round trip to SQLite's worker thread.
+    let mut tx = pool.begin().await?;
+    for chunk in rows.chunks(256) {
+        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO audit_log (seq, at, actor, action, visit_id, subject, detail, prev_hash, hash) ",
+        );
+        insert.push_values(chunk, |mut b, row| {
+            b.push_bind(row.seq)
+                .push_bind(row.at)
+                .push_bind(&row.event.actor)
+                .push_bind(row.event.action.as_str())
+                .push_bind(&row.event.visit_id)
+                .push_bind(&row.event.subject)
+                .push_bind(&row.detail)
+                .push_bind(&row.prev)
+                .push_bind(&row.hash);
+        });
+        insert.build().execute(&mut *tx).await?;
     }
     tx.commit().await?;
+    let seqs = rows.iter().map(|r| r.seq).collect();
     Ok(((seq, prev), seqs))
 }
 
@@ -306,5 +331,8 @@ pub async fn verify(pool: &SqlitePool) -> Result<Verdict, sqlx::Error> {
         expected_seq += 1;
         count += 1;
     }
-    Ok(Verdict::Intact { rows: count, head: expected_prev })
+    Ok(Verdict::Intact {
+        rows: count,
+        head: expected_prev,
+    })
 }

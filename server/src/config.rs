@@ -60,6 +60,11 @@ pub struct ServerConfig {
     pub public_url: String,
     /// Log format: `text` for people, `json` for log collectors.
     pub log_format: LogFormat,
+    /// The built patient web app (`npm run build` in `ui/`), relative to the current directory.
+    pub ui_dir: PathBuf,
+    /// Per-clinic check-in and waiting-room content (TOML); built-in wording when absent.
+    /// Videos and captions it names are served from the folder this file is in.
+    pub clinic_content: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,13 +143,18 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: "http://127.0.0.1:8080".into(),
             log_format: LogFormat::Text,
+            ui_dir: PathBuf::from("ui/dist"),
+            clinic_content: None,
         }
     }
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from("data"), synchronous: Synchronous::Full }
+        Self {
+            data_dir: PathBuf::from("data"),
+            synchronous: Synchronous::Full,
+        }
     }
 }
 
@@ -204,20 +214,38 @@ pub struct Overrides {
     #[arg(long, env = "ROUNDS_MEDIA_UDP", global = true)]
     pub media_udp: Option<SocketAddr>,
     /// SMS provider auth token (kept out of the config file).
-    #[arg(long, env = "ROUNDS_SMS_AUTH_TOKEN", global = true, hide_env_values = true, hide = true)]
+    #[arg(
+        long,
+        env = "ROUNDS_SMS_AUTH_TOKEN",
+        global = true,
+        hide_env_values = true,
+        hide = true
+    )]
     pub sms_auth_token: Option<String>,
     /// SMTP password (kept out of the config file).
-    #[arg(long, env = "ROUNDS_SMTP_PASSWORD", global = true, hide_env_values = true, hide = true)]
+    #[arg(
+        long,
+        env = "ROUNDS_SMTP_PASSWORD",
+        global = true,
+        hide_env_values = true,
+        hide = true
+    )]
     pub smtp_password: Option<String>,
     /// Log format: text or json.
     #[arg(long, env = "ROUNDS_LOG_FORMAT", global = true, value_parser = ["text", "json"])]
     pub log_format: Option<String>,
+    /// Folder of the built patient web app [default: ./ui/dist].
+    #[arg(long, env = "ROUNDS_UI_DIR", global = true)]
+    pub ui_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("could not read the configuration file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the configuration file {path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("the configuration is not valid:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
@@ -237,10 +265,14 @@ impl Config {
     }
 
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        toml::from_str(&text)
-            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
     }
 
     pub fn apply(&mut self, o: &Overrides) {
@@ -268,15 +300,24 @@ impl Config {
         if let (Some(email), Some(password)) = (self.email.as_mut(), &o.smtp_password) {
             email.password = Some(password.clone());
         }
+        if let Some(dir) = &o.ui_dir {
+            self.server.ui_dir = dir.clone();
+        }
         if let Some(format) = &o.log_format {
-            self.server.log_format =
-                if format == "json" { LogFormat::Json } else { LogFormat::Text };
+            self.server.log_format = if format == "json" {
+                LogFormat::Json
+            } else {
+                LogFormat::Text
+            };
         }
     }
 
     /// The issuer (`iss`) of this server's tokens.
     pub fn issuer(&self) -> String {
-        self.tokens.issuer.clone().unwrap_or_else(|| self.public_url().to_owned())
+        self.tokens
+            .issuer
+            .clone()
+            .unwrap_or_else(|| self.public_url().to_owned())
     }
 
     /// The address put in media candidates.
@@ -289,7 +330,10 @@ impl Config {
         }
         url::Url::parse(&self.server.public_url)
             .ok()
-            .and_then(|u| u.host_str().and_then(|h| h.trim_matches(['[', ']']).parse().ok()))
+            .and_then(|u| {
+                u.host_str()
+                    .and_then(|h| h.trim_matches(['[', ']']).parse().ok())
+            })
             .unwrap_or(self.server.listen.ip())
     }
 
@@ -353,9 +397,20 @@ impl Config {
         if self.media.enabled
             && self.media.advertise_ip.is_none()
             && self.media.udp_listen.ip().is_unspecified()
-            && url::Url::parse(&self.server.public_url).ok().and_then(|u| u.host_str().and_then(|h| h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().ok())).is_none()
+            && url::Url::parse(&self.server.public_url)
+                .ok()
+                .and_then(|u| {
+                    u.host_str()
+                        .and_then(|h| h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().ok())
+                })
+                .is_none()
         {
             problems.push("media.advertise_ip must be set when media.udp_listen is 0.0.0.0 and server.public_url is a host name: it is the address clients send media to".into());
+        }
+        if let Some(path) = &self.server.clinic_content
+            && let Err(e) = crate::clinic_content::ContentFile::load(path)
+        {
+            problems.push(format!("server.clinic_content: {e}"));
         }
         if let Some(email) = &self.email
             && let Err(e) = email.validate()
@@ -367,7 +422,11 @@ impl Config {
         {
             problems.push(e);
         }
-        if problems.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(problems)) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod access;
 pub mod audit;
 pub mod chat;
 pub mod cli;
+pub mod clinic_content;
 pub mod config;
 pub mod demo;
 pub mod error;
@@ -64,7 +65,9 @@ impl AppState {
             tracing::info!(applied, "database migrated");
         }
         let tokens = Tokens::load(&config).context("loading the token signing keys")?;
-        let audit = Audit::start(store.pool.clone()).await.context("starting the audit log")?;
+        let audit = Audit::start(store.pool.clone())
+            .await
+            .context("starting the audit log")?;
         let notifier = Notifier::from_config(&config).context("setting up invitations")?;
         let limits = RateLimits::new(&config.limits);
         Ok(Self {
@@ -121,7 +124,8 @@ fn spawn_background(state: &AppState) {
             match s.tokens.maintain() {
                 Ok(Some(kid)) => {
                     tracing::info!(%kid, "rotated the token signing key");
-                    let event = audit::Event::new("system", audit::Action::KeysRotated).subject(&kid);
+                    let event =
+                        audit::Event::new("system", audit::Action::KeysRotated).subject(&kid);
                     if let Err(e) = s.audit.record(event).await {
                         tracing::error!(error = %e, "could not audit the key rotation");
                     }
@@ -139,7 +143,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -22,16 +22,23 @@ pub fn link_url(state: &AppState, code: &str) -> String {
     format!("{}/join/{code}", state.config.public_url())
 }
 
-pub async fn create(state: &AppState, session: &SessionClaims, req: CreateVisitRequest) -> ApiResult<CreatedVisit> {
+pub async fn create(
+    state: &AppState,
+    session: &SessionClaims,
+    req: CreateVisitRequest,
+) -> ApiResult<CreatedVisit> {
     let now = Utc::now();
-    let duration = req.duration_minutes.unwrap_or(state.config.visits.default_duration_minutes);
+    let duration = req
+        .duration_minutes
+        .unwrap_or(state.config.visits.default_duration_minutes);
     if !(1..=8 * 60).contains(&duration) {
         return Err(ApiError::unprocessable(
             "invalid-duration",
             "A visit must last between 1 minute and 8 hours.",
         ));
     }
-    if req.scheduled_at < now - Duration::hours(24) || req.scheduled_at > now + Duration::days(366) {
+    if req.scheduled_at < now - Duration::hours(24) || req.scheduled_at > now + Duration::days(366)
+    {
         return Err(ApiError::unprocessable(
             "invalid-time",
             "A visit must be scheduled between yesterday and a year from now.",
@@ -62,7 +69,10 @@ pub async fn create(state: &AppState, session: &SessionClaims, req: CreateVisitR
         .await?;
     let visit = load(state, &id).await?;
     let expires_at = visit.link_expires_at(state.config.visits.link_grace_minutes);
-    let code = state.store.create_link(&id, Role::Patient, PATIENT_INVITEE, expires_at, now).await?;
+    let code = state
+        .store
+        .create_link(&id, Role::Patient, PATIENT_INVITEE, expires_at, now)
+        .await?;
     let actor = format!("clinician:{}", session.sub);
     state
         .audit
@@ -72,11 +82,21 @@ pub async fn create(state: &AppState, session: &SessionClaims, req: CreateVisitR
                 .detail(serde_json::json!({ "scheduled_at": visit.scheduled_at, "duration_minutes": duration })),
         )
         .await?;
-    state.audit.record(Event::new(&actor, AuditAction::LinkIssued).visit(&id).subject(PATIENT_INVITEE)).await?;
+    state
+        .audit
+        .record(
+            Event::new(&actor, AuditAction::LinkIssued)
+                .visit(&id)
+                .subject(PATIENT_INVITEE),
+        )
+        .await?;
     metrics::counter!("rounds_visits_created_total").increment(1);
     Ok(CreatedVisit {
         visit: visit.to_proto(now, state.config.visits.link_grace_minutes),
-        patient_link: PatientLink { url: link_url(state, &code), expires_at },
+        patient_link: PatientLink {
+            url: link_url(state, &code),
+            expires_at,
+        },
     })
 }
 
@@ -98,8 +118,16 @@ pub fn to_proto(state: &AppState, visit: &VisitRow) -> Visit {
 }
 
 /// The clinician's visits on `day` (clinic time zone; today when absent).
-pub async fn queue(state: &AppState, session: &SessionClaims, day: Option<&str>) -> ApiResult<Queue> {
-    let clinic = state.store.clinic(&session.clinic).await?.ok_or_else(not_your_visit)?;
+pub async fn queue(
+    state: &AppState,
+    session: &SessionClaims,
+    day: Option<&str>,
+) -> ApiResult<Queue> {
+    let clinic = state
+        .store
+        .clinic(&session.clinic)
+        .await?
+        .ok_or_else(not_your_visit)?;
     let tz: chrono_tz::Tz = clinic.time_zone.parse().unwrap_or(chrono_tz::UTC);
     let date = match day {
         Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| {
@@ -132,7 +160,11 @@ pub async fn resolve_link(state: &AppState, code: &str) -> ApiResult<(LinkRow, V
     if code.len() > 64 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
         return Err(ApiError::not_found("unknown-link", UNKNOWN));
     }
-    let link = state.store.link(code).await?.ok_or_else(|| ApiError::not_found("unknown-link", UNKNOWN))?;
+    let link = state
+        .store
+        .link(code)
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown-link", UNKNOWN))?;
     if link.revoked_at.is_some() {
         return Err(ApiError::gone(
             "revoked-link",
@@ -141,7 +173,10 @@ pub async fn resolve_link(state: &AppState, code: &str) -> ApiResult<(LinkRow, V
     }
     let visit = load(state, &link.visit_id).await?;
     if visit.ended_at.is_some() {
-        return Err(ApiError::gone("visit-ended", "This visit has ended. Call your clinic if you need another one."));
+        return Err(ApiError::gone(
+            "visit-ended",
+            "This visit has ended. Call your clinic if you need another one.",
+        ));
     }
     if Utc::now() >= link.expires_at {
         return Err(ApiError::gone(
@@ -154,7 +189,11 @@ pub async fn resolve_link(state: &AppState, code: &str) -> ApiResult<(LinkRow, V
 
 pub async fn link_info(state: &AppState, code: &str) -> ApiResult<JoinLinkInfo> {
     let (link, visit) = resolve_link(state, code).await?;
-    let clinic = state.store.clinic(&visit.clinic_id).await?.ok_or_else(not_your_visit)?;
+    let clinic = state
+        .store
+        .clinic(&visit.clinic_id)
+        .await?
+        .ok_or_else(not_your_visit)?;
     Ok(JoinLinkInfo {
         clinic_name: clinic.name,
         scheduled_at: visit.scheduled_at,
@@ -171,21 +210,34 @@ pub async fn join(state: &AppState, code: &str, req: JoinRequest) -> ApiResult<R
     if let Some(name) = &req.display_name
         && (name.expose().trim().is_empty() || name.expose().chars().count() > 100)
     {
-        return Err(ApiError::unprocessable("invalid-name", "Your name must be between 1 and 100 characters."));
+        return Err(ApiError::unprocessable(
+            "invalid-name",
+            "Your name must be between 1 and 100 characters.",
+        ));
     }
     let now = Utc::now();
-    let existing = state.store.participant_by_invitee(&visit.id, &link.invitee_id).await?;
+    let existing = state
+        .store
+        .participant_by_invitee(&visit.id, &link.invitee_id)
+        .await?;
     let participant = match existing {
         None => {
             let default_name = match link.role {
-                Role::Patient => visit.patient_name.clone().unwrap_or_else(|| Phi::new("Patient".into())),
+                Role::Patient => visit
+                    .patient_name
+                    .clone()
+                    .unwrap_or_else(|| Phi::new("Patient".into())),
                 Role::Interpreter => Phi::new("Interpreter".into()),
                 _ => Phi::new("Guest".into()),
             };
-            let name = req.display_name.clone().map(|n| Phi::new(n.expose().trim().to_owned())).unwrap_or(default_name);
+            let name = req
+                .display_name
+                .clone()
+                .map(|n| Phi::new(n.expose().trim().to_owned()))
+                .unwrap_or(default_name);
             state
                 .store
-                .insert_participant(
+                .insert_or_get_participant(
                     &NewParticipant {
                         visit_id: &visit.id,
                         role: link.role,
@@ -201,7 +253,10 @@ pub async fn join(state: &AppState, code: &str, req: JoinRequest) -> ApiResult<R
         Some(mut p) => {
             let to = admission::next(p.state, Action::Rejoin).map_err(admission_error)?;
             if to != p.state {
-                state.store.transition_participant(&p.id, p.state, to, now).await?;
+                state
+                    .store
+                    .transition_participant(&p.id, p.state, to, now)
+                    .await?;
                 p.state = to;
             }
             if let Some(name) = &req.display_name {
@@ -216,19 +271,30 @@ pub async fn join(state: &AppState, code: &str, req: JoinRequest) -> ApiResult<R
     state
         .audit
         .record(
-            Event::new(format!("participant:{}", participant.id), AuditAction::CheckedIn)
-                .visit(&visit.id)
-                .subject(&participant.id)
-                .detail(serde_json::json!({ "role": participant.role, "state": participant.state })),
+            Event::new(
+                format!("participant:{}", participant.id),
+                AuditAction::CheckedIn,
+            )
+            .visit(&visit.id)
+            .subject(&participant.id)
+            .detail(serde_json::json!({ "role": participant.role, "state": participant.state })),
         )
         .await?;
     let ttl = token_ttl(state, &visit, state.config.tokens.participant_ttl_secs);
-    issue_room_token(state, &visit, &participant, ttl, &format!("participant:{}", participant.id)).await
+    issue_room_token(
+        state,
+        &visit,
+        &participant,
+        ttl,
+        &format!("participant:{}", participant.id),
+    )
+    .await
 }
 
 /// A room token never outlives the visit's links.
 fn token_ttl(state: &AppState, visit: &VisitRow, configured: u32) -> i64 {
-    let until_expiry = (visit.link_expires_at(state.config.visits.link_grace_minutes) - Utc::now()).num_seconds();
+    let until_expiry =
+        (visit.link_expires_at(state.config.visits.link_grace_minutes) - Utc::now()).num_seconds();
     i64::from(configured).min(until_expiry.max(60))
 }
 
@@ -259,7 +325,8 @@ async fn issue_room_token(
                 .detail(serde_json::json!({ "kind": "room", "role": participant.role, "participant": participant.id, "exp": claims.exp })),
         )
         .await?;
-    metrics::counter!("rounds_tokens_issued_total", "role" => participant.role.as_str()).increment(1);
+    metrics::counter!("rounds_tokens_issued_total", "role" => participant.role.as_str())
+        .increment(1);
     Ok(RoomToken {
         token,
         room: visit.id.clone(),
@@ -272,18 +339,30 @@ async fn issue_room_token(
 }
 
 /// A provider token for the clinician's own place in the room (always admitted).
-pub async fn provider_token(state: &AppState, session: &SessionClaims, visit_id: &str) -> ApiResult<RoomToken> {
+pub async fn provider_token(
+    state: &AppState,
+    session: &SessionClaims,
+    visit_id: &str,
+) -> ApiResult<RoomToken> {
     let visit = load_for(state, session, visit_id).await?;
     if !visit.is_live() {
         return Err(ApiError::conflict("visit-ended", "This visit has ended."));
     }
-    let participant = match state.store.participant_by_clinician(&visit.id, &session.sub).await? {
+    let participant = match state
+        .store
+        .participant_by_clinician(&visit.id, &session.sub)
+        .await?
+    {
         Some(p) => p,
         None => {
-            let clinician = state.store.clinician(&session.sub).await?.ok_or_else(not_your_visit)?;
+            let clinician = state
+                .store
+                .clinician(&session.sub)
+                .await?
+                .ok_or_else(not_your_visit)?;
             state
                 .store
-                .insert_participant(
+                .insert_or_get_participant(
                     &NewParticipant {
                         visit_id: &visit.id,
                         role: Role::Provider,
@@ -298,11 +377,23 @@ pub async fn provider_token(state: &AppState, session: &SessionClaims, visit_id:
         }
     };
     let ttl = i64::from(state.config.tokens.provider_ttl_secs);
-    issue_room_token(state, &visit, &participant, ttl, &format!("clinician:{}", session.sub)).await
+    issue_room_token(
+        state,
+        &visit,
+        &participant,
+        ttl,
+        &format!("clinician:{}", session.sub),
+    )
+    .await
 }
 
 /// A guest token minted by an admitted participant holding `invite`, for their own live room.
-pub async fn guest_token(state: &AppState, actor: &Actor, room: &str, req: GuestTokenRequest) -> ApiResult<RoomToken> {
+pub async fn guest_token(
+    state: &AppState,
+    actor: &Actor,
+    room: &str,
+    req: GuestTokenRequest,
+) -> ApiResult<RoomToken> {
     let Actor::Participant { claims, .. } = actor else {
         return Err(ApiError::forbidden(
             "room-token-required",
@@ -317,14 +408,23 @@ pub async fn guest_token(state: &AppState, actor: &Actor, room: &str, req: Guest
     let visit = state.store.visit(room).await?.ok_or_else(wrong_room)?;
     actor.require(&visit, Grant::Invite)?;
     if !visit.is_live() {
-        return Err(ApiError::conflict("visit-ended", "This visit has ended, so nobody new can join it."));
+        return Err(ApiError::conflict(
+            "visit-ended",
+            "This visit has ended, so nobody new can join it.",
+        ));
     }
     if !matches!(req.role, Role::Guest | Role::Interpreter) {
-        return Err(ApiError::unprocessable("invalid-role", "A guest token is for a guest or an interpreter."));
+        return Err(ApiError::unprocessable(
+            "invalid-role",
+            "A guest token is for a guest or an interpreter.",
+        ));
     }
     let name = req.display_name.expose().trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::unprocessable("invalid-name", "The guest's name must be between 1 and 100 characters."));
+        return Err(ApiError::unprocessable(
+            "invalid-name",
+            "The guest's name must be between 1 and 100 characters.",
+        ));
     }
     let invitee = format!("guest:{}", new_id());
     let participant = state
@@ -371,7 +471,11 @@ pub async fn decide(
     action: Action,
 ) -> ApiResult<rounds_proto::Participant> {
     let visit = load(state, visit_id).await?;
-    let grant = if action == Action::Remove { Grant::Moderate } else { Grant::Admit };
+    let grant = if action == Action::Remove {
+        Grant::Moderate
+    } else {
+        Grant::Admit
+    };
     actor.require(&visit, grant)?;
     if !visit.is_live() {
         return Err(ApiError::conflict("visit-ended", "This visit has ended."));
@@ -381,14 +485,26 @@ pub async fn decide(
         .participant(participant_id)
         .await?
         .filter(|p| p.visit_id == visit.id)
-        .ok_or_else(|| ApiError::not_found("participant-not-found", "That person is not part of this visit."))?;
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "participant-not-found",
+                "That person is not part of this visit.",
+            )
+        })?;
     if participant.role == Role::Provider && action != Action::Leave {
-        return Err(ApiError::forbidden("provider", "Clinicians cannot be admitted, denied or removed."));
+        return Err(ApiError::forbidden(
+            "provider",
+            "Clinicians cannot be admitted, denied or removed.",
+        ));
     }
     let now = Utc::now();
     let to = admission::next(participant.state, action).map_err(admission_error)?;
     if to != participant.state {
-        if !state.store.transition_participant(&participant.id, participant.state, to, now).await? {
+        if !state
+            .store
+            .transition_participant(&participant.id, participant.state, to, now)
+            .await?
+        {
             return Err(ApiError::conflict(
                 "changed",
                 "Someone else changed this person's status just now. Refresh and try again.",
@@ -425,22 +541,36 @@ pub async fn end(state: &AppState, actor: &Actor, visit_id: &str) -> ApiResult<V
     let visit = load(state, visit_id).await?;
     actor.require(&visit, Grant::Moderate)?;
     if state.store.end_visit(&visit.id, Utc::now()).await? {
-        state.audit.record(Event::new(actor.audit_name(), AuditAction::VisitEnded).visit(&visit.id)).await?;
+        state
+            .audit
+            .record(Event::new(actor.audit_name(), AuditAction::VisitEnded).visit(&visit.id))
+            .await?;
     }
     state.rooms.ended(&visit.id).await;
     Ok(to_proto(state, &load(state, visit_id).await?))
 }
 
-pub async fn running_late(state: &AppState, actor: &Actor, visit_id: &str, minutes: u32) -> ApiResult<Visit> {
+pub async fn running_late(
+    state: &AppState,
+    actor: &Actor,
+    visit_id: &str,
+    minutes: u32,
+) -> ApiResult<Visit> {
     let visit = load(state, visit_id).await?;
     actor.require(&visit, Grant::Moderate)?;
     if minutes > 240 {
-        return Err(ApiError::unprocessable("invalid-minutes", "Running late must be between 0 and 240 minutes."));
+        return Err(ApiError::unprocessable(
+            "invalid-minutes",
+            "Running late must be between 0 and 240 minutes.",
+        ));
     }
     if !visit.is_live() {
         return Err(ApiError::conflict("visit-ended", "This visit has ended."));
     }
-    state.store.set_running_late(&visit.id, (minutes > 0).then_some(minutes)).await?;
+    state
+        .store
+        .set_running_late(&visit.id, (minutes > 0).then_some(minutes))
+        .await?;
     state.rooms.running_late(&visit.id, minutes).await;
     state
         .audit
@@ -454,14 +584,27 @@ pub async fn running_late(state: &AppState, actor: &Actor, visit_id: &str, minut
 }
 
 /// Revokes every patient link of the visit and issues a fresh one.
-pub async fn reissue_patient_link(state: &AppState, session: &SessionClaims, visit_id: &str, issue_new: bool) -> ApiResult<Option<PatientLink>> {
+pub async fn reissue_patient_link(
+    state: &AppState,
+    session: &SessionClaims,
+    visit_id: &str,
+    issue_new: bool,
+) -> ApiResult<Option<PatientLink>> {
     let visit = load_for(state, session, visit_id).await?;
     let now = Utc::now();
-    let revoked = state.store.revoke_links(&visit.id, PATIENT_INVITEE, now).await?;
+    let revoked = state
+        .store
+        .revoke_links(&visit.id, PATIENT_INVITEE, now)
+        .await?;
     let actor = format!("clinician:{}", session.sub);
     state
         .audit
-        .record(Event::new(&actor, AuditAction::LinkRevoked).visit(&visit.id).subject(PATIENT_INVITEE).detail(serde_json::json!({ "links": revoked })))
+        .record(
+            Event::new(&actor, AuditAction::LinkRevoked)
+                .visit(&visit.id)
+                .subject(PATIENT_INVITEE)
+                .detail(serde_json::json!({ "links": revoked })),
+        )
         .await?;
     if !issue_new {
         return Ok(None);
@@ -470,13 +613,30 @@ pub async fn reissue_patient_link(state: &AppState, session: &SessionClaims, vis
         return Err(ApiError::conflict("visit-ended", "This visit has ended."));
     }
     let expires_at = visit.link_expires_at(state.config.visits.link_grace_minutes);
-    let code = state.store.create_link(&visit.id, Role::Patient, PATIENT_INVITEE, expires_at, now).await?;
-    state.audit.record(Event::new(&actor, AuditAction::LinkIssued).visit(&visit.id).subject(PATIENT_INVITEE)).await?;
-    Ok(Some(PatientLink { url: link_url(state, &code), expires_at }))
+    let code = state
+        .store
+        .create_link(&visit.id, Role::Patient, PATIENT_INVITEE, expires_at, now)
+        .await?;
+    state
+        .audit
+        .record(
+            Event::new(&actor, AuditAction::LinkIssued)
+                .visit(&visit.id)
+                .subject(PATIENT_INVITEE),
+        )
+        .await?;
+    Ok(Some(PatientLink {
+        url: link_url(state, &code),
+        expires_at,
+    }))
 }
 
 /// A participant's view of who is in the room: nobody, until they are admitted.
-pub async fn participants(state: &AppState, actor: &Actor, visit_id: &str) -> ApiResult<Vec<rounds_proto::Participant>> {
+pub async fn participants(
+    state: &AppState,
+    actor: &Actor,
+    visit_id: &str,
+) -> ApiResult<Vec<rounds_proto::Participant>> {
     let visit = load(state, visit_id).await?;
     match actor {
         Actor::Clinician(_) => actor.require(&visit, Grant::Admit)?,
@@ -494,13 +654,27 @@ pub async fn participants(state: &AppState, actor: &Actor, visit_id: &str) -> Ap
 
 /// `rounds-server token`: a room token for an existing live visit, recorded as issued by the
 /// command line. Providers join admitted; everyone else waits in the lobby.
-pub async fn admin_token(state: &AppState, room: &str, role: &str, name: &str, ttl: u32) -> anyhow::Result<String> {
+pub async fn admin_token(
+    state: &AppState,
+    room: &str,
+    role: &str,
+    name: &str,
+    ttl: u32,
+) -> anyhow::Result<String> {
     let role = Role::parse(role).ok_or_else(|| anyhow::anyhow!("unknown role {role}"))?;
-    let visit = state.store.visit(room).await?.ok_or_else(|| anyhow::anyhow!("there is no visit {room}"))?;
+    let visit = state
+        .store
+        .visit(room)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("there is no visit {room}"))?;
     if !visit.is_live() {
         anyhow::bail!("visit {room} has ended");
     }
-    let state_in_room = if role == Role::Provider { ParticipantState::Admitted } else { ParticipantState::Lobby };
+    let state_in_room = if role == Role::Provider {
+        ParticipantState::Admitted
+    } else {
+        ParticipantState::Lobby
+    };
     let invitee = format!("cli:{}", new_id());
     let participant = state
         .store
@@ -517,7 +691,9 @@ pub async fn admin_token(state: &AppState, room: &str, role: &str, name: &str, t
         )
         .await?;
     let ttl = i64::from(ttl.min(rounds_proto::MAX_ROOM_TOKEN_TTL_SECS as u32));
-    let token = issue_room_token(state, &visit, &participant, ttl, "cli").await.map_err(|e| anyhow::anyhow!(e.detail))?;
+    let token = issue_room_token(state, &visit, &participant, ttl, "cli")
+        .await
+        .map_err(|e| anyhow::anyhow!(e.detail))?;
     Ok(token.token)
 }
 
@@ -530,9 +706,9 @@ pub async fn add_clinician(
     name: &str,
     password: &str,
 ) -> anyhow::Result<String> {
-    time_zone
-        .parse::<chrono_tz::Tz>()
-        .map_err(|_| anyhow::anyhow!("\"{time_zone}\" is not an IANA time zone name, like America/Chicago"))?;
+    time_zone.parse::<chrono_tz::Tz>().map_err(|_| {
+        anyhow::anyhow!("\"{time_zone}\" is not an IANA time zone name, like America/Chicago")
+    })?;
     rounds_notify::validate_email(email).map_err(|e| anyhow::anyhow!("{e}"))?;
     let now = Utc::now();
     let clinic = match state.store.clinic_by_name(clinic).await? {
@@ -543,25 +719,46 @@ pub async fn add_clinician(
         anyhow::bail!("a clinician with that email already exists");
     }
     let hash = crate::sessions::hash_password(password)?;
-    let row = state.store.create_clinician(&clinic.id, email, name, Some(&hash), now).await?;
+    let row = state
+        .store
+        .create_clinician(&clinic.id, email, name, Some(&hash), now)
+        .await?;
     Ok(row.id)
 }
 
 /// A participant leaves on purpose; the same link can bring them back (to the lobby).
-pub async fn leave(state: &AppState, actor: &Actor, room: &str) -> ApiResult<rounds_proto::Participant> {
-    let Actor::Participant { claims, participant } = actor else {
-        return Err(ApiError::forbidden("room-token-required", "Use a room token to leave a room."));
+pub async fn leave(
+    state: &AppState,
+    actor: &Actor,
+    room: &str,
+) -> ApiResult<rounds_proto::Participant> {
+    let Actor::Participant {
+        claims,
+        participant,
+    } = actor
+    else {
+        return Err(ApiError::forbidden(
+            "room-token-required",
+            "Use a room token to leave a room.",
+        ));
     };
     if claims.room != room {
         return Err(wrong_room());
     }
     let to = admission::next(participant.state, Action::Leave).map_err(admission_error)?;
     if to != participant.state {
-        state.store.transition_participant(&participant.id, participant.state, to, Utc::now()).await?;
+        state
+            .store
+            .transition_participant(&participant.id, participant.state, to, Utc::now())
+            .await?;
         state.rooms.admission(room, &participant.id, to).await;
         state
             .audit
-            .record(Event::new(actor.audit_name(), AuditAction::Left).visit(room).subject(&participant.id))
+            .record(
+                Event::new(actor.audit_name(), AuditAction::Left)
+                    .visit(room)
+                    .subject(&participant.id),
+            )
             .await?;
     }
     let mut p = participant.to_proto();
@@ -584,7 +781,12 @@ pub async fn host_mute(
         .participant(participant_id)
         .await?
         .filter(|p| p.visit_id == visit.id)
-        .ok_or_else(|| ApiError::not_found("participant-not-found", "That person is not part of this visit."))?;
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "participant-not-found",
+                "That person is not part of this visit.",
+            )
+        })?;
     let kind = match action {
         rounds_proto::HostAction::StopVideo => rounds_proto::MediaKind::Video,
         _ => rounds_proto::MediaKind::Audio,

@@ -416,3 +416,201 @@ pub fn grants_for(role: Role) -> Vec<Grant> {
         Role::Patient | Role::Guest | Role::Interpreter => vec![Publish, Subscribe, Chat],
     }
 }
+
+// ---- patient web: check-in content, intake, consent, waiting, network test, survey ----
+
+/// The kind of answer an intake question takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IntakeKind {
+    /// One line of text.
+    Text,
+    /// A few sentences.
+    LongText,
+    /// `yes` or `no`.
+    YesNo,
+    /// One of `choices`.
+    Choice,
+}
+
+/// One question of a clinic's intake form, in the language asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
+pub struct IntakeQuestion {
+    /// Stable across languages and edits of the wording; answers refer to it.
+    pub id: String,
+    pub label: String,
+    /// A hint shown under the question.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub help: Option<String>,
+    pub kind: IntakeKind,
+    /// For `choice`: the options, in order.
+    #[serde(default)]
+    pub choices: Vec<String>,
+    pub required: bool,
+}
+
+/// The consent a patient or guest agrees to before waiting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
+pub struct ConsentText {
+    /// Changes whenever the wording changes; stored with each agreement.
+    pub version: String,
+    pub title: String,
+    /// Paragraphs.
+    pub paragraphs: Vec<String>,
+    /// The label of the checkbox.
+    pub checkbox: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitingItemKind {
+    /// A short note.
+    Text,
+    /// A title and a few paragraphs to read.
+    Article,
+    /// A video the server hosts itself, under `/content/`.
+    Video,
+}
+
+/// Something to read or watch in the waiting room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
+pub struct WaitingItem {
+    pub kind: WaitingItemKind,
+    pub title: String,
+    #[serde(default)]
+    pub paragraphs: Vec<String>,
+    /// For `video`: a same-origin address such as `/content/breathing.webm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub src: Option<String>,
+    /// For `video`: a WebVTT captions file, same origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub captions: Option<String>,
+}
+
+/// What a link's check-in and waiting room show, in one language. Configured per clinic;
+/// nothing in it is about the patient.
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+pub struct PatientContent {
+    pub clinic_name: String,
+    /// The language of this content (`en` or `es`); English when the one asked for is missing.
+    pub lang: String,
+    /// The clinic's phone number, for the "call the clinic" advice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub clinic_phone: Option<String>,
+    /// Empty for guests: intake is the patient's.
+    pub intake: Vec<IntakeQuestion>,
+    pub consent: ConsentText,
+    pub waiting: Vec<WaitingItem>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeAnswer {
+    pub question_id: String,
+    /// PHI.
+    #[ts(type = "string")]
+    #[schema(value_type = String)]
+    pub answer: Phi<String>,
+}
+
+/// The check-in form: intake answers (patients) and the consent agreement (everyone).
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckInRequest {
+    #[serde(default)]
+    pub answers: Vec<IntakeAnswer>,
+    /// The `version` of the consent text that was shown.
+    pub consent_version: String,
+    /// Must be true: the checkbox was ticked.
+    pub consent_accepted: bool,
+    /// The language the form was shown in.
+    pub lang: String,
+}
+
+/// A stored consent agreement.
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+pub struct ConsentRecord {
+    pub participant_id: String,
+    pub role: Role,
+    pub version: String,
+    pub lang: String,
+    pub accepted_at: DateTime<Utc>,
+}
+
+/// One stored intake answer, with the question's wording as it was asked.
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+pub struct IntakeAnswerRecord {
+    pub question_id: String,
+    pub label: String,
+    #[ts(type = "string")]
+    #[schema(value_type = String)]
+    pub answer: Phi<String>,
+}
+
+/// The patient's answers to the post-visit survey.
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SurveyRequest {
+    /// 1 (poor) to 5 (excellent).
+    pub rating: u8,
+    /// PHI: free text may say anything.
+    #[serde(default)]
+    #[ts(optional, type = "string")]
+    #[schema(value_type = Option<String>)]
+    pub comment: Option<Phi<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+pub struct SurveyRecord {
+    pub participant_id: String,
+    pub role: Role,
+    pub rating: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional, type = "string")]
+    #[schema(value_type = Option<String>)]
+    pub comment: Option<Phi<String>>,
+    pub submitted_at: DateTime<Utc>,
+}
+
+/// What the patient pages collected for one visit, for its clinician.
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+pub struct CheckInRecord {
+    pub intake: Vec<IntakeAnswerRecord>,
+    pub intake_submitted_at: Option<DateTime<Utc>>,
+    pub consents: Vec<ConsentRecord>,
+    pub surveys: Vec<SurveyRecord>,
+}
+
+/// How long a waiting participant can expect to wait, from the clinician's queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
+pub struct WaitEstimate {
+    /// Patients the clinician will see first (in a visit now or waiting ahead).
+    pub ahead: u32,
+    /// About how many minutes; `null` when there is nothing to go on.
+    pub minutes: Option<u32>,
+    pub running_late_minutes: Option<u32>,
+}
+
+/// Where the patient page's network test sends its probes.
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+pub struct NetworkTestInfo {
+    /// The media UDP address (`ip:port`), for a STUN reachability probe; `null` when UDP
+    /// media is off.
+    pub udp: Option<String>,
+    /// Whether media can fall back to ICE-TCP on this server's HTTP port.
+    pub ice_tcp: bool,
+    /// Largest download the test may ask for, in bytes.
+    pub max_download_bytes: u32,
+    /// Largest upload body the test may send, in bytes.
+    pub max_upload_bytes: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+pub struct NetworkTestUpload {
+    /// Bytes the server received.
+    pub bytes: u32,
+}

@@ -5,6 +5,8 @@
 mod api;
 pub mod extract;
 mod ops;
+mod pages;
+mod patient_api;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -40,7 +42,12 @@ impl utoipa::Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }
@@ -71,7 +78,17 @@ fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::jwks))
-        .routes(routes!(ops::join_page))
+        .routes(routes!(pages::join_page))
+        .routes(routes!(pages::asset))
+        .routes(routes!(pages::content_file))
+        .routes(routes!(patient_api::content))
+        .routes(routes!(patient_api::network_test))
+        .routes(routes!(patient_api::network_test_download))
+        .routes(routes!(patient_api::network_test_upload))
+        .routes(routes!(patient_api::check_in))
+        .routes(routes!(patient_api::wait))
+        .routes(routes!(patient_api::survey))
+        .routes(routes!(patient_api::visit_check_in))
         .routes(routes!(ops::openapi))
         .routes(routes!(crate::signaling::rtc))
 }
@@ -119,11 +136,18 @@ pub fn app(state: AppState) -> Router {
 }
 
 async fn not_found() -> crate::error::ApiError {
-    crate::error::ApiError::not_found("no-such-route", "There is nothing at this address. Check the link or the API path.")
+    crate::error::ApiError::not_found(
+        "no-such-route",
+        "There is nothing at this address. Check the link or the API path.",
+    )
 }
 
 async fn record_metrics(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
     let method = req.method().as_str().to_owned();
     let start = Instant::now();
     let response = next.run(req).await;
@@ -147,22 +171,50 @@ async fn security_headers(req: Request, next: Next, hsts: bool) -> Response {
         header::CONTENT_SECURITY_POLICY,
         "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; media-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'",
     );
-    set(h, HeaderName::from_static("permissions-policy"), "camera=(self), microphone=(self), display-capture=(self), geolocation=()");
-    set(h, HeaderName::from_static("cross-origin-opener-policy"), "same-origin");
-    set(h, HeaderName::from_static("cross-origin-resource-policy"), "same-origin");
+    set(
+        h,
+        HeaderName::from_static("permissions-policy"),
+        "camera=(self), microphone=(self), display-capture=(self), geolocation=()",
+    );
+    set(
+        h,
+        HeaderName::from_static("cross-origin-opener-policy"),
+        "same-origin",
+    );
+    set(
+        h,
+        HeaderName::from_static("cross-origin-resource-policy"),
+        "same-origin",
+    );
     set(h, header::CACHE_CONTROL, "no-store");
     if hsts {
-        set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000; includeSubDomains");
+        set(
+            h,
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000; includeSubDomains",
+        );
     }
     response
 }
 
 /// Every error response leaves as a problem document carrying the request id.
 async fn problems(State(max_body): State<usize>, req: Request, next: Next) -> Response {
-    let request_id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let request_id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let response = next.run(req).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    // Pages written for people (the patient pages' "not available" page) stay pages.
+    if response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"))
+    {
         return response;
     }
     let is_problem = response
@@ -171,7 +223,11 @@ async fn problems(State(max_body): State<usize>, req: Request, next: Next) -> Re
         .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
     let (parts, body) = response.into_parts();
     let mut problem = if is_problem {
-        match axum::body::to_bytes(body, 64 * 1024).await.ok().and_then(|b| serde_json::from_slice::<Problem>(&b).ok()) {
+        match axum::body::to_bytes(body, 64 * 1024)
+            .await
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Problem>(&b).ok())
+        {
             Some(p) => p,
             None => generic(status, max_body),
         }
@@ -182,7 +238,10 @@ async fn problems(State(max_body): State<usize>, req: Request, next: Next) -> Re
     let mut rebuilt = problem_response(&problem);
     for (name, value) in parts.headers.iter() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-            rebuilt.headers_mut().entry(name.clone()).or_insert(value.clone());
+            rebuilt
+                .headers_mut()
+                .entry(name.clone())
+                .or_insert(value.clone());
         }
     }
     rebuilt

@@ -11,6 +11,7 @@ pub use chat::*;
 mod invitations;
 mod links;
 mod participants;
+mod patient;
 mod sessions;
 mod visits;
 
@@ -19,6 +20,7 @@ pub use accounts::*;
 pub use invitations::*;
 pub use links::*;
 pub use participants::*;
+pub use patient::*;
 pub use sessions::*;
 pub use visits::*;
 
@@ -27,8 +29,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::config::Synchronous;
 
@@ -40,6 +42,7 @@ pub const DB_FILE: &str = "rounds.db";
 #[derive(Clone, Debug)]
 pub struct Store {
     pub pool: SqlitePool,
+    families: std::sync::Arc<FamilyCache>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +81,10 @@ impl Store {
             .min_connections(1)
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            families: Default::default(),
+        })
     }
 
     /// Applies pending migrations; returns how many ran.
@@ -96,8 +102,9 @@ impl Store {
             0
         };
         MIGRATOR.run(&self.pool).await?;
-        let applied: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations").fetch_one(&self.pool).await?;
+        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+            .fetch_one(&self.pool)
+            .await?;
         Ok((applied - applied_before).max(0) as usize)
     }
 

@@ -63,7 +63,11 @@ pub struct NewParticipant<'a> {
 }
 
 impl Store {
-    pub async fn insert_participant(&self, p: &NewParticipant<'_>, now: DateTime<Utc>) -> Result<ParticipantRow> {
+    pub async fn insert_participant(
+        &self,
+        p: &NewParticipant<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<ParticipantRow> {
         let id = new_id();
         let admitted_at = (p.state == ParticipantState::Admitted).then_some(to_ms(now));
         sqlx::query(
@@ -95,27 +99,77 @@ impl Store {
         })
     }
 
+    /// Inserts the participant unless the same invitee or clinician is already in the visit
+    /// (two taps on a link at once), in which case the existing one is returned.
+    pub async fn insert_or_get_participant(
+        &self,
+        p: &NewParticipant<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<ParticipantRow> {
+        match self.insert_participant(p, now).await {
+            Ok(row) => Ok(row),
+            Err(StoreError::Db(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+                let existing = match (p.invitee_id, p.clinician_id) {
+                    (Some(invitee), _) => self.participant_by_invitee(p.visit_id, invitee).await?,
+                    (None, Some(clinician)) => {
+                        self.participant_by_clinician(p.visit_id, clinician).await?
+                    }
+                    (None, None) => None,
+                };
+                existing.ok_or_else(|| {
+                    StoreError::Corrupt("participant vanished after a conflict".into())
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn participant(&self, id: &str) -> Result<Option<ParticipantRow>> {
         let sql = format!("SELECT {COLUMNS} FROM participants WHERE id = ?");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(from_row).transpose()
     }
 
-    pub async fn participant_by_invitee(&self, visit_id: &str, invitee_id: &str) -> Result<Option<ParticipantRow>> {
-        let sql = format!("SELECT {COLUMNS} FROM participants WHERE visit_id = ? AND invitee_id = ?");
-        let row = sqlx::query(&sql).bind(visit_id).bind(invitee_id).fetch_optional(&self.pool).await?;
+    pub async fn participant_by_invitee(
+        &self,
+        visit_id: &str,
+        invitee_id: &str,
+    ) -> Result<Option<ParticipantRow>> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM participants WHERE visit_id = ? AND invitee_id = ?");
+        let row = sqlx::query(&sql)
+            .bind(visit_id)
+            .bind(invitee_id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(from_row).transpose()
     }
 
-    pub async fn participant_by_clinician(&self, visit_id: &str, clinician_id: &str) -> Result<Option<ParticipantRow>> {
-        let sql = format!("SELECT {COLUMNS} FROM participants WHERE visit_id = ? AND clinician_id = ?");
-        let row = sqlx::query(&sql).bind(visit_id).bind(clinician_id).fetch_optional(&self.pool).await?;
+    pub async fn participant_by_clinician(
+        &self,
+        visit_id: &str,
+        clinician_id: &str,
+    ) -> Result<Option<ParticipantRow>> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM participants WHERE visit_id = ? AND clinician_id = ?");
+        let row = sqlx::query(&sql)
+            .bind(visit_id)
+            .bind(clinician_id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(from_row).transpose()
     }
 
     pub async fn participants(&self, visit_id: &str) -> Result<Vec<ParticipantRow>> {
-        let sql = format!("SELECT {COLUMNS} FROM participants WHERE visit_id = ? ORDER BY joined_at, id");
-        let rows = sqlx::query(&sql).bind(visit_id).fetch_all(&self.pool).await?;
+        let sql =
+            format!("SELECT {COLUMNS} FROM participants WHERE visit_id = ? ORDER BY joined_at, id");
+        let rows = sqlx::query(&sql)
+            .bind(visit_id)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(from_row).collect()
     }
 

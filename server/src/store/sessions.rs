@@ -9,17 +9,56 @@ use super::{Result, Store, to_ms};
 #[derive(Debug, PartialEq, Eq)]
 pub enum RefreshOutcome {
     /// Valid and now spent; the caller issues the next one in `family`.
-    Rotated { clinician_id: String, family: String },
+    Rotated {
+        clinician_id: String,
+        family: String,
+    },
     /// Never issued, or expired.
     Unknown,
     /// Already used once: the family has now been revoked.
-    Reused { family: String, clinician_id: String },
+    Reused {
+        family: String,
+        clinician_id: String,
+    },
     /// The family was revoked earlier (sign-out or reuse).
     Revoked,
 }
 
+/// Which session families are still active, remembered so that checking an access token
+/// does not cost a database round trip. This process is the only one that revokes families
+/// (a multi-node deployment must share revocations through its bus).
+#[derive(Debug, Default)]
+pub struct FamilyCache {
+    known: std::sync::Mutex<std::collections::HashMap<String, bool>>,
+}
+
+impl FamilyCache {
+    const MAX: usize = 100_000;
+
+    fn get(&self, family: &str) -> Option<bool> {
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(family)
+            .copied()
+    }
+
+    fn set(&self, family: &str, active: bool) {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if known.len() >= Self::MAX {
+            known.clear();
+        }
+        known.insert(family.to_owned(), active);
+    }
+}
+
 impl Store {
-    pub async fn create_family(&self, family: &str, clinician_id: &str, now: DateTime<Utc>) -> Result<()> {
+    pub async fn create_family(
+        &self,
+        family: &str,
+        clinician_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         sqlx::query("INSERT INTO session_families (id, clinician_id, created_at) VALUES (?, ?, ?)")
             .bind(family)
             .bind(clinician_id)
@@ -52,7 +91,11 @@ impl Store {
     }
 
     /// Spends a refresh token atomically. Reuse revokes the whole family.
-    pub async fn use_refresh_token(&self, token_hash: &str, now: DateTime<Utc>) -> Result<RefreshOutcome> {
+    pub async fn use_refresh_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<RefreshOutcome> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "SELECT r.family_id, r.clinician_id, r.expires_at, r.used_at, f.revoked_at
@@ -83,24 +126,38 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
-            return Ok(RefreshOutcome::Reused { family, clinician_id });
+            self.families.set(&family, false);
+            return Ok(RefreshOutcome::Reused {
+                family,
+                clinician_id,
+            });
         }
         if expires_at <= to_ms(now) {
             return Ok(RefreshOutcome::Unknown);
         }
-        let updated = sqlx::query("UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL")
-            .bind(to_ms(now))
-            .bind(token_hash)
-            .execute(&mut *tx)
-            .await?;
+        let updated = sqlx::query(
+            "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL",
+        )
+        .bind(to_ms(now))
+        .bind(token_hash)
+        .execute(&mut *tx)
+        .await?;
         if updated.rows_affected() != 1 {
             return Ok(RefreshOutcome::Revoked);
         }
         tx.commit().await?;
-        Ok(RefreshOutcome::Rotated { clinician_id, family })
+        Ok(RefreshOutcome::Rotated {
+            clinician_id,
+            family,
+        })
     }
 
-    pub async fn revoke_family(&self, family: &str, reason: &str, now: DateTime<Utc>) -> Result<bool> {
+    pub async fn revoke_family(
+        &self,
+        family: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         let r = sqlx::query(
             "UPDATE session_families SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL",
         )
@@ -109,23 +166,31 @@ impl Store {
         .bind(family)
         .execute(&self.pool)
         .await?;
+        self.families.set(family, false);
         Ok(r.rows_affected() == 1)
     }
 
     /// The family a refresh token belongs to, if it exists.
     pub async fn refresh_family(&self, token_hash: &str) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE token_hash = ?")
-            .bind(token_hash)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE token_hash = ?")
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn family_active(&self, family: &str) -> Result<bool> {
+        if let Some(active) = self.families.get(family) {
+            return Ok(active);
+        }
         let revoked: Option<Option<i64>> =
             sqlx::query_scalar("SELECT revoked_at FROM session_families WHERE id = ?")
                 .bind(family)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(matches!(revoked, Some(None)))
+        let active = matches!(revoked, Some(None));
+        self.families.set(family, active);
+        Ok(active)
     }
 }

@@ -6,17 +6,28 @@
 // is one, otherwise a plain fallback.
 
 import type {
+  ChatLog,
+  ChatMessage,
+  CheckInRequest,
   CreateVisitRequest,
   CreatedVisit,
+  DeviceCheck,
   JoinLinkInfo,
   JoinRequest,
   LoginRequest,
+  NetworkTestInfo,
   Participant,
+  PatientContent,
+  PostChatRequest,
   Problem,
   Queue,
   RefreshRequest,
   RoomToken,
+  RunningLateRequest,
   SessionResponse,
+  SurveyRequest,
+  Visit,
+  WaitEstimate,
 } from "../generated/proto";
 
 export const NETWORK_ERROR_MESSAGE =
@@ -100,6 +111,59 @@ export class RoundsApi {
   /** Checks in from a join link; the token admits to the lobby until the clinician admits. */
   join(code: string, req: JoinRequest = {}): Promise<RoomToken> {
     return this.request<RoomToken>("POST", path`/api/v1/join/${code}`, req);
+  }
+
+  /** The check-in form and waiting-room content of a link, in `lang`. Needs no session. */
+  joinContent(code: string, lang: string): Promise<PatientContent> {
+    return this.request<PatientContent>("GET", `${path`/api/v1/join/${code}/content`}?lang=${encodeURIComponent(lang)}`);
+  }
+
+  /** Where the network test sends its probes. */
+  networkTestInfo(code: string): Promise<NetworkTestInfo> {
+    return this.request<NetworkTestInfo>("GET", path`/api/v1/join/${code}/network-test`);
+  }
+
+  /** Reports the device and network check (patients; needs a room token). */
+  deviceCheck(room: string, check: DeviceCheck): Promise<void> {
+    return this.request<void>("POST", path`/api/v1/rooms/${room}/device-check`, check);
+  }
+
+  /** Sends the intake answers and the consent agreement (needs a room token). */
+  checkIn(room: string, req: CheckInRequest): Promise<void> {
+    return this.request<void>("POST", path`/api/v1/rooms/${room}/check-in`, req);
+  }
+
+  /** The estimated wait (needs a room token). */
+  wait(room: string): Promise<WaitEstimate> {
+    return this.request<WaitEstimate>("GET", path`/api/v1/rooms/${room}/wait`);
+  }
+
+  /** My own place in the room (needs a room token). */
+  me(room: string): Promise<Participant> {
+    return this.request<Participant>("GET", path`/api/v1/rooms/${room}/me`);
+  }
+
+  /** Leaves the room; the same link can come back. */
+  leave(room: string): Promise<Participant> {
+    return this.request<Participant>("POST", path`/api/v1/rooms/${room}/leave`);
+  }
+
+  chatLog(room: string): Promise<ChatLog> {
+    return this.request<ChatLog>("GET", path`/api/v1/rooms/${room}/chat`);
+  }
+
+  postChat(room: string, req: PostChatRequest): Promise<ChatMessage> {
+    return this.request<ChatMessage>("POST", path`/api/v1/rooms/${room}/chat`, req);
+  }
+
+  /** The post-visit survey (needs a room token). */
+  survey(room: string, req: SurveyRequest): Promise<void> {
+    return this.request<void>("POST", path`/api/v1/rooms/${room}/survey`, req);
+  }
+
+  /** Tells the waiting patient the clinician is running late (clinician or host). */
+  runningLate(visitId: string, req: RunningLateRequest): Promise<Visit> {
+    return this.request<Visit>("POST", path`/api/v1/visits/${visitId}/running-late`, req);
   }
 
   private async request<T>(method: string, target: string, body?: unknown): Promise<T> {

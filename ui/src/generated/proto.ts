@@ -44,7 +44,7 @@ request_id?: string,
 /**
  * Seconds to wait before retrying (rate limits).
  */
-retry_after?: bigint, };
+retry_after?: number, };
 
 export type LoginRequest = { email: string, password: string, };
 
@@ -176,3 +176,205 @@ export type Jwk = { kty: string, crv: string, x: string, kid: string, alg: strin
 export type Jwks = { keys: Array<Jwk>, };
 
 export type Health = { status: string, version: string, };
+
+export type IntakeKind = "text" | "long_text" | "yes_no" | "choice";
+
+export type IntakeQuestion = { 
+/**
+ * Stable across languages and edits of the wording; answers refer to it.
+ */
+id: string, label: string, 
+/**
+ * A hint shown under the question.
+ */
+help?: string, kind: IntakeKind, 
+/**
+ * For `choice`: the options, in order.
+ */
+choices: Array<string>, required: boolean, };
+
+export type ConsentText = { 
+/**
+ * Changes whenever the wording changes; stored with each agreement.
+ */
+version: string, title: string, 
+/**
+ * Paragraphs.
+ */
+paragraphs: Array<string>, 
+/**
+ * The label of the checkbox.
+ */
+checkbox: string, };
+
+export type WaitingItemKind = "text" | "article" | "video";
+
+export type WaitingItem = { kind: WaitingItemKind, title: string, paragraphs: Array<string>, 
+/**
+ * For `video`: a same-origin address such as `/content/breathing.webm`.
+ */
+src?: string, 
+/**
+ * For `video`: a WebVTT captions file, same origin.
+ */
+captions?: string, };
+
+export type PatientContent = { clinic_name: string, 
+/**
+ * The language of this content (`en` or `es`); English when the one asked for is missing.
+ */
+lang: string, 
+/**
+ * The clinic's phone number, for the "call the clinic" advice.
+ */
+clinic_phone?: string, 
+/**
+ * Empty for guests: intake is the patient's.
+ */
+intake: Array<IntakeQuestion>, consent: ConsentText, waiting: Array<WaitingItem>, };
+
+export type IntakeAnswer = { question_id: string, 
+/**
+ * PHI.
+ */
+answer: string, };
+
+export type CheckInRequest = { answers: Array<IntakeAnswer>, 
+/**
+ * The `version` of the consent text that was shown.
+ */
+consent_version: string, 
+/**
+ * Must be true: the checkbox was ticked.
+ */
+consent_accepted: boolean, 
+/**
+ * The language the form was shown in.
+ */
+lang: string, };
+
+export type ConsentRecord = { participant_id: string, role: Role, version: string, lang: string, accepted_at: string, };
+
+export type IntakeAnswerRecord = { question_id: string, label: string, answer: string, };
+
+export type SurveyRequest = { 
+/**
+ * 1 (poor) to 5 (excellent).
+ */
+rating: number, 
+/**
+ * PHI: free text may say anything.
+ */
+comment?: string, };
+
+export type SurveyRecord = { participant_id: string, role: Role, rating: number, comment?: string, submitted_at: string, };
+
+export type CheckInRecord = { intake: Array<IntakeAnswerRecord>, intake_submitted_at: string | null, consents: Array<ConsentRecord>, surveys: Array<SurveyRecord>, };
+
+export type WaitEstimate = { 
+/**
+ * Patients the clinician will see first (in a visit now or waiting ahead).
+ */
+ahead: number, 
+/**
+ * About how many minutes; `null` when there is nothing to go on.
+ */
+minutes: number | null, running_late_minutes: number | null, };
+
+export type NetworkTestInfo = { 
+/**
+ * The media UDP address (`ip:port`), for a STUN reachability probe; `null` when UDP
+ * media is off.
+ */
+udp: string | null, 
+/**
+ * Whether media can fall back to ICE-TCP on this server's HTTP port.
+ */
+ice_tcp: boolean, 
+/**
+ * Largest download the test may ask for, in bytes.
+ */
+max_download_bytes: number, 
+/**
+ * Largest upload body the test may send, in bytes.
+ */
+max_upload_bytes: number, };
+
+export type NetworkTestUpload = { 
+/**
+ * Bytes the server received.
+ */
+bytes: number, };
+
+export type PcKind = "publisher" | "subscriber";
+
+export type TrackKind = "audio" | "video" | "screen";
+
+export type TrackInfo = { 
+/**
+ * The client's id for the track (its MediaStreamTrack id or the SDP `msid` track part).
+ */
+id: string, kind: TrackKind, 
+/**
+ * The SDP media id once negotiated.
+ */
+mid?: string, simulcast: boolean, muted: boolean, };
+
+export type IceCandidate = { 
+/**
+ * The `candidate:` line; empty marks the end of candidates.
+ */
+candidate: string, sdpMid?: string, sdpMLineIndex?: number, };
+
+export type MediaKind = "audio" | "video";
+
+export type HostAction = "admit" | "deny" | "mute_audio" | "stop_video" | "remove";
+
+export type ClientMessage = { "type": "join", v: number, token: string, resume?: string, } | { "type": "offer", pc: PcKind, sdp: string, } | { "type": "answer", pc: PcKind, sdp: string, } | { "type": "ice", pc: PcKind, candidate: IceCandidate, } | { "type": "publish", track: TrackInfo, } | { "type": "unpublish", track_id: string, } | { "type": "set_muted", kind: MediaKind, muted: boolean, } | { "type": "chat", text: string, 
+/**
+ * A participant id, `"staff"`, or absent for the whole room.
+ */
+to?: string, } | { "type": "host", participant: string, action: HostAction, } | { "type": "ping", t: number, } | { "type": "pong", t: number, } | { "type": "leave" };
+
+export type RoomParticipant = { id: string, name: string, role: Role, state: ParticipantState, audio_muted: boolean, video_muted: boolean, connected: boolean, tracks: Array<TrackInfo>, };
+
+export type VideoConstraints = { width: number, height: number, fps: number, max_bitrate_kbps: number, simulcast: boolean, 
+/**
+ * `VP8` by default; `H264` when the room asks for it.
+ */
+codec: string, };
+
+export type ParticipantQuality = { participant_id: string, 
+/**
+ * 0 (no data) to 5 (excellent).
+ */
+score: number, };
+
+export type ErrorCode = "bad_message" | "unsupported_version" | "too_large" | "not_joined" | "unauthorized" | "forbidden" | "not_admitted" | "rate_limited" | "room_closed" | "media_rejected" | "replaced" | "internal";
+
+export type ServerMessage = { "type": "joined", v: number, 
+/**
+ * Send this back as `join.resume` after a reconnect.
+ */
+session: string, room: string, me: RoomParticipant, 
+/**
+ * Everyone admitted, including me once admitted. Empty while in the lobby.
+ */
+participants: Array<RoomParticipant>, 
+/**
+ * Who is waiting in the lobby (staff only; empty for everyone else).
+ */
+waiting: Array<RoomParticipant>, video: VideoConstraints, 
+/**
+ * The server pings at least this often; a client that hears nothing for twice as
+ * long should reconnect.
+ */
+heartbeat_secs: number, 
+/**
+ * How long after a drop `resume` still works.
+ */
+resume_secs: number, running_late_minutes: number | null, 
+/**
+ * True when this join took back an earlier session.
+ */
+resumed: boolean, } | { "type": "admitted", participants: Array<RoomParticipant>, } | { "type": "denied", message: string, } | { "type": "removed", message: string, } | { "type": "participant_joined", participant: RoomParticipant, } | { "type": "participant_updated", participant: RoomParticipant, } | { "type": "participant_left", participant_id: string, } | { "type": "lobby_updated", waiting: Array<RoomParticipant>, } | { "type": "offer", pc: PcKind, sdp: string, } | { "type": "answer", pc: PcKind, sdp: string, } | { "type": "ice", pc: PcKind, candidate: IceCandidate, } | { "type": "track_published", participant_id: string, track: TrackInfo, } | { "type": "track_unpublished", participant_id: string, track_id: string, } | { "type": "dominant_speaker", participant_id: string | null, } | { "type": "network_quality", scores: Array<ParticipantQuality>, } | { "type": "chat", message: ChatMessage, } | { "type": "mute_requested", kind: MediaKind, message: string, } | { "type": "running_late", minutes: number, } | { "type": "video_constraints", video: VideoConstraints, } | { "type": "visit_ended", message: string, } | { "type": "error", code: ErrorCode, message: string, } | { "type": "ping", t: number, } | { "type": "pong", t: number, };

@@ -1,0 +1,86 @@
+// Debian's Chromium with fake camera and microphone, driven by playwright-core.
+
+import { chromium } from "playwright-core";
+
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+export const PHONE = { width: 360, height: 740 };
+
+/**
+ * A fresh browser. `harness: true` is for the clinician stand-in only, never for patient pages. `fakeUi: false` leaves permission prompts to the test (Chromium then
+ * refuses camera and microphone unless granted), for the permission-denied journeys.
+ */
+export async function launch({ fakeUi = true, harness = false } = {}) {
+  const args = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--use-fake-device-for-media-stream",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+  ];
+  if (fakeUi) args.push("--use-fake-ui-for-media-stream");
+  // The clinician stand-in is served by Playwright itself (no server address), which
+  // Chromium's local-network rules treat as a public page reaching into 127.0.0.1.
+  if (harness) args.push("--disable-features=LocalNetworkAccessChecks");
+  // Playwright gives every launch a fresh, temporary --user-data-dir of its own.
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args });
+}
+
+/** Records every RTCPeerConnection a page makes, so a test can read their stats. */
+export const TRACK_PEER_CONNECTIONS = () => {
+  const Native = window.RTCPeerConnection;
+  window.__pcs = [];
+  window.RTCPeerConnection = class extends Native {
+    constructor(...args) {
+      super(...args);
+      window.__pcs.push(this);
+    }
+  };
+};
+
+/** A phone-sized page, English unless told otherwise, recording its peer connections. */
+export async function phonePage(browser, { locale = "en-US", viewport = PHONE, permissions } = {}) {
+  const context = await browser.newContext({ viewport, locale, deviceScaleFactor: 1, hasTouch: true, isMobile: false, permissions });
+  await context.addInitScript(TRACK_PEER_CONNECTIONS);
+  const page = await context.newPage();
+  page.on("pageerror", (e) => console.error(`[page error] ${e.message}`));
+  page.on("console", (m) => {
+    if (m.type() === "error" || m.type() === "warning") console.error(`[page ${m.type()}] ${m.text()}`);
+  });
+  return page;
+}
+
+/** Inbound RTP of every peer connection on the page: packets and decoded frames by kind. */
+export async function inboundStats(page) {
+  return page.evaluate(async () => {
+    const out = { audioPackets: 0, videoPackets: 0, framesDecoded: 0, inboundReports: 0, peerConnections: window.__pcs.length };
+    for (const pc of window.__pcs) {
+      if (pc.connectionState === "closed") continue;
+      const report = await pc.getStats();
+      report.forEach((s) => {
+        if (s.type !== "inbound-rtp") return;
+        out.inboundReports += 1;
+        if (s.kind === "audio") out.audioPackets += s.packetsReceived ?? 0;
+        if (s.kind === "video") {
+          out.videoPackets += s.packetsReceived ?? 0;
+          out.framesDecoded += s.framesDecoded ?? 0;
+        }
+      });
+    }
+    return out;
+  });
+}
+
+/** Polls `inboundStats` until `predicate` holds, or throws with the last stats. */
+export async function waitForStats(page, predicate, timeoutMs = 20000) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    last = await inboundStats(page);
+    if (predicate(last)) return last;
+    await page.waitForTimeout(250);
+  }
+  throw new Error(`stats never matched: ${JSON.stringify(last)}`);
+}

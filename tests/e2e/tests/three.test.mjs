@@ -1,0 +1,101 @@
+// Three parties: the patient and a guest (family member) in Chromium from their own links,
+// and the clinician. The clinician is the UI's own call code in a third page until the Rust
+// client (crates/client) can stand in.
+
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+
+import { launch, phonePage } from "../lib/browser.mjs";
+import { joinWhenReady, toWaitingRoom } from "../lib/flow.mjs";
+import { openClinician } from "../lib/harness.mjs";
+import { RoundsServer } from "../lib/server.mjs";
+
+let server;
+let browser;
+let harnessBrowser;
+
+before(async () => {
+  server = await RoundsServer.start();
+  browser = await launch();
+  harnessBrowser = await launch({ harness: true });
+});
+
+after(async () => {
+  await browser?.close();
+  await harnessBrowser?.close();
+  await server?.stop();
+});
+
+/** Decoded video frames per remote participant (by the SFU's stream id), on one page. */
+async function framesBySender(page) {
+  return page.evaluate(async () => {
+    const out = {};
+    for (const pc of window.__pcs) {
+      if (pc.connectionState === "closed" || !pc.remoteDescription) continue;
+      const mids = {};
+      let mid = null;
+      for (const line of pc.remoteDescription.sdp.split(/\r?\n/)) {
+        if (line.startsWith("a=mid:")) mid = line.slice(6);
+        if (line.startsWith("a=msid:") && mid !== null) mids[mid] = line.slice(7).split(" ")[0];
+      }
+      const stats = await pc.getStats();
+      const transceivers = pc.getTransceivers();
+      stats.forEach((s) => {
+        if (s.type !== "inbound-rtp" || s.kind !== "video") return;
+        const t = transceivers.find((x) => x.receiver.track?.id === s.trackIdentifier);
+        const who = (t && mids[t.mid]) || s.mid && mids[s.mid] || "unknown";
+        out[who] = (out[who] ?? 0) + (s.framesDecoded ?? 0);
+      });
+    }
+    return out;
+  });
+}
+
+async function waitForFramesFrom(page, ids, timeoutMs = 40000) {
+  const deadline = Date.now() + timeoutMs;
+  let last = {};
+  while (Date.now() < deadline) {
+    last = await framesBySender(page);
+    if (ids.every((id) => (last[id] ?? 0) > 0)) return last;
+    await page.waitForTimeout(500);
+  }
+  throw new Error(`video not decoded from all of ${ids.join(", ")}: ${JSON.stringify(last)}`);
+}
+
+test("patient, guest and clinician each see the two others", async () => {
+  const access = await server.login();
+  const { visit, link } = await server.createVisit(access);
+  const guestLink = await server.guestLink(access, visit.id, "guest");
+  const provider = await server.call("POST", `/api/v1/visits/${visit.id}/token`, { token: access });
+  const clinician = await phonePage(harnessBrowser, { viewport: { width: 1000, height: 700 } });
+  await openClinician(clinician, server.url, provider.token);
+
+  const patient = await phonePage(browser);
+  await toWaitingRoom(patient, link, { name: "Maria Lopez" });
+  const guest = await phonePage(browser);
+  await guest.goto(guestLink);
+  await guest.getByText(/You are invited to a video visit/).waitFor();
+  await toWaitingRoom(guest, guestLink, { name: "Rosa Lopez", guest: true });
+  // Guests answer no intake questions; their consent is stored too.
+  const record = await server.call("GET", `/api/v1/visits/${visit.id}/check-in`, { token: access });
+  assert.deepEqual(record.consents.map((c) => c.role).sort(), ["guest", "patient"]);
+
+  const p = await server.waitForWaiting(access, visit.id, { role: "patient" });
+  const g = await server.waitForWaiting(access, visit.id, { role: "guest" });
+  await server.admit(access, visit.id, p.id);
+  await joinWhenReady(patient);
+  await server.admit(access, visit.id, g.id);
+  await joinWhenReady(guest);
+
+  const seenByPatient = await waitForFramesFrom(patient, [provider.participant_id, g.id]);
+  const seenByGuest = await waitForFramesFrom(guest, [provider.participant_id, p.id]);
+  const seenByClinician = await waitForFramesFrom(clinician, [p.id, g.id]);
+  console.log(JSON.stringify({ seenByPatient, seenByGuest, seenByClinician }));
+
+  // With three people the room asks for simulcast.
+  const video = await clinician.evaluate(() => window.harness.call.video);
+  assert.equal(video.simulcast, true);
+  // The grid: one large tile, the others as thumbnails.
+  await patient.locator(".stage .tile").waitFor();
+  assert.equal(await patient.locator(".strip .tile").count(), 2);
+});
