@@ -174,9 +174,12 @@ fn bad_configuration_is_explained_and_help_is_complete() {
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_prints_a_working_login_and_patient_link() {
     let dir = tempfile::tempdir().unwrap();
+    let ui = write_ui_fixture(dir.path());
     let port = free_port();
     let mut child = Command::new(BIN)
         .args([
+            "--ui-dir",
+            ui.to_str().unwrap(),
             "--data-dir",
             dir.path().join("data").to_str().unwrap(),
             "--listen",
@@ -230,12 +233,16 @@ async fn demo_prints_a_working_login_and_patient_link() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(ok, "could not log in to the demo");
-    // The link opens the patient app (a plain "call the clinic" page before `npm run build`
-    // in ui/); the app reads the clinic's name from the API.
+    // The link opens the patient app; the app reads the clinic's name from the API.
     let page = http.get(&link).send().await.unwrap();
-    assert!(matches!(page.status(), StatusCode::OK | StatusCode::SERVICE_UNAVAILABLE), "{}", page.status());
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains(FIXTURE_SCRIPT));
     let code = link.rsplit('/').next().unwrap();
-    let info = http.get(format!("http://127.0.0.1:{port}/api/v1/join/{code}")).send().await.unwrap();
+    let info = http
+        .get(format!("http://127.0.0.1:{port}/api/v1/join/{code}"))
+        .send()
+        .await
+        .unwrap();
     assert!(info.text().await.unwrap().contains("Rounds Demo Clinic"));
     let _ = child.kill();
     let _ = child.wait();

@@ -30,8 +30,28 @@ pub struct Server {
     pub port: u16,
     pub url: String,
     extra_config: String,
+    server_keys: String,
     pub log_filter: String,
     http: reqwest::Client,
+}
+
+/// The script the UI fixture's page loads, to check that assets are served.
+pub const FIXTURE_SCRIPT: &str = "assets/patient-abc123.js";
+
+/// A stand-in for `npm run build`: the patient page and one hashed asset, so the server's
+/// pages behave as in production without building the UI for every Rust test.
+pub fn write_ui_fixture(dir: &Path) -> PathBuf {
+    let ui = dir.join("ui");
+    std::fs::create_dir_all(ui.join("assets")).unwrap();
+    std::fs::write(
+        ui.join("patient.html"),
+        format!(
+            "<!doctype html><div id=app></div><script type=module src=/{FIXTURE_SCRIPT}></script>"
+        ),
+    )
+    .unwrap();
+    std::fs::write(ui.join(FIXTURE_SCRIPT), "console.log('patient')").unwrap();
+    ui
 }
 
 impl Server {
@@ -41,6 +61,11 @@ impl Server {
 
     /// Starts with extra TOML appended to the test configuration.
     pub async fn start_with(extra_config: &str, log_filter: &str) -> Server {
+        Self::start_full("", extra_config, log_filter).await
+    }
+
+    /// Starts with extra `[server]` keys (lines of TOML) and extra sections.
+    pub async fn start_full(server_keys: &str, extra_config: &str, log_filter: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut server = Server {
@@ -49,6 +74,7 @@ impl Server {
             port,
             url: format!("http://127.0.0.1:{port}"),
             extra_config: extra_config.to_owned(),
+            server_keys: server_keys.to_owned(),
             log_filter: log_filter.to_owned(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -75,10 +101,13 @@ impl Server {
 
     fn write_config(&self) {
         let has = |section: &str| self.extra_config.contains(&format!("[{section}]"));
+        let ui = write_ui_fixture(self.dir.path());
         let mut config = format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"{url}\"\n\n[storage]\ndata_dir = \"{data}\"\n\n",
+            "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"{url}\"\nui_dir = \"{ui}\"\n{keys}\n[storage]\ndata_dir = \"{data}\"\n\n",
             port = self.port,
             url = self.url,
+            ui = ui.display(),
+            keys = self.server_keys,
             data = self.data_dir().display()
         );
         if !has("limits") {
@@ -304,6 +333,18 @@ impl Server {
         assert!(url.starts_with(&format!("{}/join/", self.url)), "{url}");
         let code = url.rsplit('/').next().unwrap().to_owned();
         (body["visit"].clone(), code)
+    }
+
+    /// The queue path for the clinic day (America/Chicago) a visit falls on, so tests do not
+    /// depend on the time of day they run at.
+    pub fn queue_path(visit: &Value) -> String {
+        let at: chrono::DateTime<chrono::Utc> =
+            visit["scheduled_at"].as_str().unwrap().parse().unwrap();
+        let tz: chrono_tz::Tz = "America/Chicago".parse().unwrap();
+        format!(
+            "/api/v1/visits?day={}",
+            at.with_timezone(&tz).format("%Y-%m-%d")
+        )
     }
 
     pub async fn join(&self, code: &str, name: Option<&str>) -> (StatusCode, Value) {

@@ -19,10 +19,16 @@ async fn kill_9_mid_flow_loses_nothing_acknowledged() {
     let patient_token = lobby["token"].as_str().unwrap().to_owned();
     let patient_id = lobby["participant_id"].as_str().unwrap().to_owned();
 
-    // Many writes in flight when the process dies.
     let base = server.url.clone();
     let http = reqwest::Client::new();
-    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    // A few writes acknowledged for certain, so the check below can never be vacuous...
+    let mut certain = Vec::new();
+    for minutes in [31, 32, 33] {
+        let (v, _) = server.create_visit(&access, minutes, "Acknowledged").await;
+        certain.push(v["id"].as_str().unwrap().to_owned());
+    }
+    // ...then many more in flight when the process dies.
+    let acknowledged = Arc::new(std::sync::Mutex::new(certain));
     let mut tasks = vec![];
     for i in 0..40 {
         let (http, base, access, acknowledged) = (

@@ -9,7 +9,7 @@ mod cli;
 mod common;
 mod durability;
 mod flow;
-mod patient_web;
 mod invitations;
+mod patient_web;
 mod phi;
 mod signaling;

@@ -1,28 +1,10 @@
 //! The patient pages' server side: serving the built app, the clinic's check-in content, the
 //! check-in form (intake as PHI, consent), the estimated wait, the network test and the survey.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::common::*;
-
-/// A server with a hand-made UI folder and clinic content file (the common harness has no way
-/// to set `[server]` keys).
-struct PagesServer {
-    child: Child,
-    dir: tempfile::TempDir,
-    url: String,
-}
-
-impl Drop for PagesServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 const CONTENT: &str = r#"
 [clinics."St. Mary's Clinic"]
@@ -49,152 +31,33 @@ video = "breathing.webm"
 captions = "breathing.vtt"
 "#;
 
-impl PagesServer {
-    async fn start() -> PagesServer {
-        let dir = tempfile::tempdir().unwrap();
-        let ui = dir.path().join("ui");
-        std::fs::create_dir_all(ui.join("assets")).unwrap();
-        std::fs::write(ui.join("patient.html"), "<!doctype html><div id=app></div><script type=module src=/assets/patient-abc123.js></script>").unwrap();
-        std::fs::write(
-            ui.join("assets/patient-abc123.js"),
-            "console.log('patient')",
-        )
-        .unwrap();
-        let content = dir.path().join("content");
-        std::fs::create_dir_all(&content).unwrap();
-        std::fs::write(content.join("clinic.toml"), CONTENT).unwrap();
-        std::fs::write(
-            content.join("breathing.webm"),
-            (0u8..=255).cycle().take(5000).collect::<Vec<u8>>(),
-        )
-        .unwrap();
-        let port = free_port();
-        let url = format!("http://127.0.0.1:{port}");
-        let config = dir.path().join("rounds.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"{url}\"\nui_dir = \"{ui}\"\nclinic_content = \"{content}\"\n\n\
-                 [storage]\ndata_dir = \"{data}\"\n\n[limits]\njoin_per_minute = 1000\ntoken_per_minute = 1000\nlogin_per_minute = 1000\n\n\
-                 [media]\nudp_listen = \"127.0.0.1:0\"\n",
-                ui = ui.display(),
-                content = content.join("clinic.toml").display(),
-                data = dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let out = Command::new(BIN)
-            .arg("--config")
-            .arg(&config)
-            .args([
-                "clinician",
-                "add",
-                "--clinic",
-                "St. Mary's Clinic",
-                "--time-zone",
-                "America/Chicago",
-                "--email",
-                EMAIL,
-                "--name",
-                "Dr. Amara Okafor",
-            ])
-            .env("ROUNDS_NEW_PASSWORD", PASSWORD)
-            .env("ROUNDS_LOG", "warn")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let child = Command::new(BIN)
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .env("ROUNDS_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let server = PagesServer { child, dir, url };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !reqwest::get(format!("{}/readyz", server.url))
-            .await
-            .is_ok_and(|r| r.status() == StatusCode::OK)
-        {
-            assert!(
-                Instant::now() < deadline,
-                "server did not start: {}",
-                server.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        server
-    }
+/// A server with the clinic content above (the UI fixture comes with every test server).
+/// The content folder lives as long as the returned guard.
+async fn start() -> (Server, tempfile::TempDir) {
+    let content = tempfile::tempdir().unwrap();
+    std::fs::write(content.path().join("clinic.toml"), CONTENT).unwrap();
+    std::fs::write(
+        content.path().join("breathing.webm"),
+        (0u8..=255).cycle().take(5000).collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let keys = format!(
+        "clinic_content = \"{}\"\n",
+        content.path().join("clinic.toml").display()
+    );
+    (Server::start_full(&keys, "", "debug").await, content)
+}
 
-    fn logs(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req =
-            reqwest::Client::new().request(method.parse().unwrap(), format!("{}{path}", self.url));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status();
-        let text = res.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn setup(&self) -> (String, String, String) {
-        let (_, session) = self
-            .call(
-                "POST",
-                "/api/v1/auth/login",
-                None,
-                Some(json!({ "email": EMAIL, "password": PASSWORD })),
-            )
-            .await;
-        let access = session["access_token"].as_str().unwrap().to_owned();
-        let at = chrono::Utc::now() + chrono::Duration::minutes(20);
-        let (status, created) = self
-            .call("POST", "/api/v1/visits", Some(&access), Some(json!({ "scheduled_at": at, "duration_minutes": 20, "patient_name": "Maria Lopez" })))
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{created}");
-        let code = created["patient_link"]["url"]
-            .as_str()
-            .unwrap()
-            .rsplit('/')
-            .next()
-            .unwrap()
-            .to_owned();
-        (
-            access,
-            created["visit"]["id"].as_str().unwrap().to_owned(),
-            code,
-        )
-    }
+/// Signs in and creates a visit 20 minutes from now: (access token, visit id, link code).
+async fn setup(server: &Server) -> (String, String, String) {
+    let access = server.access_token().await;
+    let (visit, code) = server.create_visit(&access, 20, "Maria Lopez").await;
+    (access, visit["id"].as_str().unwrap().to_owned(), code)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serves_the_built_app_its_assets_and_clinic_videos() {
-    let server = PagesServer::start().await;
+    let (server, _content) = start().await;
     let page = reqwest::get(format!("{}/join/anything", server.url))
         .await
         .unwrap();
@@ -210,10 +73,10 @@ async fn serves_the_built_app_its_assets_and_clinic_videos() {
         page.text()
             .await
             .unwrap()
-            .contains("/assets/patient-abc123.js")
+            .contains(&format!("/{FIXTURE_SCRIPT}"))
     );
 
-    let js = reqwest::get(format!("{}/assets/patient-abc123.js", server.url))
+    let js = reqwest::get(format!("{}/{FIXTURE_SCRIPT}", server.url))
         .await
         .unwrap();
     assert_eq!(js.status(), StatusCode::OK);
@@ -253,8 +116,8 @@ async fn serves_the_built_app_its_assets_and_clinic_videos() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn check_in_stores_intake_as_phi_and_the_consent() {
-    let server = PagesServer::start().await;
-    let (access, visit, code) = server.setup().await;
+    let (server, _content) = start().await;
+    let (access, visit, code) = setup(&server).await;
 
     let (status, content) = server
         .call(
@@ -369,8 +232,8 @@ async fn check_in_stores_intake_as_phi_and_the_consent() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn wait_estimate_network_test_and_survey() {
-    let server = PagesServer::start().await;
-    let (access, visit, code) = server.setup().await;
+    let (server, _content) = start().await;
+    let (access, visit, code) = setup(&server).await;
     let (_, token) = server
         .call(
             "POST",

@@ -109,7 +109,7 @@ async fn a_full_visit_leaves_no_phi_in_the_logs() {
         )
         .await;
     assert_eq!(s, StatusCode::CREATED);
-    let (_, queue) = server.get("/api/v1/visits", Some(&access)).await;
+    let (_, queue) = server.get(&Server::queue_path(&visit), Some(&access)).await;
     assert!(
         queue.to_string().contains(PATIENT_NAME),
         "the clinician does see the name"
