@@ -3,7 +3,6 @@
 //! (RFC 4571) and goes to the SFU. `0x16` would be a TLS handshake, which this server does not
 //! terminate itself yet (DESIGN §6; see docs/ports.md).
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -120,11 +119,6 @@ async fn peek_first(stream: &TcpStream) -> Option<u8> {
         Ok(Ok(1)) => Some(byte[0]),
         _ => None,
     }
-}
-
-/// Convenience for tests and tools: the address a listener is bound to.
-pub fn local(listener: &TcpListener) -> Option<SocketAddr> {
-    listener.local_addr().ok()
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 mod jwt;
 mod keys;
 
-pub use jwt::{Claims, TokenError, random_id};
+pub use jwt::{Claims, TokenError, peek_audience, random_id};
 pub use keys::{KeyError, KeySet};
 
 use rounds_proto::{Grant, ROOM_AUDIENCE, Role, RoomClaims, SESSION_AUDIENCE, SessionClaims};
@@ -181,6 +181,16 @@ mod tests {
                 .unwrap_err(),
             TokenError::BadSignature
         );
+    }
+
+    #[test]
+    fn peeks_the_audience_without_trusting_it() {
+        let keys = KeySet::generate(NOW);
+        let (room, _) = keys.mint_room("iss", grant("r1"), NOW, 60);
+        let (session, _) = keys.mint_session("iss", "c1", "k1", "f1", NOW, 600);
+        assert_eq!(peek_audience(&room).as_deref(), Some(ROOM_AUDIENCE));
+        assert_eq!(peek_audience(&session).as_deref(), Some(SESSION_AUDIENCE));
+        assert_eq!(peek_audience("not.a.token"), None);
     }
 
     #[test]

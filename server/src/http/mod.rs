@@ -244,6 +244,13 @@ async fn problems(State(max_body): State<usize>, req: Request, next: Next) -> Re
                 .or_insert(value.clone());
         }
     }
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        // The body was refused unread, so this connection cannot carry another request; say
+        // so, or the client reuses it and its next request fails with a broken pipe.
+        rebuilt
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     rebuilt
 }
 

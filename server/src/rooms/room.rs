@@ -72,7 +72,6 @@ enum Command {
     Chat(ChatMessage),
     RunningLate(u32),
     Ended,
-    Snapshot(oneshot::Sender<Vec<RoomParticipant>>),
     Media(SfuEvent),
 }
 
@@ -717,9 +716,6 @@ async fn run(mut room: Room, mut rx: mpsc::Receiver<Command>, registry: Arc<Regi
                         room.end();
                         room.sync_media().await;
                     }
-                    Command::Snapshot(reply) => {
-                        let _ = reply.send(room.members.values().map(Member::view).collect());
-                    }
                 }
             }
             _ = tick.tick() => {
@@ -938,18 +934,6 @@ impl Rooms {
 
     pub fn sfu(&self) -> Option<&Sfu> {
         self.sfu.get()
-    }
-
-    /// Everyone the room task knows, for tests and diagnostics.
-    pub async fn snapshot(&self, room: &str) -> Vec<RoomParticipant> {
-        let Some(tx) = self.existing(room) else {
-            return Vec::new();
-        };
-        let (reply, wait) = oneshot::channel();
-        if tx.send(Command::Snapshot(reply)).await.is_err() {
-            return Vec::new();
-        }
-        wait.await.unwrap_or_default()
     }
 }
 

@@ -10,8 +10,8 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use rounds_proto::{
-    ClientMessage, ErrorCode, Grant, HostAction, MAX_SIGNAL_BYTES, PROTOCOL_VERSION,
-    PostChatRequest, ROOM_AUDIENCE, RoomClaims, ServerMessage,
+    ClientMessage, ErrorCode, HostAction, MAX_SIGNAL_BYTES, PROTOCOL_VERSION, PostChatRequest,
+    ROOM_AUDIENCE, RoomClaims, ServerMessage,
 };
 use tokio::sync::mpsc;
 
@@ -347,13 +347,5 @@ async fn handle(
             let _ = crate::visits::leave(state, &actor, room).await;
             Some(Reply::Leave)
         }
-    }
-}
-
-/// Grants that a host action needs, for documentation and checks.
-pub fn grant_for(action: HostAction) -> Grant {
-    match action {
-        HostAction::Admit | HostAction::Deny => Grant::Admit,
-        HostAction::MuteAudio | HostAction::StopVideo | HostAction::Remove => Grant::Moderate,
     }
 }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use rounds_proto::{Channel, InvitationStatus, Invitee, Phi};
 use sqlx::Row;
 
-use super::{Result, Store, from_ms, to_ms};
+use super::{Result, Store, to_ms};
 
 pub struct NewInvitation<'a> {
     pub id: &'a str,
@@ -129,22 +129,5 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
-    }
-
-    pub async fn reminder_sent_at(&self, invitation_id: &str) -> Result<Option<DateTime<Utc>>> {
-        let v: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT reminder_sent_at FROM invitations WHERE id = ?")
-                .bind(invitation_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(v.flatten().map(from_ms))
-    }
-
-    pub async fn invitation_count(&self, visit_id: &str) -> Result<i64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM invitations WHERE visit_id = ?")
-            .bind(visit_id)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(n)
     }
 }
