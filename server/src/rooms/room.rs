@@ -72,6 +72,7 @@ enum Command {
     Chat(ChatMessage),
     RunningLate(u32),
     Ended,
+    Snapshot(oneshot::Sender<Vec<RoomParticipant>>),
     Media(SfuEvent),
 }
 
@@ -150,6 +151,8 @@ struct Room {
     engine: Engine,
     /// What the SFU was last told, to send it only changes.
     media_gate: BTreeMap<String, (bool, Vec<String>)>,
+    /// Members whose peer connections belong to a page that is gone.
+    media_reset: Vec<String>,
 }
 
 impl Room {
@@ -230,8 +233,13 @@ impl Room {
             Some(member) => {
                 // The same identity again: a reconnect, a reload, or a second tab. Either way
                 // there is one participant; the newest connection wins.
-                resumed = resume.as_deref() == Some(member.session.as_str())
-                    || member.dropped_at.is_some();
+                let same_page = resume.as_deref() == Some(member.session.as_str());
+                resumed = same_page || member.dropped_at.is_some();
+                if !same_page {
+                    // A new page (reload, another device) has none of the old peer
+                    // connections: they must be rebuilt, not waited on.
+                    self.media_reset.push(id.clone());
+                }
                 if let Some(old) = member.conn.take() {
                     let _ = old.out.try_send(Outbound::Close(ServerMessage::error(
                         ErrorCode::Replaced,
@@ -527,6 +535,13 @@ impl Room {
     /// becomes forwarding: only admitted members are allowed, and each receives every other
     /// admitted member.
     async fn sync_media(&mut self) {
+        for id in std::mem::take(&mut self.media_reset) {
+            if let Some(sfu) = &self.sfu {
+                sfu.remove_peer(&id).await;
+            }
+            // Forgetting what the SFU was told makes the loop below tell it again.
+            self.media_gate.remove(&id);
+        }
         let admitted: Vec<String> = self
             .members
             .values()
@@ -716,6 +731,9 @@ async fn run(mut room: Room, mut rx: mpsc::Receiver<Command>, registry: Arc<Regi
                         room.end();
                         room.sync_media().await;
                     }
+                    Command::Snapshot(reply) => {
+                        let _ = reply.send(room.members.values().map(Member::view).collect());
+                    }
                 }
             }
             _ = tick.tick() => {
@@ -800,6 +818,7 @@ impl Rooms {
             sfu: self.sfu.get().cloned(),
             engine: Engine::new(),
             media_gate: BTreeMap::new(),
+            media_reset: Vec::new(),
         };
         tokio::spawn(run(task, rx, self.registry.clone()));
         rooms.insert(room.to_owned(), tx.clone());
@@ -895,6 +914,18 @@ impl Rooms {
 
     pub async fn ended(&self, room: &str) {
         self.tell(room, Command::Ended).await;
+    }
+
+    /// Everyone the room task knows (tests use it to prove a reconnect made no duplicate).
+    pub async fn snapshot(&self, room: &str) -> Vec<RoomParticipant> {
+        let Some(tx) = self.existing(room) else {
+            return Vec::new();
+        };
+        let (reply, wait) = oneshot::channel();
+        if tx.send(Command::Snapshot(reply)).await.is_err() {
+            return Vec::new();
+        }
+        wait.await.unwrap_or_default()
     }
 
     /// Attaches the SFU (once, at start) and routes its events to the rooms.

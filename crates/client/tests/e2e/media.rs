@@ -421,3 +421,44 @@ async fn network_quality_is_scored_for_each_participant() {
     .await
     .expect("test finished in time");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_page_gets_media_again() {
+    init_tracing();
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let server = TestServer::start().await;
+        let (_visit, provider_token, patient_token) = server.visit().await;
+        let (provider, patient) = admitted_pair(
+            &server,
+            server.config(&provider_token, 1),
+            server.config(&patient_token, 2),
+        )
+        .await;
+        exchange(&server, &provider, &patient).await;
+        let (pid, tid) = (
+            provider.participant_id().to_owned(),
+            patient.participant_id().to_owned(),
+        );
+
+        // A reload: the old page vanishes without a goodbye and a new one joins with the
+        // same token and no session to resume.
+        let mut cfg = server.config(&patient_token, 3);
+        cfg.auto_reconnect = false;
+        drop(patient);
+        let reloaded = Client::join(cfg).await.expect("the reloaded page joins");
+        assert_eq!(reloaded.participant_id(), tid, "the same participant");
+        reloaded
+            .wait_stats(Duration::from_secs(30), |s| s.frames_decoded_from(&pid) > 5)
+            .await
+            .expect("the reloaded page receives the clinician's video again");
+        let before = provider.stats().frames_decoded_from(&tid);
+        provider
+            .wait_stats(Duration::from_secs(30), |s| {
+                s.frames_decoded_from(&tid) > before + 5
+            })
+            .await
+            .expect("the clinician receives the reloaded page's video");
+    })
+    .await
+    .expect("test finished in time");
+}
