@@ -18,6 +18,8 @@ SYSTEM_PACKAGES=(
     sqlite3
     libvpx-dev       # VP8 encode and decode in the Rust media client (crates/media)
     libopus-dev      # Opus encode and decode in the Rust media client (crates/media)
+    chromium         # the patient pages' end-to-end tests (tests/e2e)
+    fonts-liberation # readable text in those tests' screenshots
 )
 # ---------------------------------------------------------------------------------------
 
@@ -107,14 +109,20 @@ if [[ -n "$rust_min" ]] && ! at_least "${rust_have%%-*}" "$rust_min"; then
     die "Rounds needs Rust ${rust_min} or newer, but rustc is ${rust_have:-missing}. Update it with \`rustup update stable\` and run this again."
 fi
 
-# --- UI packages -------------------------------------------------------------------------
-ui="$ROUNDS_ROOT/ui"
-if [[ -f "$ui/package-lock.json" ]]; then
-    stamp="$ui/node_modules/.package-lock.json"
-    if [[ ! -f "$stamp" || "$ui/package-lock.json" -nt "$stamp" ]]; then
-        say "installing UI packages (npm ci in ui/)"
-        (cd "$ui" && npm ci --no-audit --no-fund)
+# --- npm packages ------------------------------------------------------------------------
+# Installs a folder's locked packages when they are missing or older than the lock file.
+npm_ci() {
+    local dir="$1" what="$2"
+    shift 2
+    [[ -f "$dir/package-lock.json" ]] || return 0
+    local stamp="$dir/node_modules/.package-lock.json"
+    if [[ ! -f "$stamp" || "$dir/package-lock.json" -nt "$stamp" ]]; then
+        say "installing $what (npm ci in ${dir#"$ROUNDS_ROOT"/})"
+        (cd "$dir" && npm ci --no-audit --no-fund "$@")
     fi
-fi
+}
+npm_ci "$ROUNDS_ROOT/ui" "UI packages"
+# esbuild's install script only fetches a binary the tests do not need.
+npm_ci "$ROUNDS_ROOT/tests/e2e" "end-to-end test packages" --ignore-scripts
 
 say "dependencies ready"

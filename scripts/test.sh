@@ -27,6 +27,9 @@ step() {
 }
 in_ui() { (cd ui && "$@"); }
 
+# The server serves the built patient app; its end-to-end tests need it.
+step "ui build" in_ui npm run build
+
 if cargo nextest --version >/dev/null 2>&1; then
     step "rust tests (cargo nextest)" cargo nextest run --workspace --all-targets --no-fail-fast
 else
@@ -43,6 +46,8 @@ step "benchmark smoke runs" bench_smoke
 step "ui lint" in_ui npm run lint
 step "ui typecheck" in_ui npm run typecheck
 step "ui tests" in_ui npm test
+patient_e2e() { cargo build -q -p rounds-server && (cd tests/e2e && npm test); }
+step "patient pages end-to-end (Chromium)" patient_e2e
 
 total=$((${#passed[@]} + ${#failed[@]}))
 if [[ ${#failed[@]} -gt 0 ]]; then
