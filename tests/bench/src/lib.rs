@@ -53,7 +53,11 @@ impl ServerProcess {
                 "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"{url}\"\n[storage]\ndata_dir = \"{}\"\n\
                  {media}[limits]\nlogin_per_minute = 1000000\njoin_per_minute = 1000000\ntoken_per_minute = 1000000\n{extra}",
                 dir.path().join("data").display(),
-                media = if extra.contains("[media]") { "" } else { "[media]\nenabled = false\n" },
+                media = if extra.contains("[media]") {
+                    ""
+                } else {
+                    "[media]\nenabled = false\n"
+                },
             ),
         )?;
         let email = "bench@rounds.example";

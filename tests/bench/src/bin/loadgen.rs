@@ -14,7 +14,9 @@ use rounds_client::{Api, Client, ClientConfig, VideoSource};
 use rounds_proto::{HostAction, Role};
 
 #[derive(Parser, Clone)]
-#[command(about = "Runs N rooms of M synthetic participants against a Rounds server and reports what the SFU forwarded.")]
+#[command(
+    about = "Runs N rooms of M synthetic participants against a Rounds server and reports what the SFU forwarded."
+)]
 struct Args {
     /// A running server to load, e.g. http://127.0.0.1:8080. Without it, a release
     /// rounds-server is started on this machine for the run.
@@ -23,7 +25,11 @@ struct Args {
     /// Clinician sign-in for --server.
     #[arg(long, default_value = "bench@rounds.example")]
     email: String,
-    #[arg(long, env = "ROUNDS_BENCH_PASSWORD", default_value = "benchmark password 1")]
+    #[arg(
+        long,
+        env = "ROUNDS_BENCH_PASSWORD",
+        default_value = "benchmark password 1"
+    )]
     password: String,
     /// The server process to measure CPU of (when --server is given).
     #[arg(long)]
@@ -55,12 +61,19 @@ fn video(kind: &str) -> VideoSource {
     match kind {
         "720p" => VideoSource::hd(),
         "small" => VideoSource::small(),
-        _ => VideoSource::TestPattern { width: 320, height: 240, fps: 15, bitrate_kbps: 250 },
+        _ => VideoSource::TestPattern {
+            width: 320,
+            height: 240,
+            fps: 15,
+            bitrate_kbps: 250,
+        },
     }
 }
 
 async fn forwarded(http: &reqwest::Client, server: &url::Url) -> f64 {
-    let Ok(r) = http.get(server.join("/metrics").expect("url")).send().await else { return 0.0 };
+    let Ok(r) = http.get(server.join("/metrics").expect("url")).send().await else {
+        return 0.0;
+    };
     let text = r.text().await.unwrap_or_default();
     text.lines()
         .find(|l| l.starts_with("rounds_sfu_forwarded_rtp_total"))
@@ -92,8 +105,11 @@ async fn main() -> anyhow::Result<()> {
         None => {
             let bin = default_server_bin();
             eprintln!("==> starting {}", bin.display());
-            let (process, email, password) =
-                ServerProcess::start(&bin, "[media]\nenabled = true\nudp_listen = \"127.0.0.1:0\"\n").await?;
+            let (process, email, password) = ServerProcess::start(
+                &bin,
+                "[media]\nenabled = true\nudp_listen = \"127.0.0.1:0\"\n",
+            )
+            .await?;
             args.email = email;
             args.password = password;
             let url: url::Url = process.url.parse()?;
@@ -106,7 +122,10 @@ async fn main() -> anyhow::Result<()> {
     let access = api.login(&args.email, &args.password).await?.access_token;
     let mut clients: Vec<Client> = Vec::new();
     let mut join_started = Vec::new();
-    eprintln!("==> joining {} rooms × {} participants", args.rooms, args.participants);
+    eprintln!(
+        "==> joining {} rooms × {} participants",
+        args.rooms, args.participants
+    );
     for room in 0..args.rooms {
         let visit = api.create_visit_now(&access, 60, "Load Test").await?;
         let provider_token = api.provider_token(&access, &visit.visit.id).await?;
@@ -122,11 +141,18 @@ async fn main() -> anyhow::Result<()> {
         let provider = Client::join(config(&provider_token.token, (room * 10) as u64)).await?;
         for n in 1..args.participants {
             let guest = api
-                .guest_token(&provider_token.token, &provider_token.room, &format!("Load {n}"), Role::Guest)
+                .guest_token(
+                    &provider_token.token,
+                    &provider_token.room,
+                    &format!("Load {n}"),
+                    Role::Guest,
+                )
                 .await?;
             join_started.push(Instant::now());
             let client = Client::join(config(&guest.token, (room * 10 + n) as u64)).await?;
-            provider.host(client.participant_id(), HostAction::Admit).await?;
+            provider
+                .host(client.participant_id(), HostAction::Admit)
+                .await?;
             client.wait_admitted(Duration::from_secs(15)).await?;
             clients.push(client);
         }
@@ -135,9 +161,20 @@ async fn main() -> anyhow::Result<()> {
     // Everyone sees everyone before measuring.
     for c in &clients {
         let others = args.participants - 1;
-        c.wait_stats(Duration::from_secs(60), |s| s.remote.values().filter(|r| r.video_frames_received > 0).count() >= others)
-            .await
-            .map_err(|_| anyhow::anyhow!("participant {} never received everyone's video", c.participant_id()))?;
+        c.wait_stats(Duration::from_secs(60), |s| {
+            s.remote
+                .values()
+                .filter(|r| r.video_frames_received > 0)
+                .count()
+                >= others
+        })
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "participant {} never received everyone's video",
+                c.participant_id()
+            )
+        })?;
     }
     let http = reqwest::Client::new();
     let cpu_before = pid.map(cpu_time);
@@ -148,7 +185,9 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     let wall = start.elapsed().as_secs_f64();
     let fwd = forwarded(&http, &server).await - fwd_before;
-    let cpu = pid.zip(cpu_before).map(|(p, b)| cpu_time(p).saturating_sub(b));
+    let cpu = pid
+        .zip(cpu_before)
+        .map(|(p, b)| cpu_time(p).saturating_sub(b));
     let after: Vec<_> = clients.iter().map(|c| c.stats()).collect();
 
     let (mut received, mut lost, mut frames) = (0u64, 0u64, 0u64);
@@ -165,7 +204,11 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     joins.sort_by(f64::total_cmp);
-    let loss = if received + lost > 0 { lost as f64 / (received + lost) as f64 * 100.0 } else { 0.0 };
+    let loss = if received + lost > 0 {
+        lost as f64 / (received + lost) as f64 * 100.0
+    } else {
+        0.0
+    };
     let expected_fps = match args.video.as_str() {
         "720p" => 24.0,
         "small" | "tiny" => 15.0,
@@ -174,18 +217,36 @@ async fn main() -> anyhow::Result<()> {
     let streams = (args.rooms * args.participants * (args.participants - 1)) as f64;
     let mut out = format!(
         "## SFU forwarding: {} room(s) × {} participants, {} video\n\nMachine: {}. Server and load generator on the same machine (they share its cores). {} s of steady state after every participant received everyone.\n\n| figure | value |\n|---|---:|\n",
-        args.rooms, args.participants, args.video, machine(), args.seconds
+        args.rooms,
+        args.participants,
+        args.video,
+        machine(),
+        args.seconds
     );
-    out.push_str(&format!("| RTP packets forwarded by the SFU per second | {:.0} |\n", fwd / wall));
-    out.push_str(&format!("| RTP packets received by clients per second | {:.0} |\n", received as f64 / wall));
+    out.push_str(&format!(
+        "| RTP packets forwarded by the SFU per second | {:.0} |\n",
+        fwd / wall
+    ));
+    out.push_str(&format!(
+        "| RTP packets received by clients per second | {:.0} |\n",
+        received as f64 / wall
+    ));
     if let Some(cpu) = cpu {
         let cpu_s = cpu.as_secs_f64();
-        out.push_str(&format!("| server CPU (share of one core) | {:.1} % |\n", cpu_s / wall * 100.0));
+        out.push_str(&format!(
+            "| server CPU (share of one core) | {:.1} % |\n",
+            cpu_s / wall * 100.0
+        ));
         if fwd > 0.0 {
-            out.push_str(&format!("| server CPU per forwarded packet | {:.1} µs |\n", cpu_s / fwd * 1e6));
+            out.push_str(&format!(
+                "| server CPU per forwarded packet | {:.1} µs |\n",
+                cpu_s / fwd * 1e6
+            ));
         }
     }
-    out.push_str(&format!("| video packet loss seen by clients | {loss:.3} % |\n"));
+    out.push_str(&format!(
+        "| video packet loss seen by clients | {loss:.3} % |\n"
+    ));
     out.push_str(&format!(
         "| video frames received per stream per second (sent: {expected_fps:.0}) | {:.1} |\n",
         frames as f64 / wall / streams.max(1.0)
