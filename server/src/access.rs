@@ -28,6 +28,21 @@ impl Actor {
         }
     }
 
+    /// The caller's own place in `room`: only a participant of that room has one.
+    pub fn own_place(&self, room: &str) -> ApiResult<(&RoomClaims, &ParticipantRow)> {
+        match self {
+            Actor::Participant {
+                claims,
+                participant,
+            } if claims.room == room => Ok((claims, participant)),
+            Actor::Participant { .. } => Err(wrong_room()),
+            Actor::Clinician(_) => Err(ApiError::forbidden(
+                "room-token-required",
+                "Use the access from your visit link for this.",
+            )),
+        }
+    }
+
     /// May this caller act on `visit` with `grant`? Clinicians of the visit's clinic may do
     /// anything to it; participants need the grant, in this room, while admitted.
     pub fn require(&self, visit: &VisitRow, grant: Grant) -> ApiResult<()> {

@@ -732,19 +732,7 @@ pub async fn leave(
     actor: &Actor,
     room: &str,
 ) -> ApiResult<rounds_proto::Participant> {
-    let Actor::Participant {
-        claims,
-        participant,
-    } = actor
-    else {
-        return Err(ApiError::forbidden(
-            "room-token-required",
-            "Use a room token to leave a room.",
-        ));
-    };
-    if claims.room != room {
-        return Err(wrong_room());
-    }
+    let (_, participant) = actor.own_place(room)?;
     let to = admission::next(participant.state, Action::Leave).map_err(admission_error)?;
     if to != participant.state {
         state

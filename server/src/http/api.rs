@@ -298,17 +298,8 @@ pub async fn guest_token(
 #[utoipa::path(get, path = "/api/v1/rooms/{room}/me", tag = "rooms", params(("room" = String, Path)),
     responses((status = 200, body = Participant), (status = 403, body = Problem)))]
 pub async fn me(Caller(actor): Caller, Path(room): Path<String>) -> ApiResult<Json<Participant>> {
-    match actor {
-        crate::access::Actor::Participant {
-            claims,
-            participant,
-        } if claims.room == room => Ok(Json(participant.to_proto())),
-        crate::access::Actor::Participant { .. } => Err(crate::access::wrong_room()),
-        crate::access::Actor::Clinician(_) => Err(ApiError::forbidden(
-            "room-token-required",
-            "Use a room token to ask about your own place in a room.",
-        )),
-    }
+    let (_, participant) = actor.own_place(&room)?;
+    Ok(Json(participant.to_proto()))
 }
 
 /// Leave the room (the same link can rejoin).

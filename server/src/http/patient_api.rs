@@ -18,11 +18,11 @@ use utoipa::IntoParams;
 
 use super::extract::{Caller, ClientIp, Json, Path, Query, Session};
 use crate::AppState;
-use crate::access::{Actor, not_your_visit, wrong_room};
+use crate::access::not_your_visit;
 use crate::audit::{Action as AuditAction, Event};
 use crate::error::{ApiError, ApiResult};
 use crate::ratelimit::Class;
-use crate::store::{ParticipantRow, VisitRow};
+use crate::store::VisitRow;
 use crate::{clinic_content, visits};
 
 /// Largest network-test download, in bytes.
@@ -159,24 +159,6 @@ pub async fn network_test_upload(
     }))
 }
 
-/// The caller's own participant in `room`.
-fn own_place<'a>(
-    actor: &'a Actor,
-    room: &str,
-) -> ApiResult<(&'a rounds_proto::RoomClaims, &'a ParticipantRow)> {
-    match actor {
-        Actor::Participant {
-            claims,
-            participant,
-        } if claims.room == room => Ok((claims, participant)),
-        Actor::Participant { .. } => Err(wrong_room()),
-        Actor::Clinician(_) => Err(ApiError::forbidden(
-            "room-token-required",
-            "Use the access from your visit link for this.",
-        )),
-    }
-}
-
 /// Check in: the intake answers (patients) and the consent agreement (everyone).
 #[utoipa::path(post, path = "/api/v1/rooms/{room}/check-in", tag = "patient pages", params(("room" = String, Path)),
     request_body = CheckInRequest,
@@ -187,7 +169,7 @@ pub async fn check_in(
     Path(room): Path<String>,
     Json(req): Json<CheckInRequest>,
 ) -> ApiResult<StatusCode> {
-    let (claims, participant) = own_place(&actor, &room)?;
+    let (claims, participant) = actor.own_place(&room)?;
     let visit = visits::load(&state, &room).await?;
     if !visit.is_live() {
         return Err(ApiError::conflict(
@@ -263,7 +245,7 @@ pub async fn wait(
     Caller(actor): Caller,
     Path(room): Path<String>,
 ) -> ApiResult<Json<WaitEstimate>> {
-    let (_, participant) = own_place(&actor, &room)?;
+    let (_, participant) = actor.own_place(&room)?;
     let visit = visits::load(&state, &room).await?;
     let now = Utc::now();
     let queue = state
@@ -337,7 +319,7 @@ pub async fn survey(
     Path(room): Path<String>,
     Json(req): Json<SurveyRequest>,
 ) -> ApiResult<StatusCode> {
-    let (claims, participant) = own_place(&actor, &room)?;
+    let (claims, participant) = actor.own_place(&room)?;
     if !(1..=5).contains(&req.rating) {
         return Err(ApiError::unprocessable(
             "invalid-rating",
