@@ -35,6 +35,10 @@ pub enum Command {
         /// Time zone of the demo clinic (IANA name).
         #[arg(long, default_value = "UTC")]
         time_zone: String,
+        /// Also write a one-time `rounds://signin?...` link to this file (mode 0600), which
+        /// signs the desktop app in to the demo clinician. It works once, for two minutes.
+        #[arg(long, value_name = "FILE")]
+        desktop_link: Option<std::path::PathBuf>,
     },
     /// Apply pending database migrations, then exit.
     Migrate,

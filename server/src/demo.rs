@@ -16,6 +16,7 @@ pub struct Demo {
     pub password: String,
     pub patient_link: String,
     pub visit_id: String,
+    pub clinician_id: String,
 }
 
 /// Creates (or refreshes) the demo clinic and clinician, and a visit starting in 5 minutes.
@@ -75,5 +76,25 @@ pub async fn seed(state: &AppState, time_zone: &str) -> anyhow::Result<Demo> {
         password,
         patient_link: created.patient_link.url,
         visit_id: created.visit.id,
+        clinician_id: clinician.id.clone(),
     })
+}
+
+/// The `rounds://signin` link that signs the desktop app in to `server` with `ticket`.
+pub fn desktop_link(server: &str, ticket: &str) -> String {
+    let mut link = url::Url::parse("rounds://signin").expect("a valid constant URL");
+    link.query_pairs_mut()
+        .append_pair("server", server)
+        .append_pair("ticket", ticket);
+    link.into()
+}
+
+/// Writes a secret-bearing file readable by its owner only.
+pub fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(contents.as_bytes())
 }

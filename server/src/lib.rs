@@ -13,6 +13,7 @@ pub mod clinic_content;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod events;
 pub mod firewall;
 pub mod http;
 pub mod invitations;
@@ -25,6 +26,7 @@ pub mod sessions;
 pub mod sfu;
 pub mod signaling;
 pub mod store;
+pub mod tickets;
 pub mod tokens;
 pub mod visits;
 
@@ -49,6 +51,10 @@ pub struct AppState {
     pub notifier: Arc<Notifier>,
     pub limits: Arc<RateLimits>,
     pub rooms: rooms::Rooms,
+    /// The clinicians' live queue feed.
+    pub events: events::Events,
+    /// Unspent one-time sign-in tickets for the desktop app.
+    pub tickets: Arc<tickets::Tickets>,
 }
 
 impl AppState {
@@ -78,6 +84,8 @@ impl AppState {
             notifier: Arc::new(notifier),
             limits: Arc::new(limits),
             rooms: rooms::Rooms::default(),
+            events: events::Events::default(),
+            tickets: Arc::default(),
         })
     }
 }

@@ -59,7 +59,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             let state = AppState::open(config).await?;
             rounds_server::serve(state).await?;
         }
-        Command::Demo { time_zone } => {
+        Command::Demo {
+            time_zone,
+            desktop_link,
+        } => {
             if !config.server.listen.ip().is_loopback() {
                 anyhow::bail!(
                     "demo mode speaks plain HTTP, so it only listens on this machine (127.0.0.1); \
@@ -79,6 +82,17 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             println!("  Patient link:     {}", d.patient_link);
             println!("  Visit id:         {}", d.visit_id);
             println!("  API reference:    {url}/api/v1/openapi.json");
+            if let Some(path) = desktop_link {
+                let ticket = state.tickets.issue(&d.clinician_id);
+                let link = demo::desktop_link(&url, &ticket);
+                demo::write_private(&path, &link).with_context(|| {
+                    format!("writing the desktop sign-in link to {}", path.display())
+                })?;
+                println!(
+                    "  Desktop sign-in:  a one-time link is in {}",
+                    path.display()
+                );
+            }
             println!("\nPress Ctrl-C to stop.\n");
             rounds_server::serve(state).await?;
         }

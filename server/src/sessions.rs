@@ -235,3 +235,52 @@ pub async fn logout(state: &AppState, refresh_token: &str) -> ApiResult<()> {
     }
     Ok(())
 }
+
+/// Mints a one-time sign-in ticket for the clinician of this session, for the desktop app.
+pub async fn issue_ticket(
+    state: &AppState,
+    session: &rounds_proto::SessionClaims,
+) -> ApiResult<rounds_proto::SignInTicket> {
+    let ticket = state.tickets.issue(&session.sub);
+    state
+        .audit
+        .record(
+            Event::new(format!("clinician:{}", session.sub), Action::TokenIssued)
+                .detail(serde_json::json!({ "kind": "sign-in-ticket" })),
+        )
+        .await?;
+    Ok(rounds_proto::SignInTicket {
+        ticket,
+        expires_in: crate::tickets::TICKET_TTL_SECS,
+    })
+}
+
+const BAD_TICKET: &str = "This sign-in link has expired or was already used. Sign in again.";
+
+/// Spends a one-time sign-in ticket and starts a new session for its clinician.
+pub async fn redeem_ticket(state: &AppState, ticket: &str) -> ApiResult<SessionResponse> {
+    let Some(clinician_id) = state.tickets.redeem(ticket) else {
+        state
+            .audit
+            .record(
+                Event::new("anonymous", Action::LoginFailed)
+                    .detail(serde_json::json!({ "method": "ticket" })),
+            )
+            .await?;
+        return Err(ApiError::unauthorized("bad-ticket", BAD_TICKET));
+    };
+    let account = state
+        .store
+        .clinician(&clinician_id)
+        .await?
+        .filter(|a| !a.disabled)
+        .ok_or_else(|| ApiError::unauthorized("bad-ticket", BAD_TICKET))?;
+    state
+        .audit
+        .record(
+            Event::new(format!("clinician:{}", account.id), Action::LoginSucceeded)
+                .detail(serde_json::json!({ "method": "ticket" })),
+        )
+        .await?;
+    start_session(state, &account).await
+}

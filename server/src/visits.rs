@@ -533,6 +533,7 @@ pub async fn decide(
                     .detail(serde_json::json!({ "role": participant.role })),
             )
             .await?;
+        state.events.queue_changed(&visit);
     }
     Ok(participant.to_proto())
 }
@@ -547,6 +548,7 @@ pub async fn end(state: &AppState, actor: &Actor, visit_id: &str) -> ApiResult<V
             .await?;
     }
     state.rooms.ended(&visit.id).await;
+    state.events.queue_changed(&visit);
     Ok(to_proto(state, &load(state, visit_id).await?))
 }
 
@@ -580,6 +582,7 @@ pub async fn running_late(
                 .detail(serde_json::json!({ "minutes": minutes })),
         )
         .await?;
+    state.events.queue_changed(&visit);
     Ok(to_proto(state, &load(state, visit_id).await?))
 }
 
@@ -748,6 +751,9 @@ pub async fn leave(
                     .subject(&participant.id),
             )
             .await?;
+        if let Some(visit) = state.store.visit(room).await? {
+            state.events.queue_changed(&visit);
+        }
     }
     let mut p = participant.to_proto();
     p.state = to;

@@ -614,3 +614,36 @@ pub struct NetworkTestUpload {
     /// Bytes the server received.
     pub bytes: u32,
 }
+
+/// A one-time sign-in ticket: a signed-in clinician (or the server itself, after an EHR
+/// launch) hands it to the desktop app, which trades it for a session once.
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+pub struct SignInTicket {
+    pub ticket: String,
+    /// Seconds until the ticket stops working.
+    pub expires_in: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TicketExchangeRequest {
+    pub ticket: String,
+}
+
+/// One event of a clinician's live queue feed (`GET /api/v1/events`, Server-Sent Events).
+///
+/// Events carry ids, never names: the app reads details from the queue it already has, or
+/// re-reads the queue. Each is sent as an SSE `event:` of its `type` with this JSON as data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum QueueEvent {
+    /// First event on every stream: the feed is live.
+    Hello { clinician_id: String },
+    /// Something about this visit changed (state, device check, running late, ...): read
+    /// the queue again.
+    QueueChanged { visit_id: String },
+    /// The patient finished check-in and is now waiting in the lobby.
+    PatientCheckedIn { visit_id: String },
+    /// A guest (family, interpreter, specialist) checked in to this visit's lobby.
+    GuestJoined { visit_id: String, role: Role },
+}

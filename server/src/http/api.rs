@@ -339,6 +339,9 @@ pub async fn device_check(
             if claims.room == room && claims.role == Role::Patient =>
         {
             state.store.set_device_check(&room, &check).await?;
+            if let Some(visit) = state.store.visit(&room).await? {
+                state.events.queue_changed(&visit);
+            }
             Ok(StatusCode::NO_CONTENT)
         }
         _ => Err(ApiError::forbidden(
@@ -373,4 +376,91 @@ pub async fn chat_post(
         StatusCode::CREATED,
         Json(chat::post(&state, &actor, &room, req).await?),
     ))
+}
+
+// ---- desktop app: sign-in tickets and the live queue feed ----
+
+/// A one-time sign-in ticket for the desktop app (for a `rounds://signin` link).
+#[utoipa::path(post, path = "/api/v1/auth/tickets", tag = "sessions",
+    responses((status = 201, body = SignInTicket), (status = 401, body = Problem), (status = 429, body = Problem)))]
+pub async fn issue_ticket(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Session(s): Session,
+) -> ApiResult<(StatusCode, Json<SignInTicket>)> {
+    state.limits.check(Class::Token, ip)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(sessions::issue_ticket(&state, &s).await?),
+    ))
+}
+
+/// Trade a one-time sign-in ticket for a session. Each ticket works once, for two minutes.
+#[utoipa::path(post, path = "/api/v1/auth/ticket", tag = "sessions", request_body = TicketExchangeRequest,
+    responses((status = 200, body = SessionResponse), (status = 401, body = Problem), (status = 429, body = Problem)))]
+pub async fn redeem_ticket(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Json(req): Json<TicketExchangeRequest>,
+) -> ApiResult<Json<SessionResponse>> {
+    state.limits.check(Class::Login, ip)?;
+    Ok(Json(sessions::redeem_ticket(&state, &req.ticket).await?))
+}
+
+/// The signed-in clinician's live queue feed, as Server-Sent Events (`text/event-stream`).
+///
+/// Each event's name is its `type`; its data is a [`QueueEvent`]. A comment line is sent
+/// every 15 seconds so proxies and the app notice a dead connection. The stream ends when
+/// the access token expires: refresh, then connect again.
+#[utoipa::path(get, path = "/api/v1/events", tag = "visits",
+    responses((status = 200, content_type = "text/event-stream", body = QueueEvent), (status = 401, body = Problem)))]
+pub async fn events(
+    State(state): State<AppState>,
+    Session(s): Session,
+) -> axum::response::Sse<
+    impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio::sync::broadcast::error::RecvError;
+
+    fn encode(event: &QueueEvent) -> Event {
+        let name = match event {
+            QueueEvent::Hello { .. } => "hello",
+            QueueEvent::QueueChanged { .. } => "queue_changed",
+            QueueEvent::PatientCheckedIn { .. } => "patient_checked_in",
+            QueueEvent::GuestJoined { .. } => "guest_joined",
+        };
+        Event::default()
+            .event(name)
+            .json_data(event)
+            .unwrap_or_else(|_| Event::default().comment("unencodable"))
+    }
+
+    let rx = state.events.subscribe();
+    let ends_in = u64::try_from(s.exp - chrono::Utc::now().timestamp()).unwrap_or(0);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(ends_in);
+    let hello = QueueEvent::Hello {
+        clinician_id: s.sub.clone(),
+    };
+    let first = futures_util::stream::once(async move { Ok(encode(&hello)) });
+    let rest = futures_util::stream::unfold((rx, s), move |(mut rx, s)| async move {
+        loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Err(_) | Ok(Err(RecvError::Closed)) => return None,
+                Ok(Ok(e)) if e.clinician_id == s.sub && e.clinic_id == s.clinic => {
+                    return Some((Ok(encode(&e.event)), (rx, s)));
+                }
+                Ok(Ok(_)) => continue,
+                Ok(Err(RecvError::Lagged(_))) => {
+                    // Too far behind to replay: ask for a full re-read.
+                    let reread = QueueEvent::QueueChanged {
+                        visit_id: String::new(),
+                    };
+                    return Some((Ok(encode(&reread)), (rx, s)));
+                }
+            }
+        }
+    });
+    let stream = futures_util::StreamExt::chain(first, rest);
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
 }

@@ -234,6 +234,7 @@ pub async fn check_in(
                 .detail(serde_json::json!({ "form": "check-in", "consent_version": req.consent_version, "answers": answers.len() })),
         )
         .await?;
+    state.events.checked_in(&visit, claims.role);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -7,6 +7,7 @@ mod abuse;
 mod bad_input;
 mod cli;
 mod common;
+mod desktop_feed;
 mod durability;
 mod flow;
 mod invitations;

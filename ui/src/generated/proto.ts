@@ -68,6 +68,16 @@ expires_in: number,
  */
 refresh_token: string, refresh_expires_in: number, clinician: Clinician, };
 
+export type SignInTicket = { ticket: string, 
+/**
+ * Seconds until the ticket stops working.
+ */
+expires_in: number, };
+
+export type TicketExchangeRequest = { ticket: string, };
+
+export type QueueEvent = { "type": "hello", clinician_id: string, } | { "type": "queue_changed", visit_id: string, } | { "type": "patient_checked_in", visit_id: string, } | { "type": "guest_joined", visit_id: string, role: Role, };
+
 export type VisitState = "scheduled" | "waiting" | "in_progress" | "ended" | "no_show";
 
 export type NetworkGrade = "good" | "fair" | "poor" | "blocked";
