@@ -9,26 +9,40 @@
 //! * VP8 RTP payloading per RFC 7741: [`vp8_payloads`] and
 //!   [`Vp8Depacketizer`].
 //! * RFC 6464 audio levels: [`audio_level_dbov`].
+//! * Live sources and their queues: [`SyntheticVideo`] and [`SyntheticAudio`] pace the test
+//!   card and the tone in real time and deliver them on a bounded, drop-oldest
+//!   [`frame_queue`], the same way the native captures do.
+//! * Resizing: [`I420Frame::scale_to`].
+//! * With the `native` feature, [`native`]: device lists and hot-plug, camera and microphone
+//!   capture, speaker playback and the WebRTC audio processing module (echo cancellation,
+//!   noise suppression, gain control).
 //!
-//! Nothing here does networking or device capture.
+//! Nothing here does networking. Device access lives only under `native`.
 
 mod audio;
 mod frame;
 mod pattern;
+mod queue;
 mod rtp_vp8;
+mod source;
 mod tone;
 mod vpx;
+
+#[cfg(feature = "native")]
+pub mod native;
 
 pub use audio::{
     OPUS_BITRATE_BPS, OPUS_FRAME_SAMPLES, OPUS_SAMPLE_RATE, OpusDecoder, OpusEncoder,
     audio_level_dbov,
 };
-pub use frame::{I420Frame, luma_psnr};
+pub use frame::{I420Frame, fit_within, luma_psnr};
 pub use pattern::{LABEL as TEST_PATTERN_LABEL, TestPattern};
+pub use queue::{FrameReceiver, FrameSender, RecvError, frame_queue};
 pub use rtp_vp8::{
     DepacketizerStats, PAYLOADER_DESCRIPTOR_LEN, Vp8Depacketizer, Vp8PayloadDescriptor,
     vp8_is_keyframe, vp8_payloads,
 };
+pub use source::{AUDIO_QUEUE_FRAMES, SyntheticAudio, SyntheticVideo, VIDEO_QUEUE_FRAMES};
 pub use tone::{FRAME_SAMPLES_20MS, SAMPLE_RATE_HZ, Tone};
 pub use vpx::{DecodedInfo, EncodedFrame, Vp8Config, Vp8Decoder, Vp8Encoder, libvpx_version};
 
@@ -52,4 +66,10 @@ pub enum MediaError {
     /// libopus returned an error.
     #[error("opus: {0}")]
     Opus(#[from] opus::Error),
+    /// A camera, microphone or speaker could not be listed, opened or used.
+    #[error("device: {0}")]
+    Device(String),
+    /// The WebRTC audio processing module failed.
+    #[error("audio processing: {0}")]
+    AudioProcessing(String),
 }

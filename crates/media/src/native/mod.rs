@@ -1,0 +1,406 @@
+//! Native capture and playback for the desktop app (feature `native`).
+//!
+//! * Devices: [`list_devices`] and, for hot-plug, [`DeviceWatcher`]. Only real devices are
+//!   listed; synthetic sources are never presented as devices.
+//! * Camera: [`CameraCapture`] (nokhwa), mode chosen by [`choose_format`], frames converted
+//!   to I420 ([`to_i420`]).
+//! * Microphone: [`MicCapture`] (cpal), 48 kHz mono, 20 ms frames of 960 samples, optionally
+//!   cleaned by an [`AudioProcessor`].
+//! * Speaker: [`SpeakerOutput`] (cpal), mixes 48 kHz mono frames from several remote people
+//!   through small jitter buffers and shows what it plays to the [`AudioProcessor`].
+//! * Inputs the app can switch between, synthetic ones included and labelled as such:
+//!   [`VideoInput`] and [`AudioInput`].
+//!
+//! Every capture delivers on a bounded, drop-oldest [`crate::FrameReceiver`] and never blocks
+//! its device thread. Logs name devices and errors, never people.
+
+mod apm;
+mod audio_io;
+mod camera;
+mod convert;
+mod resample;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use cpal::traits::{DeviceTrait, HostTrait};
+
+pub use apm::{APM_FRAME_SAMPLES, AudioProcessor, AudioProcessorConfig, AudioProcessorStats};
+pub use audio_io::{MicCapture, SpeakerOutput, SpeakerStats};
+pub use camera::{CameraCapture, CaptureFormat, choose_format};
+pub use convert::{
+    RgbLayout, SUPPORTED_FORMATS, buffer_to_i420, gray_to_i420, mjpeg_to_i420, nv12_to_i420,
+    rgb_to_i420, to_i420, yuyv_to_i420,
+};
+/// nokhwa's types for camera modes and buffers, re-exported so callers need not depend on it.
+pub use nokhwa::Buffer as CameraBuffer;
+pub use nokhwa::utils::{CameraFormat, FrameFormat, Resolution};
+pub use resample::{Resampler, downmix, f32_to_i16, i16_to_f32};
+
+use crate::source::Worker;
+use crate::{FrameReceiver, I420Frame, MediaError, SyntheticAudio, SyntheticVideo};
+
+/// What a device is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    /// A video capture device.
+    Camera,
+    /// An audio capture device.
+    Microphone,
+    /// An audio playback device.
+    Speaker,
+}
+
+/// A device the user can pick.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct DeviceInfo {
+    /// Stable id to open it with: a camera index ("0") or a cpal device id ("alsa:default").
+    pub id: String,
+    /// Human-readable name from the system.
+    pub name: String,
+    /// Camera, microphone or speaker.
+    pub kind: DeviceKind,
+    /// True for a synthetic source. [`list_devices`] never returns one; the field lets the
+    /// app put synthetic entries (see [`VideoInput::Synthetic`]) in the same list, labelled.
+    pub synthetic: bool,
+}
+
+/// The devices of one kind present now. Cameras come from nokhwa (an empty list when the
+/// system has none), microphones and speakers from cpal's default host (ALSA on Linux, where
+/// the sound server's `default` PCM is listed when PulseAudio or PipeWire runs).
+pub fn list_devices(kind: DeviceKind) -> Result<Vec<DeviceInfo>, MediaError> {
+    match kind {
+        DeviceKind::Camera => list_cameras(),
+        DeviceKind::Microphone | DeviceKind::Speaker => list_audio(kind),
+    }
+}
+
+/// The device the system would use for `kind` when none is chosen, if any.
+pub fn default_device(kind: DeviceKind) -> Result<Option<DeviceInfo>, MediaError> {
+    match kind {
+        DeviceKind::Camera => Ok(list_cameras()?.into_iter().next()),
+        DeviceKind::Microphone => Ok(cpal::default_host()
+            .default_input_device()
+            .and_then(|d| audio_info(&d, kind))),
+        DeviceKind::Speaker => Ok(cpal::default_host()
+            .default_output_device()
+            .and_then(|d| audio_info(&d, kind))),
+    }
+}
+
+fn list_cameras() -> Result<Vec<DeviceInfo>, MediaError> {
+    let cameras = nokhwa::query(nokhwa::utils::ApiBackend::Auto)
+        .map_err(|e| MediaError::Device(format!("the cameras cannot be listed: {e}")))?;
+    Ok(cameras
+        .into_iter()
+        .map(|c| DeviceInfo {
+            id: c.index().to_string(),
+            name: c.human_name(),
+            kind: DeviceKind::Camera,
+            synthetic: false,
+        })
+        .collect())
+}
+
+fn list_audio(kind: DeviceKind) -> Result<Vec<DeviceInfo>, MediaError> {
+    let host = cpal::default_host();
+    let devices: Vec<cpal::Device> = if kind == DeviceKind::Microphone {
+        host.input_devices()
+            .map_err(|e| MediaError::Device(format!("the microphones cannot be listed: {e}")))?
+            .collect()
+    } else {
+        host.output_devices()
+            .map_err(|e| MediaError::Device(format!("the speakers cannot be listed: {e}")))?
+            .collect()
+    };
+    Ok(devices.iter().filter_map(|d| audio_info(d, kind)).collect())
+}
+
+pub(crate) fn audio_info(device: &cpal::Device, kind: DeviceKind) -> Option<DeviceInfo> {
+    let id = device.id().ok()?.to_string();
+    let name = device
+        .description()
+        .map(|d| d.name().to_owned())
+        .unwrap_or_else(|_| id.clone());
+    Some(DeviceInfo {
+        id,
+        name,
+        kind,
+        synthetic: false,
+    })
+}
+
+/// Devices that appeared or went away since the previous look.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeviceChange {
+    /// The kind of every device in this change.
+    pub kind: DeviceKind,
+    /// Devices now present that were not before.
+    pub added: Vec<DeviceInfo>,
+    /// Devices present before that are gone.
+    pub removed: Vec<DeviceInfo>,
+}
+
+/// Compares two lists of one kind by device id; `None` when nothing changed.
+pub fn diff_devices(
+    kind: DeviceKind,
+    before: &[DeviceInfo],
+    now: &[DeviceInfo],
+) -> Option<DeviceChange> {
+    let added: Vec<DeviceInfo> = now
+        .iter()
+        .filter(|d| !before.iter().any(|b| b.id == d.id))
+        .cloned()
+        .collect();
+    let removed: Vec<DeviceInfo> = before
+        .iter()
+        .filter(|b| !now.iter().any(|d| d.id == b.id))
+        .cloned()
+        .collect();
+    (!added.is_empty() || !removed.is_empty()).then_some(DeviceChange {
+        kind,
+        added,
+        removed,
+    })
+}
+
+/// How often [`DeviceWatcher::spawn`] looks by default.
+pub const DEVICE_POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Watches the camera, microphone and speaker lists for hot-plug by polling them on a
+/// thread. Dropping it stops the thread.
+#[derive(Debug)]
+pub struct DeviceWatcher {
+    _worker: Worker,
+}
+
+impl DeviceWatcher {
+    /// Polls every `interval` and sends each [`DeviceChange`] on the returned channel (it can
+    /// be awaited from async code or read with `blocking_recv`). The first look sets the
+    /// baseline; only later differences are sent.
+    pub fn spawn(
+        interval: Duration,
+    ) -> Result<
+        (
+            DeviceWatcher,
+            tokio::sync::mpsc::UnboundedReceiver<DeviceChange>,
+        ),
+        MediaError,
+    > {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let watcher = Self::with_callback(interval, move |change| {
+            let _ = tx.send(change);
+        })?;
+        Ok((watcher, rx))
+    }
+
+    /// Like [`DeviceWatcher::spawn`], calling `on_change` on the watcher's thread instead.
+    pub fn with_callback(
+        interval: Duration,
+        mut on_change: impl FnMut(DeviceChange) + Send + 'static,
+    ) -> Result<DeviceWatcher, MediaError> {
+        let worker = Worker::spawn("rounds-device-watch", move |stop| {
+            let kinds = [
+                DeviceKind::Camera,
+                DeviceKind::Microphone,
+                DeviceKind::Speaker,
+            ];
+            let look = |kind| list_devices(kind).ok();
+            let mut known: Vec<Option<Vec<DeviceInfo>>> = kinds.iter().map(|&k| look(k)).collect();
+            let step = Duration::from_millis(50);
+            loop {
+                let mut waited = Duration::ZERO;
+                while waited < interval {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(step);
+                    waited += step;
+                }
+                for (slot, &kind) in known.iter_mut().zip(&kinds) {
+                    // A failed look changes nothing: a flaky query must not look like unplugging.
+                    let Some(now) = look(kind) else { continue };
+                    if let Some(before) = slot.as_ref()
+                        && let Some(change) = diff_devices(kind, before, &now)
+                    {
+                        on_change(change);
+                    }
+                    *slot = Some(now);
+                }
+            }
+        })?;
+        Ok(DeviceWatcher { _worker: worker })
+    }
+}
+
+/// Where outgoing video comes from. `Synthetic` is the labelled test card, used only when the
+/// app is configured for it; the UI must show [`VideoInput::is_synthetic`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum VideoInput {
+    /// A camera by [`DeviceInfo::id`]; `None` is the first camera.
+    Camera(Option<String>),
+    /// The moving test card with the word SYNTHETIC on it.
+    Synthetic,
+}
+
+impl VideoInput {
+    /// True for the test card.
+    pub fn is_synthetic(&self) -> bool {
+        matches!(self, VideoInput::Synthetic)
+    }
+
+    /// Starts this input near `want` (the test card runs at exactly `want`).
+    pub fn open(&self, want: CaptureFormat) -> Result<VideoCapture, MediaError> {
+        Ok(match self {
+            VideoInput::Camera(id) => {
+                VideoCapture::Camera(CameraCapture::open(id.as_deref(), want)?)
+            }
+            VideoInput::Synthetic => VideoCapture::Synthetic(SyntheticVideo::start(
+                want.width,
+                want.height,
+                want.fps,
+                0,
+            )?),
+        })
+    }
+}
+
+/// A running [`VideoInput`].
+#[derive(Debug)]
+pub enum VideoCapture {
+    /// A real camera.
+    Camera(CameraCapture),
+    /// The test card.
+    Synthetic(SyntheticVideo),
+}
+
+impl VideoCapture {
+    /// The I420 frames, oldest first (drop-oldest, a few frames deep).
+    pub fn frames(&self) -> &FrameReceiver<I420Frame> {
+        match self {
+            VideoCapture::Camera(c) => c.frames(),
+            VideoCapture::Synthetic(s) => s.frames(),
+        }
+    }
+
+    /// True for the test card.
+    pub fn is_synthetic(&self) -> bool {
+        matches!(self, VideoCapture::Synthetic(_))
+    }
+
+    /// The size and rate frames come at.
+    pub fn format(&self) -> CaptureFormat {
+        match self {
+            VideoCapture::Camera(c) => c.format(),
+            VideoCapture::Synthetic(s) => {
+                let (width, height, fps) = s.format();
+                CaptureFormat { width, height, fps }
+            }
+        }
+    }
+}
+
+/// Where outgoing audio comes from. `Synthetic` is a 440 Hz tone at -20 dBFS, used only when
+/// the app is configured for it; the UI must show [`AudioInput::is_synthetic`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum AudioInput {
+    /// A microphone by [`DeviceInfo::id`]; `None` is the system default.
+    Microphone(Option<String>),
+    /// A sine tone.
+    Synthetic,
+}
+
+impl AudioInput {
+    /// True for the tone.
+    pub fn is_synthetic(&self) -> bool {
+        matches!(self, AudioInput::Synthetic)
+    }
+
+    /// Starts this input. A microphone's frames are cleaned by `processor` when given (the
+    /// tone never is).
+    pub fn open(&self, processor: Option<AudioProcessor>) -> Result<AudioCapture, MediaError> {
+        Ok(match self {
+            AudioInput::Microphone(id) => {
+                AudioCapture::Microphone(MicCapture::open_with(id.as_deref(), processor)?)
+            }
+            AudioInput::Synthetic => AudioCapture::Synthetic(SyntheticAudio::start(440.0, -20.0)?),
+        })
+    }
+}
+
+/// A running [`AudioInput`].
+#[derive(Debug)]
+pub enum AudioCapture {
+    /// A real microphone.
+    Microphone(MicCapture),
+    /// The tone.
+    Synthetic(SyntheticAudio),
+}
+
+impl AudioCapture {
+    /// 20 ms frames of 960 samples, 48 kHz mono, oldest first.
+    pub fn frames(&self) -> &FrameReceiver<Vec<i16>> {
+        match self {
+            AudioCapture::Microphone(m) => m.frames(),
+            AudioCapture::Synthetic(s) => s.frames(),
+        }
+    }
+
+    /// True for the tone.
+    pub fn is_synthetic(&self) -> bool {
+        matches!(self, AudioCapture::Synthetic(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(id: &str) -> DeviceInfo {
+        DeviceInfo {
+            id: id.into(),
+            name: format!("Device {id}"),
+            kind: DeviceKind::Microphone,
+            synthetic: false,
+        }
+    }
+
+    #[test]
+    fn diff_reports_hot_plug() {
+        let before = [dev("a"), dev("b")];
+        let now = [dev("b"), dev("c")];
+        let change = diff_devices(DeviceKind::Microphone, &before, &now).expect("change");
+        assert_eq!(change.added, vec![dev("c")]);
+        assert_eq!(change.removed, vec![dev("a")]);
+        assert_eq!(diff_devices(DeviceKind::Microphone, &now, &now), None);
+    }
+
+    #[test]
+    fn inputs_say_whether_they_are_synthetic() {
+        assert!(VideoInput::Synthetic.is_synthetic());
+        assert!(!VideoInput::Camera(None).is_synthetic());
+        assert!(AudioInput::Synthetic.is_synthetic());
+        let v = VideoInput::Synthetic
+            .open(CaptureFormat {
+                width: 64,
+                height: 36,
+                fps: 30,
+            })
+            .expect("test card");
+        assert!(v.is_synthetic());
+        let f = v
+            .frames()
+            .recv_timeout(Duration::from_secs(2))
+            .expect("frame");
+        assert_eq!((f.width, f.height), (64, 36));
+    }
+
+    #[test]
+    fn no_camera_here_means_an_empty_list_not_a_made_up_one() {
+        // On machines with cameras this lists them; none may be synthetic.
+        if let Ok(cameras) = list_devices(DeviceKind::Camera) {
+            assert!(cameras.iter().all(|c| !c.synthetic));
+        }
+    }
+}
