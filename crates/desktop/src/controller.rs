@@ -1,0 +1,739 @@
+//! The one controller: it owns the app's state, and every Tauri command is a thin call to
+//! one of its methods. It has no Tauri in it, so it is tested on its own against a real
+//! server.
+//!
+//! State it owns: the policy and settings, the session (the access token in memory, the
+//! refresh token only in the keychain), today's queue, the live feed and its reconnects,
+//! the alert decisions and the call. It tells the shell what changed through
+//! [`AppEvent`]s on a broadcast channel.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rounds_proto::{
+    Clinician, CreateInvitationRequest, CreateVisitRequest, CreatedVisit, Invitation, Participant,
+    Queue, QueueEvent, SessionResponse, Visit,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use ts_rs::TS;
+use url::Url;
+
+use crate::alerts::{Alert, Alerts, waiting_count};
+use crate::api::{ApiError, ServerApi, parse_server_url};
+use crate::feed::{FeedEnd, backoff};
+use crate::policy::{Policy, Settings};
+use crate::secrets::{SecretStore, refresh_token_name};
+
+/// How far ahead of its expiry an access token is refreshed.
+const REFRESH_MARGIN: Duration = Duration::from_secs(60);
+/// How often the queue is re-read even without events (wait times move), and long waits
+/// are checked.
+const TICK: Duration = Duration::from_secs(30);
+
+/// The live connection to the server, as the tray and the window show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Connection {
+    SignedOut,
+    Connecting,
+    Online,
+    /// Lost; the next attempt is in `retry_in_secs`.
+    Reconnecting {
+        retry_in_secs: u32,
+        reason: String,
+    },
+}
+
+/// Everything the window needs to draw its frame.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct AppStatus {
+    #[ts(optional)]
+    pub clinician: Option<Clinician>,
+    #[ts(optional)]
+    pub server_url: Option<String>,
+    /// IT's policy fixes the server: the sign-in form does not offer to change it.
+    pub server_locked: bool,
+    #[ts(optional)]
+    pub last_email: Option<String>,
+    pub connection: Connection,
+    pub waiting: u32,
+    /// Where the sign-in is kept, in words ("the system keyring (Secret Service)").
+    pub keychain: String,
+    /// IT allows a synthetic camera and microphone where none exist (labelled on screen).
+    pub synthetic_media_allowed: bool,
+}
+
+/// What changed, for the shell (tray, notifications) and the window.
+#[derive(Debug, Clone, Serialize, TS)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AppEvent {
+    Status {
+        status: AppStatus,
+    },
+    Queue {
+        queue: Queue,
+        waiting: u32,
+    },
+    /// Show an OS notification; clicking it opens the visit.
+    Alert {
+        alert: Alert,
+    },
+    /// Bring the window up on this visit (a notification click or a `rounds://` link).
+    OpenVisit {
+        visit_id: String,
+    },
+}
+
+/// The sign-in form.
+#[derive(Debug, Clone, Deserialize, TS)]
+pub struct SignInRequest {
+    /// Ignored when IT's policy fixes the server.
+    #[ts(optional)]
+    pub server_url: Option<String>,
+    pub email: String,
+    pub password: String,
+}
+
+/// What a `rounds://` link did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct LinkOutcome {
+    pub signed_in: bool,
+    #[ts(optional)]
+    pub open_visit: Option<String>,
+}
+
+/// A failure, as the window shows it.
+pub type UiResult<T> = Result<T, ApiError>;
+
+#[derive(Clone)]
+struct Session {
+    api: ServerApi,
+    server: Url,
+    access: String,
+    fresh_until: Instant,
+    clinician: Clinician,
+}
+
+struct Inner {
+    policy: Policy,
+    settings_path: PathBuf,
+    settings: Mutex<Settings>,
+    secrets: Arc<dyn SecretStore>,
+    session: Mutex<Option<Session>>,
+    /// Refresh tokens work once: only one refresh may be in flight.
+    refreshing: tokio::sync::Mutex<()>,
+    queue: Mutex<Option<Queue>>,
+    alerts: Mutex<Alerts>,
+    connection: Mutex<Connection>,
+    events: broadcast::Sender<AppEvent>,
+    feed: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The app's controller. Cheap to clone.
+#[derive(Clone)]
+pub struct Controller {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn keychain_error(e: crate::secrets::SecretError) -> ApiError {
+    ApiError::new("keychain", e.0)
+}
+
+impl Controller {
+    /// A controller with IT's policy, the clinician's settings file and a secret store
+    /// (the OS keychain in the app).
+    pub fn new(policy: Policy, settings_path: PathBuf, secrets: Arc<dyn SecretStore>) -> Self {
+        let settings = Settings::load(&settings_path);
+        let alerts = Alerts::new(
+            policy.wait_alert_minutes(),
+            policy.notification_names.unwrap_or(false),
+        );
+        let (events, _) = broadcast::channel(256);
+        Controller {
+            inner: Arc::new(Inner {
+                policy,
+                settings_path,
+                settings: Mutex::new(settings),
+                secrets,
+                session: Mutex::new(None),
+                refreshing: tokio::sync::Mutex::new(()),
+                queue: Mutex::new(None),
+                alerts: Mutex::new(alerts),
+                connection: Mutex::new(Connection::SignedOut),
+                events,
+                feed: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// What changed, from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<AppEvent> {
+        self.inner.events.subscribe()
+    }
+
+    fn emit(&self, event: AppEvent) {
+        let _ = self.inner.events.send(event);
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.inner.policy
+    }
+
+    pub fn settings(&self) -> Settings {
+        lock(&self.inner.settings).clone()
+    }
+
+    /// Saves the clinician's choices (devices, start at login).
+    pub fn set_settings(&self, settings: Settings) -> UiResult<Settings> {
+        settings.save(&self.inner.settings_path).map_err(|e| {
+            ApiError::new(
+                "settings",
+                format!("Cannot save your settings ({e}). They apply until Rounds restarts."),
+            )
+        })?;
+        *lock(&self.inner.settings) = settings.clone();
+        Ok(settings)
+    }
+
+    /// The server to use: IT's, else the last one signed in to.
+    fn configured_server(&self) -> Option<String> {
+        self.inner
+            .policy
+            .server_url
+            .clone()
+            .or_else(|| lock(&self.inner.settings).server_url.clone())
+    }
+
+    pub fn status(&self) -> AppStatus {
+        let session = lock(&self.inner.session).clone();
+        let settings = lock(&self.inner.settings).clone();
+        AppStatus {
+            clinician: session.as_ref().map(|s| s.clinician.clone()),
+            server_url: session
+                .as_ref()
+                .map(|s| s.server.as_str().trim_end_matches('/').to_owned())
+                .or_else(|| self.configured_server()),
+            server_locked: self.inner.policy.server_url.is_some(),
+            last_email: settings.email,
+            connection: lock(&self.inner.connection).clone(),
+            waiting: lock(&self.inner.queue)
+                .as_ref()
+                .map(|q| waiting_count(q) as u32)
+                .unwrap_or(0),
+            keychain: self.inner.secrets.describe().to_owned(),
+            synthetic_media_allowed: self.inner.policy.synthetic_media.unwrap_or(false),
+        }
+    }
+
+    fn set_connection(&self, connection: Connection) {
+        let changed = {
+            let mut c = lock(&self.inner.connection);
+            let changed = *c != connection;
+            *c = connection;
+            changed
+        };
+        if changed {
+            self.emit(AppEvent::Status {
+                status: self.status(),
+            });
+        }
+    }
+
+    fn server_for(&self, requested: Option<&str>) -> UiResult<Url> {
+        if let Some(fixed) = &self.inner.policy.server_url {
+            if let Some(r) = requested
+                && parse_server_url(r)? != parse_server_url(fixed)?
+            {
+                return Err(ApiError::new(
+                    "server-locked",
+                    "Your IT department set the Rounds server for this computer; this link is for a different one.",
+                ));
+            }
+            return parse_server_url(fixed);
+        }
+        match requested.or(self.configured_server().as_deref()) {
+            Some(url) => parse_server_url(url),
+            None => Err(ApiError::new(
+                "no-server",
+                "Enter your Rounds server's address first. IT can tell you what it is.",
+            )),
+        }
+    }
+
+    async fn secret_get(&self, name: String) -> UiResult<Option<String>> {
+        let secrets = self.inner.secrets.clone();
+        tokio::task::spawn_blocking(move || secrets.get(&name))
+            .await
+            .map_err(|e| ApiError::new("keychain", e.to_string()))?
+            .map_err(keychain_error)
+    }
+
+    async fn secret_set(&self, name: String, value: String) -> UiResult<()> {
+        let secrets = self.inner.secrets.clone();
+        tokio::task::spawn_blocking(move || secrets.set(&name, &value))
+            .await
+            .map_err(|e| ApiError::new("keychain", e.to_string()))?
+            .map_err(keychain_error)
+    }
+
+    async fn secret_delete(&self, name: String) -> UiResult<()> {
+        let secrets = self.inner.secrets.clone();
+        tokio::task::spawn_blocking(move || secrets.delete(&name))
+            .await
+            .map_err(|e| ApiError::new("keychain", e.to_string()))?
+            .map_err(keychain_error)
+    }
+
+    /// Takes a fresh session pair: the refresh token goes to the keychain (first, so a
+    /// keychain failure signs nobody in), the access token stays in memory.
+    async fn adopt(&self, api: ServerApi, server: Url, pair: SessionResponse) -> UiResult<()> {
+        self.secret_set(refresh_token_name(&server), pair.refresh_token.clone())
+            .await?;
+        let session = Session {
+            api,
+            server: server.clone(),
+            access: pair.access_token,
+            fresh_until: Instant::now()
+                + Duration::from_secs(u64::from(pair.expires_in)).saturating_sub(REFRESH_MARGIN),
+            clinician: pair.clinician,
+        };
+        let email = session.clinician.email.clone();
+        *lock(&self.inner.session) = Some(session);
+        {
+            let mut settings = lock(&self.inner.settings);
+            settings.email = Some(email);
+            if self.inner.policy.server_url.is_none() {
+                settings.server_url = Some(server.as_str().trim_end_matches('/').to_owned());
+            }
+            if let Err(e) = settings.save(&self.inner.settings_path) {
+                tracing::warn!(error = %e, "cannot save settings");
+            }
+        }
+        Ok(())
+    }
+
+    /// Signs in with a local account.
+    pub async fn sign_in(&self, req: SignInRequest) -> UiResult<AppStatus> {
+        let server = self.server_for(req.server_url.as_deref())?;
+        let api = ServerApi::new(server.clone())?;
+        let pair = api.login(req.email.trim(), &req.password).await?;
+        self.adopt(api, server, pair).await?;
+        tracing::info!("signed in");
+        self.start_feed();
+        Ok(self.status())
+    }
+
+    /// At start-up: signs back in with the refresh token in the keychain, if there is one.
+    /// Returns whether it did. No token, or a refused one, leaves the app signed out.
+    pub async fn restore(&self) -> UiResult<bool> {
+        let Some(server) = self.configured_server() else {
+            return Ok(false);
+        };
+        let server = parse_server_url(&server)?;
+        let Some(refresh) = self.secret_get(refresh_token_name(&server)).await? else {
+            return Ok(false);
+        };
+        let api = ServerApi::new(server.clone())?;
+        self.set_connection(Connection::Connecting);
+        match api.refresh(&refresh).await {
+            Ok(pair) => {
+                self.adopt(api, server, pair).await?;
+                tracing::info!("signed back in from the keychain");
+                self.start_feed();
+                Ok(true)
+            }
+            Err(e) if e.is_unauthorized() => {
+                self.secret_delete(refresh_token_name(&server)).await?;
+                self.set_connection(Connection::SignedOut);
+                Ok(false)
+            }
+            Err(e) => {
+                // The server is away (no network yet after boot): keep the token, retry.
+                self.set_connection(Connection::Reconnecting {
+                    retry_in_secs: 5,
+                    reason: e.message.clone(),
+                });
+                Err(e)
+            }
+        }
+    }
+
+    /// Signs out: the server ends the session, the keychain forgets it.
+    pub async fn sign_out(&self) -> UiResult<AppStatus> {
+        self.stop_feed();
+        let session = lock(&self.inner.session).take();
+        if let Some(s) = session {
+            let name = refresh_token_name(&s.server);
+            if let Some(refresh) = self.secret_get(name.clone()).await?
+                && let Err(e) = s.api.logout(&refresh).await
+            {
+                tracing::warn!(error = %e, "sign-out: the server was not told");
+            }
+            self.secret_delete(name).await?;
+        }
+        *lock(&self.inner.queue) = None;
+        self.set_connection(Connection::SignedOut);
+        self.emit(AppEvent::Status {
+            status: self.status(),
+        });
+        Ok(self.status())
+    }
+
+    /// A valid access token, refreshing it first when it is about to expire.
+    async fn access(&self) -> UiResult<(ServerApi, String)> {
+        let current = lock(&self.inner.session).clone().ok_or_else(|| {
+            ApiError::new("signed-out", "You are signed out. Sign in to continue.")
+        })?;
+        if Instant::now() < current.fresh_until {
+            return Ok((current.api, current.access));
+        }
+        self.refresh_now(&current.access).await
+    }
+
+    /// Refreshes the session once, unless another caller already did.
+    async fn refresh_now(&self, stale_access: &str) -> UiResult<(ServerApi, String)> {
+        let _one = self.inner.refreshing.lock().await;
+        let current = lock(&self.inner.session).clone().ok_or_else(|| {
+            ApiError::new("signed-out", "You are signed out. Sign in to continue.")
+        })?;
+        if current.access != stale_access && Instant::now() < current.fresh_until {
+            return Ok((current.api, current.access));
+        }
+        let name = refresh_token_name(&current.server);
+        let refresh = self.secret_get(name).await?.ok_or_else(|| {
+            ApiError::new(
+                "signed-out",
+                "Your sign-in is no longer in the keychain. Sign in again.",
+            )
+        })?;
+        match current.api.refresh(&refresh).await {
+            Ok(pair) => {
+                self.adopt(current.api.clone(), current.server.clone(), pair)
+                    .await?;
+                let s = lock(&self.inner.session).clone().ok_or_else(|| {
+                    ApiError::new("signed-out", "You are signed out. Sign in to continue.")
+                })?;
+                Ok((s.api, s.access))
+            }
+            Err(e) if e.is_unauthorized() => {
+                tracing::info!("session ended by the server");
+                self.stop_feed();
+                *lock(&self.inner.session) = None;
+                self.secret_delete(refresh_token_name(&current.server))
+                    .await?;
+                self.set_connection(Connection::SignedOut);
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs an API call with a fresh token, retrying once after a refresh on a 401.
+    async fn with_api<T, F, Fut>(&self, call: F) -> UiResult<T>
+    where
+        F: Fn(ServerApi, String) -> Fut,
+        Fut: std::future::Future<Output = UiResult<T>>,
+    {
+        let (api, access) = self.access().await?;
+        match call(api, access.clone()).await {
+            Err(e) if e.is_unauthorized() => {
+                let (api, access) = self.refresh_now(&access).await?;
+                call(api, access).await
+            }
+            other => other,
+        }
+    }
+
+    /// Today's queue, read now from the server.
+    pub async fn queue(&self) -> UiResult<Queue> {
+        let queue = self
+            .with_api(|api, t| async move { api.queue(&t).await })
+            .await?;
+        let waiting = waiting_count(&queue) as u32;
+        *lock(&self.inner.queue) = Some(queue.clone());
+        self.emit(AppEvent::Queue {
+            queue: queue.clone(),
+            waiting,
+        });
+        Ok(queue)
+    }
+
+    /// The queue as last read, without a network round trip.
+    pub fn cached_queue(&self) -> Option<Queue> {
+        lock(&self.inner.queue).clone()
+    }
+
+    pub async fn create_visit(&self, req: CreateVisitRequest) -> UiResult<CreatedVisit> {
+        let req = &req;
+        let created = self
+            .with_api(|api, t| async move { api.create_visit(&t, req).await })
+            .await?;
+        let _ = self.queue().await;
+        Ok(created)
+    }
+
+    /// Everyone in a visit, the lobby included.
+    pub async fn participants(&self, visit_id: String) -> UiResult<Vec<Participant>> {
+        let v = &visit_id;
+        self.with_api(|api, t| async move { api.participants(&t, v).await })
+            .await
+    }
+
+    async fn decide(
+        &self,
+        visit_id: &str,
+        action: &'static str,
+        participant: &str,
+    ) -> UiResult<Participant> {
+        let p = self
+            .with_api(|api, t| async move { api.decide(&t, visit_id, action, participant).await })
+            .await?;
+        let _ = self.queue().await;
+        Ok(p)
+    }
+
+    pub async fn admit(&self, visit_id: String, participant_id: String) -> UiResult<Participant> {
+        self.decide(&visit_id, "admit", &participant_id).await
+    }
+
+    pub async fn deny(&self, visit_id: String, participant_id: String) -> UiResult<Participant> {
+        self.decide(&visit_id, "deny", &participant_id).await
+    }
+
+    pub async fn remove(&self, visit_id: String, participant_id: String) -> UiResult<Participant> {
+        self.decide(&visit_id, "remove", &participant_id).await
+    }
+
+    pub async fn end_visit(&self, visit_id: String) -> UiResult<Visit> {
+        let v = &visit_id;
+        let visit = self
+            .with_api(|api, t| async move { api.end_visit(&t, v).await })
+            .await?;
+        let _ = self.queue().await;
+        Ok(visit)
+    }
+
+    pub async fn running_late(&self, visit_id: String, minutes: u32) -> UiResult<Visit> {
+        let v = &visit_id;
+        let visit = self
+            .with_api(|api, t| async move { api.running_late(&t, v, minutes).await })
+            .await?;
+        let _ = self.queue().await;
+        Ok(visit)
+    }
+
+    pub async fn invite(
+        &self,
+        visit_id: String,
+        req: CreateInvitationRequest,
+    ) -> UiResult<Invitation> {
+        let (v, r) = (&visit_id, &req);
+        self.with_api(|api, t| async move { api.invite(&t, v, r).await })
+            .await
+    }
+
+    /// A room token for the signed-in clinician, to join the visit's call.
+    pub async fn provider_token(&self, visit_id: &str) -> UiResult<(Url, rounds_proto::RoomToken)> {
+        let token = self
+            .with_api(|api, t| async move { api.provider_token(&t, visit_id).await })
+            .await?;
+        let server = lock(&self.inner.session)
+            .as_ref()
+            .map(|s| s.server.clone())
+            .ok_or_else(|| ApiError::new("signed-out", "You are signed out."))?;
+        Ok((server, token))
+    }
+
+    /// Handles a `rounds://` link: `rounds://signin?server=…&ticket=…` signs in;
+    /// `rounds://visit/{id}[?ticket=…&server=…]` signs in if it carries a ticket, then
+    /// opens the visit.
+    pub async fn open_link(&self, link: String) -> UiResult<LinkOutcome> {
+        let bad = || {
+            ApiError::new(
+                "bad-link",
+                "This Rounds link is not complete. Open it again from where you found it.",
+            )
+        };
+        let url = Url::parse(link.trim()).map_err(|_| bad())?;
+        if url.scheme() != "rounds" {
+            return Err(bad());
+        }
+        let query = |key: &str| {
+            url.query_pairs()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.into_owned())
+        };
+        let ticket = query("ticket");
+        let server = query("server");
+        let open_visit = match url.host_str() {
+            Some("signin") => None,
+            Some("visit") => {
+                let id = url
+                    .path_segments()
+                    .and_then(|mut s| s.next())
+                    .filter(|id| !id.is_empty() && id.len() <= 64)
+                    .filter(|id| id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+                    .ok_or_else(bad)?;
+                Some(id.to_owned())
+            }
+            _ => return Err(bad()),
+        };
+        let mut signed_in = false;
+        if let Some(ticket) = ticket {
+            let server = self.server_for(server.as_deref())?;
+            let api = ServerApi::new(server.clone())?;
+            let pair = api.redeem_ticket(&ticket).await?;
+            // A ticket replaces whoever was signed in here.
+            if lock(&self.inner.session).is_some() {
+                self.stop_feed();
+            }
+            self.adopt(api, server, pair).await?;
+            tracing::info!("signed in from a link");
+            self.start_feed();
+            signed_in = true;
+        } else if lock(&self.inner.session).is_none() {
+            return Err(ApiError::new(
+                "signed-out",
+                "Sign in to Rounds first, then open the link again.",
+            ));
+        }
+        if let Some(visit_id) = &open_visit {
+            self.emit(AppEvent::OpenVisit {
+                visit_id: visit_id.clone(),
+            });
+        }
+        Ok(LinkOutcome {
+            signed_in,
+            open_visit,
+        })
+    }
+
+    /// Asks the shell to open a visit (a notification was clicked).
+    pub fn open_visit(&self, visit_id: String) {
+        self.emit(AppEvent::OpenVisit { visit_id });
+    }
+
+    /// Reconnect the live feed now (the network came back, the computer woke up).
+    pub fn reconnect_now(&self) {
+        if lock(&self.inner.session).is_some() {
+            self.start_feed();
+        }
+    }
+
+    fn stop_feed(&self) {
+        if let Some(task) = lock(&self.inner.feed).take() {
+            task.abort();
+        }
+    }
+
+    fn start_feed(&self) {
+        self.stop_feed();
+        let me = self.clone();
+        let task = tokio::spawn(async move { me.feed_loop().await });
+        *lock(&self.inner.feed) = Some(task);
+    }
+
+    /// Keeps the live queue feed open for as long as the clinician is signed in.
+    async fn feed_loop(&self) {
+        let mut attempt = 0u32;
+        loop {
+            self.set_connection(if attempt == 0 {
+                Connection::Connecting
+            } else {
+                lock(&self.inner.connection).clone()
+            });
+            let reason = match self.feed_once(&mut attempt).await {
+                Ok(()) => return,
+                Err(reason) => reason,
+            };
+            let wait = backoff(attempt);
+            attempt = attempt.saturating_add(1);
+            tracing::info!(attempt, retry_in_ms = wait.as_millis() as u64, %reason, "queue feed lost; reconnecting");
+            self.set_connection(Connection::Reconnecting {
+                retry_in_secs: wait.as_secs().max(1) as u32,
+                reason,
+            });
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One connection of the feed. `Ok` means stop for good (signed out).
+    async fn feed_once(&self, attempt: &mut u32) -> Result<(), String> {
+        let (api, access) = match self.access().await {
+            Ok(a) => a,
+            Err(e) if e.code == "signed-out" || e.is_unauthorized() => return Ok(()),
+            Err(e) => return Err(e.message),
+        };
+        let mut stream = match api.open_feed(&access).await {
+            Ok(s) => s,
+            Err(e) if e.is_unauthorized() => {
+                return match self.refresh_now(&access).await {
+                    Ok(_) => Err("the session was renewed".into()),
+                    Err(e) if e.is_unauthorized() => Ok(()),
+                    Err(e) => Err(e.message),
+                };
+            }
+            Err(e) => return Err(e.message),
+        };
+        // Connected: read the queue fresh, since events may have been missed meanwhile.
+        if let Err(e) = self.queue().await {
+            return Err(e.message);
+        }
+        *attempt = 0;
+        self.set_connection(Connection::Online);
+        let mut tick = tokio::time::interval(TICK);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                next = stream.next() => match next {
+                    Ok(event) => self.on_event(event).await,
+                    Err(FeedEnd::Closed) => return Err("the server closed the live queue".into()),
+                    Err(FeedEnd::Idle) => return Err("the live queue went quiet".into()),
+                    Err(FeedEnd::Broken(e)) => return Err(format!("the connection broke ({e})")),
+                },
+                _ = tick.tick() => {
+                    if let Err(e) = self.queue().await {
+                        return Err(e.message);
+                    }
+                    self.check_long_waits();
+                }
+            }
+        }
+    }
+
+    async fn on_event(&self, event: QueueEvent) {
+        if matches!(event, QueueEvent::Hello { .. }) {
+            return;
+        }
+        let queue = match self.queue().await {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::info!(error = %e, "cannot read the queue after an event");
+                return;
+            }
+        };
+        let alert = lock(&self.inner.alerts).on_event(&event, &queue);
+        if let Some(alert) = alert {
+            tracing::info!(kind = ?alert.kind, visit = %alert.visit_id, "alert");
+            self.emit(AppEvent::Alert { alert });
+        }
+        self.check_long_waits();
+    }
+
+    fn check_long_waits(&self) {
+        let Some(queue) = self.cached_queue() else {
+            return;
+        };
+        let due = lock(&self.inner.alerts).on_tick(chrono::Utc::now(), &queue);
+        for alert in due {
+            self.emit(AppEvent::Alert { alert });
+        }
+    }
+}
