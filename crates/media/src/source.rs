@@ -71,7 +71,7 @@ impl SyntheticVideo {
     /// Starts the test card at `width` x `height` (even, at least 2x2), `fps` (1..=60).
     /// `seed` varies its colours so several synthetic people can be told apart.
     pub fn start(width: u32, height: u32, fps: u32, seed: u64) -> Result<Self, MediaError> {
-        if width < 2 || height < 2 || width % 2 != 0 || height % 2 != 0 {
+        if width < 2 || height < 2 || !width.is_multiple_of(2) || !height.is_multiple_of(2) {
             return Err(MediaError::InvalidConfig(format!(
                 "the test card needs even dimensions of at least 2x2, not {width}x{height}"
             )));

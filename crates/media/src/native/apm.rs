@@ -144,7 +144,7 @@ impl AudioProcessor {
 }
 
 fn check_len(len: usize) -> Result<(), MediaError> {
-    if len == 0 || len % APM_FRAME_SAMPLES != 0 {
+    if len == 0 || !len.is_multiple_of(APM_FRAME_SAMPLES) {
         return Err(MediaError::InvalidInput(format!(
             "audio processing takes multiples of {APM_FRAME_SAMPLES} samples (10 ms at 48 kHz), got {len}"
         )));

@@ -62,6 +62,20 @@ fn find_device(id: Option<&str>, kind: DeviceKind) -> Result<cpal::Device, Media
     )))
 }
 
+/// The stream configuration for a device: its default format with a period of about 20 ms
+/// where the device allows one. Short periods (the ALSA default through PulseAudio) overrun
+/// on a busy machine, and a capture overrun is an audible gap.
+fn stream_config(supported: &cpal::SupportedStreamConfig) -> cpal::StreamConfig {
+    let mut config = supported.config();
+    let period = supported.sample_rate() / 50;
+    if let cpal::SupportedBufferSize::Range { min, max } = *supported.buffer_size()
+        && min <= max
+    {
+        config.buffer_size = cpal::BufferSize::Fixed(period.clamp(min, max));
+    }
+    config
+}
+
 /// Opens a stream on its own thread and keeps it there until the worker stops. `build`
 /// returns the stream and the facts to report back.
 fn run_stream<R: Send + 'static>(
@@ -138,8 +152,9 @@ impl MicCapture {
             supported.channels(),
             supported.sample_format(),
         );
-        let config = supported.config();
-        let (raw_tx, raw_rx) = frame_queue::<Vec<f32>>(64);
+        let config = stream_config(&supported);
+        // Device chunks can be small; keep up to a few seconds of them for the converter.
+        let (raw_tx, raw_rx) = frame_queue::<Vec<f32>>(1024);
         let stream_failed = Arc::new(AtomicBool::new(false));
         let failed = stream_failed.clone();
         let (stream, ()) = run_stream("rounds-mic", move || {
@@ -400,7 +415,7 @@ impl SpeakerOutput {
             supported.channels(),
             supported.sample_format(),
         );
-        let config = supported.config();
+        let config = stream_config(&supported);
         let mixer = Arc::new(Mutex::new(Mixer::default()));
         let stream_failed = Arc::new(AtomicBool::new(false));
         let (shared, failed) = (mixer.clone(), stream_failed.clone());

@@ -78,7 +78,7 @@ fn planes(data: &mut [u8], w: u32, h: u32) -> (&mut [u8], &mut [u8], &mut [u8]) 
 }
 
 fn avg2(a: u8, b: u8) -> u8 {
-    ((u16::from(a) + u16::from(b) + 1) / 2) as u8
+    (u16::from(a) + u16::from(b)).div_ceil(2) as u8
 }
 
 /// YUYV (YUY2): each pair of pixels is `Y0 U Y1 V`. Chroma is already halved across; the

@@ -1,0 +1,410 @@
+//! The native pipeline against real parts: a PulseAudio daemon of our own (user mode, in a
+//! temporary folder, with a null sink and a 440 Hz sine source) behind cpal's ALSA host, and
+//! the WebRTC audio processing module.
+//!
+//! ALSA reads its configuration once per process, and only the environment tells it (through
+//! the pulse plugin) where our daemon is. So each device test starts the daemon, then runs
+//! its body in a fresh copy of this test binary with `PULSE_SERVER` set. Nothing is skipped:
+//! without pulseaudio or the ALSA pulse plugin the tests fail and say what to install.
+//!
+//! Run: `cargo nextest run -p rounds-media --features native --test native`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rounds_media::native::{
+    AudioProcessor, AudioProcessorConfig, DeviceKind, MicCapture, SpeakerOutput, list_devices,
+};
+use rounds_media::{FRAME_SAMPLES_20MS, Tone};
+
+/// Set in the child process that runs a test body against the daemon.
+const CHILD_ENV: &str = "ROUNDS_MEDIA_PULSE_CHILD";
+
+const INSTALL_HINT: &str = "install them with: apt-get install pulseaudio pulseaudio-utils libasound2-plugins \
+     (scripts/install-deps.sh lists them)";
+
+/// A PulseAudio daemon in user mode, private to one test.
+struct Pulse {
+    child: Child,
+    dir: tempfile::TempDir,
+    socket: PathBuf,
+}
+
+impl Pulse {
+    fn start() -> Pulse {
+        for tool in ["pulseaudio", "pactl"] {
+            let found = Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(found, "`{tool}` is not installed; {INSTALL_HINT}");
+        }
+        let plugin_dirs = [
+            "/usr/lib/x86_64-linux-gnu/alsa-lib",
+            "/usr/lib/aarch64-linux-gnu/alsa-lib",
+            "/usr/lib/alsa-lib",
+            "/usr/lib64/alsa-lib",
+        ];
+        assert!(
+            plugin_dirs
+                .iter()
+                .any(|d| Path::new(d).join("libasound_module_pcm_pulse.so").exists()),
+            "the ALSA pulse plugin (libasound_module_pcm_pulse.so) is missing; {INSTALL_HINT}"
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let runtime = dir.path().join("run");
+        std::fs::create_dir_all(&runtime).expect("runtime dir");
+        let socket = dir.path().join("native");
+        let log = std::fs::File::create(dir.path().join("pulse.log")).expect("log file");
+        let child = Command::new("pulseaudio")
+            .args([
+                "-n",
+                "--daemonize=no",
+                "--exit-idle-time=-1",
+                "--disallow-exit",
+                "--use-pid-file=no",
+                "--system=no",
+                "--log-target=stderr",
+                "-L",
+                &format!(
+                    "module-native-protocol-unix auth-anonymous=1 socket={}",
+                    socket.display()
+                ),
+                "-L",
+                "module-null-sink sink_name=rounds_null",
+                "-L",
+                "module-sine-source source_name=rounds_sine frequency=440",
+                "-L",
+                "module-always-sink",
+            ])
+            .env("HOME", dir.path())
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .env_remove("PULSE_SERVER")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("pulseaudio does not start ({e}); {INSTALL_HINT}"));
+        let mut pulse = Pulse { child, dir, socket };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if pulse.socket.exists() && pulse.pactl(&["info"]).is_ok() {
+                break;
+            }
+            if let Ok(Some(status)) = pulse.child.try_wait() {
+                panic!("pulseaudio exited with {status}:\n{}", pulse.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pulseaudio did not come up in 15 s:\n{}",
+                pulse.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        pulse
+    }
+
+    fn server(&self) -> String {
+        format!("unix:{}", self.socket.display())
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pulse.log")).unwrap_or_default()
+    }
+
+    fn pactl(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new("pactl")
+            .args(args)
+            .env("PULSE_SERVER", self.server())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// Runs test `name` of this binary in a child process pointed at this daemon.
+    fn run_child(&self, name: &str) {
+        let exe = std::env::current_exe().expect("test binary");
+        let out = Command::new(exe)
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, "1")
+            .env("PULSE_SERVER", self.server())
+            .env("HOME", self.dir.path())
+            .output()
+            .expect("run the child test");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "the device test failed:\n{stdout}\n{stderr}\n--- pulseaudio log ---\n{}",
+            self.log()
+        );
+        print!("{stdout}");
+    }
+}
+
+impl Drop for Pulse {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn in_child() -> bool {
+    std::env::var_os(CHILD_ENV).is_some()
+}
+
+/// Goertzel power at `freq`, as a share of the signal's total power (1.0 = a pure tone).
+fn tone_share(samples: &[i16], freq: f64) -> f64 {
+    let w = std::f64::consts::TAU * freq / 48_000.0;
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in samples {
+        let s0 = f64::from(x) + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+    let energy: f64 = samples.iter().map(|&x| f64::from(x).powi(2)).sum();
+    if energy == 0.0 {
+        return 0.0;
+    }
+    2.0 * power / (samples.len() as f64 * energy)
+}
+
+/// Frequency from upward zero crossings.
+fn zero_crossing_hz(samples: &[i16]) -> f64 {
+    let ups: Vec<usize> = samples
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w[0] < 0 && w[1] >= 0)
+        .map(|(i, _)| i)
+        .collect();
+    let (Some(first), Some(last)) = (ups.first(), ups.last()) else {
+        return 0.0;
+    };
+    if ups.len() < 2 {
+        return 0.0;
+    }
+    (ups.len() - 1) as f64 * 48_000.0 / (last - first) as f64
+}
+
+fn rms_dbfs(samples: &[i16]) -> f64 {
+    let mean = samples.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / samples.len() as f64;
+    10.0 * (mean.sqrt() / 32768.0).powi(2).log10()
+}
+
+/// `frames` consecutive 20 ms frames with nothing dropped in between.
+///
+/// The capture queue drops the oldest frames when more arrive than it holds, on purpose
+/// (live audio wants the newest). A sound server may deliver in bursts: PulseAudio holds a
+/// new stream for a moment, and `module-sine-source` always hands over 2 s at once. So read
+/// until a run of `frames` frames arrived with no drop between them.
+fn contiguous_capture(mic: &MicCapture, frames: usize) -> Vec<i16> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut run: Vec<i16> = Vec::new();
+    let mut dropped = mic.frames().dropped();
+    while run.len() < frames * FRAME_SAMPLES_20MS {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no {frames} consecutive frames in 20 s");
+        let frame = mic.frames().recv_timeout(left).expect("a microphone frame");
+        assert_eq!(frame.len(), FRAME_SAMPLES_20MS, "20 ms frames");
+        let now_dropped = mic.frames().dropped();
+        if now_dropped != dropped {
+            // Frames before this one were dropped: start a new run here.
+            run.clear();
+            dropped = now_dropped;
+        }
+        run.extend(frame);
+    }
+    run
+}
+
+#[test]
+fn microphone_captures_the_sine_source() {
+    if !in_child() {
+        let pulse = Pulse::start();
+        pulse
+            .pactl(&["set-default-source", "rounds_sine"])
+            .expect("default source");
+        pulse.run_child("microphone_captures_the_sine_source");
+        return;
+    }
+    let mics = list_devices(DeviceKind::Microphone).expect("microphones");
+    assert!(
+        mics.iter().any(|d| d.id == "alsa:default"),
+        "the sound server's default PCM is listed: {mics:?}"
+    );
+    assert!(mics.iter().all(|d| !d.synthetic));
+    let mic = MicCapture::open(None).expect("open the default microphone");
+    let (rate, channels) = mic.device_format();
+    println!("microphone {} at {rate} Hz x {channels}", mic.device().id);
+    let samples = contiguous_capture(&mic, 25);
+    let hz = zero_crossing_hz(&samples);
+    let share = tone_share(&samples, 440.0);
+    let level = rms_dbfs(&samples);
+    println!("captured {hz:.1} Hz, {share:.3} of the power at 440 Hz, {level:.1} dBFS");
+    assert!((hz - 440.0).abs() < 3.0, "frequency {hz}");
+    assert!(share > 0.95, "440 Hz share {share}");
+    // module-sine-source plays at half of full scale: -9 dBFS RMS.
+    assert!((-12.0..=-6.0).contains(&level), "level {level} dBFS");
+}
+
+#[test]
+fn speaker_output_is_captured_back_from_the_null_sink_monitor() {
+    if !in_child() {
+        let pulse = Pulse::start();
+        pulse
+            .pactl(&["set-default-sink", "rounds_null"])
+            .expect("default sink");
+        pulse
+            .pactl(&["set-default-source", "rounds_null.monitor"])
+            .expect("default source");
+        pulse.run_child("speaker_output_is_captured_back_from_the_null_sink_monitor");
+        return;
+    }
+    let speaker = SpeakerOutput::open(None).expect("open the default speaker");
+    let mic = MicCapture::open(None).expect("open the monitor");
+    // Two remote people: a 1 kHz tone at -12 dBFS and silence, pushed in real time.
+    let feeder = std::thread::spawn(move || {
+        let mut tone = Tone::with_dbfs(1000.0, -12.0);
+        let start = Instant::now();
+        for i in 0..300u32 {
+            speaker.push("alice", &tone.next_20ms());
+            speaker.push("bob", &[0; FRAME_SAMPLES_20MS]);
+            let next = start + Duration::from_millis(20) * (i + 1);
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+        speaker.stats()
+    });
+    // Find where the tone starts, then analyse 0.8 s of it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let frame = mic
+            .frames()
+            .recv_timeout(Duration::from_secs(5))
+            .expect("a frame");
+        if rms_dbfs(&frame) > -30.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the tone never reached the monitor"
+        );
+    }
+    let samples = contiguous_capture(&mic, 40);
+    let stats = feeder.join().expect("feeder");
+    let hz = zero_crossing_hz(&samples);
+    let share = tone_share(&samples, 1000.0);
+    let level = rms_dbfs(&samples);
+    println!("monitor {hz:.1} Hz, share {share:.3}, {level:.1} dBFS; speaker {stats:?}");
+    assert!((hz - 1000.0).abs() < 5.0, "frequency {hz}");
+    assert!(share > 0.9, "1 kHz share {share}");
+    // A -12 dBFS sine has an RMS of -15 dBFS relative to full-scale square.
+    assert!((-18.0..=-12.0).contains(&level), "level {level} dBFS");
+    assert_eq!(stats.sources, 2, "two people mixed");
+}
+
+/// Speech-like near-end noise: white noise through a simple band-pass, switched on and off
+/// every half second with a syllable-rate (4 Hz) envelope.
+struct Talker {
+    seed: u64,
+    lp: f64,
+    hp: f64,
+    n: u64,
+}
+
+impl Talker {
+    fn next(&mut self) -> f64 {
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let white = (self.seed >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0;
+        self.lp += 0.25 * (white - self.lp);
+        self.hp = 0.97 * self.hp + self.lp;
+        let band = self.lp - self.hp * 0.03;
+        let t = self.n as f64 / 48_000.0;
+        self.n += 1;
+        let envelope = (std::f64::consts::TAU * 4.0 * t).sin().abs();
+        band * envelope
+    }
+
+    fn talking(sample: u64) -> bool {
+        (sample / 24_000) % 2 == 1
+    }
+}
+
+#[test]
+fn echo_canceller_removes_the_far_end_tone() {
+    let mut near_proc = AudioProcessor::new(AudioProcessorConfig {
+        echo_cancellation: true,
+        noise_suppression: false,
+        gain_control: false,
+        high_pass_filter: true,
+    })
+    .expect("audio processing module");
+    // The speaker side gets a clone: both share one echo model.
+    let mut far_proc = near_proc.clone();
+    let mut far = Tone::with_dbfs(700.0, -10.0);
+    let mut talker = Talker {
+        seed: 0x9e37_79b9_7f4a_7c15,
+        lp: 0.0,
+        hp: 0.0,
+        n: 0,
+    };
+    // The echo comes back 30 ms later at half the amplitude.
+    let delay = 48 * 30;
+    let mut played: Vec<i16> = vec![0; delay];
+    let (mut echo_in, mut echo_out, mut talk_in, mut talk_out) = (0.0, 0.0, 0.0, 0.0);
+    let seconds = 12;
+    for frame in 0..seconds * 50 {
+        let far_frame = far.next_20ms();
+        far_proc.process_render(&far_frame).expect("render");
+        played.extend(&far_frame);
+        let start = frame * FRAME_SAMPLES_20MS;
+        let mut near: Vec<i16> = (0..FRAME_SAMPLES_20MS)
+            .map(|i| {
+                let echo = f64::from(played[start + i]) * 0.5;
+                let speech = if Talker::talking((start + i) as u64) {
+                    talker.next() * 6000.0
+                } else {
+                    talker.next() * 0.0
+                };
+                (echo + speech).round().clamp(-32768.0, 32767.0) as i16
+            })
+            .collect();
+        let before = near.clone();
+        near_proc.process_capture(&mut near).expect("capture");
+        // Judge after 4 s of convergence.
+        if frame >= 4 * 50 {
+            let energy = |s: &[i16]| s.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>();
+            if Talker::talking(start as u64) {
+                talk_in += energy(&before);
+                talk_out += energy(&near);
+            } else {
+                echo_in += energy(&before);
+                echo_out += energy(&near);
+            }
+        }
+    }
+    let echo_reduction = 10.0 * (echo_in / echo_out.max(1.0)).log10();
+    let talk_kept = 10.0 * (talk_out.max(1.0) / talk_in).log10();
+    println!(
+        "echo reduced by {echo_reduction:.1} dB; near-end speech kept at {talk_kept:.1} dB; {:?}",
+        near_proc.stats()
+    );
+    assert!(
+        echo_reduction > 20.0,
+        "the echo is only {echo_reduction:.1} dB quieter"
+    );
+    assert!(
+        talk_kept > -20.0,
+        "near-end speech lost {talk_kept:.1} dB: the canceller removes the talker too"
+    );
+}
