@@ -9,9 +9,11 @@ use rounds_proto::VideoConstraints;
 use url::Url;
 
 use crate::ClientError;
+use crate::media::{AudioSink, ExternalAudio, ExternalVideo, VideoSink};
 
-/// Where outgoing video comes from. There is no camera here: every source is synthetic and
-/// says so (the test pattern carries the word `SYNTHETIC`), so nobody mistakes it for a person.
+/// Where outgoing video comes from: the built-in synthetic test pattern (which carries the
+/// word `SYNTHETIC`, so nobody mistakes it for a person), or frames the application pushes
+/// (a camera, a screen, or the app's own synthetic source, which the app must label).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VideoSource {
     /// The moving `rounds_media::TestPattern`, VP8-encoded with libvpx.
@@ -21,6 +23,27 @@ pub enum VideoSource {
         fps: u32,
         bitrate_kbps: u32,
     },
+    /// I420 frames pushed through the handle, VP8-encoded with libvpx. The encoded size
+    /// follows the frames, within the handle's limits and the server's constraints.
+    External(ExternalVideo),
+}
+
+/// Where outgoing audio comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AudioSource {
+    /// The built-in synthetic sine ([`ClientConfig::tone_hz`], [`ClientConfig::tone_dbfs`]).
+    #[default]
+    Tone,
+    /// 48 kHz mono samples pushed through the handle, Opus-encoded in 20 ms packets.
+    External(ExternalAudio),
+}
+
+impl AudioSource {
+    /// True for the built-in tone. (An external source is whatever the app pushes; the app
+    /// knows whether that is synthetic.)
+    pub fn is_synthetic(&self) -> bool {
+        matches!(self, AudioSource::Tone)
+    }
 }
 
 impl VideoSource {
@@ -44,20 +67,36 @@ impl VideoSource {
         }
     }
 
-    /// The configured capture parameters, before the server's constraints apply.
+    /// True for the built-in test pattern. (An external source is whatever the app pushes;
+    /// the app knows whether that is synthetic.)
+    pub fn is_synthetic(&self) -> bool {
+        matches!(self, VideoSource::TestPattern { .. })
+    }
+
+    /// The configured capture parameters (for an external source, its upper limits),
+    /// before the server's constraints apply.
     pub(crate) fn params(&self) -> VideoParams {
-        match *self {
+        match self {
             VideoSource::TestPattern {
                 width,
                 height,
                 fps,
                 bitrate_kbps,
             } => VideoParams {
-                width,
-                height,
-                fps,
-                bitrate_kbps,
+                width: *width,
+                height: *height,
+                fps: *fps,
+                bitrate_kbps: *bitrate_kbps,
             },
+            VideoSource::External(external) => {
+                let (width, height, fps, bitrate_kbps) = external.limits();
+                VideoParams {
+                    width,
+                    height,
+                    fps,
+                    bitrate_kbps,
+                }
+            }
         }
     }
 }
@@ -110,9 +149,17 @@ pub struct ClientConfig {
     pub token: String,
     /// Send a synthetic Opus tone once admitted.
     pub publish_audio: bool,
-    /// Send synthetic VP8 video once admitted.
+    /// Send VP8 video (from [`ClientConfig::video`]) once admitted.
     pub publish_video: bool,
     pub video: VideoSource,
+    /// Where the audio comes from when [`ClientConfig::publish_audio`] is on.
+    pub audio: AudioSource,
+    /// Receives every decoded remote video frame. Setting it decodes video even when
+    /// [`ClientConfig::decode_video`] is off.
+    pub video_sink: Option<VideoSink>,
+    /// Receives decoded remote audio in 20 ms frames. Setting it decodes audio even when
+    /// [`ClientConfig::decode_audio`] is off.
+    pub audio_sink: Option<AudioSink>,
     /// Frequency of the synthetic voice.
     pub tone_hz: f32,
     /// Loudness of the synthetic voice, dB relative to a full-scale sine (0 is loudest). Its
@@ -150,6 +197,9 @@ impl ClientConfig {
             publish_audio: true,
             publish_video: true,
             video: VideoSource::small(),
+            audio: AudioSource::Tone,
+            video_sink: None,
+            audio_sink: None,
             tone_hz: 440.0,
             tone_dbfs: -20.0,
             decode_video: true,
@@ -214,15 +264,20 @@ impl ClientConfig {
         if self.token.trim().is_empty() {
             return Err(ClientError::Config("the room token is empty".into()));
         }
-        let VideoSource::TestPattern {
+        let VideoParams {
             width,
             height,
             fps,
             bitrate_kbps,
-        } = self.video;
+        } = self.video.params();
         if width < 2 || height < 2 || width % 2 != 0 || height % 2 != 0 {
+            let what = if self.video.is_synthetic() {
+                "the test pattern"
+            } else {
+                "the external video's size limit"
+            };
             return Err(ClientError::Config(format!(
-                "the test pattern must have even dimensions of at least 2x2, not {width}x{height}"
+                "{what} must have even dimensions of at least 2x2, not {width}x{height}"
             )));
         }
         if fps == 0 || fps > 60 {
@@ -260,6 +315,9 @@ impl fmt::Debug for ClientConfig {
             .field("publish_audio", &self.publish_audio)
             .field("publish_video", &self.publish_video)
             .field("video", &self.video)
+            .field("audio", &self.audio)
+            .field("video_sink", &self.video_sink.is_some())
+            .field("audio_sink", &self.audio_sink.is_some())
             .field("tone_hz", &self.tone_hz)
             .field("tone_dbfs", &self.tone_dbfs)
             .field("decode_video", &self.decode_video)
@@ -344,6 +402,12 @@ mod tests {
         c.video = VideoSource::small();
         c.tone_dbfs = 3.0;
         assert!(c.validate().is_err());
+        c.tone_dbfs = -20.0;
+        c.video = VideoSource::External(ExternalVideo::new(1281, 720, 24, 1200));
+        assert!(matches!(c.validate(), Err(ClientError::Config(m)) if m.contains("external")));
+        c.video = VideoSource::External(ExternalVideo::hd());
+        assert!(c.validate().is_ok());
+        assert!(!c.video.is_synthetic() && VideoSource::hd().is_synthetic());
     }
 
     fn constraints(width: u32, height: u32, fps: u32, kbps: u32) -> VideoConstraints {

@@ -49,8 +49,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use api::{Api, link_code};
-pub use config::{ClientConfig, VideoSource};
+pub use config::{AudioSource, ClientConfig, VideoSource};
 pub use error::ClientError;
+pub use media::{AudioSink, ExternalAudio, ExternalVideo, VideoSink};
 pub use stats::{
     CandidatePair, ClientStats, IceProtocol, PcState, PcStats, RemoteStats, SentStats,
 };

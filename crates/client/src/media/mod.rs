@@ -6,6 +6,7 @@
 //! subscriber is built on the server's first offer and rebuilt when the server starts over
 //! (an offer with a new DTLS fingerprint).
 
+mod external;
 mod pc;
 mod publisher;
 mod sdp;
@@ -20,12 +21,13 @@ use rounds_proto::{ClientMessage, IceCandidate, MediaKind, PcKind, VideoConstrai
 use tokio::sync::mpsc;
 use webrtc::peer_connection::RTCIceCandidateInit;
 
+pub use external::{AudioSink, ExternalAudio, ExternalVideo, VideoSink};
 pub(crate) use pc::MediaEvent;
 pub(crate) use publisher::PublishOptions;
 pub(crate) use subscriber::{ReceiveContext, Resolver};
 
 use crate::ClientError;
-use crate::config::{ClientConfig, VideoParams};
+use crate::config::{AudioSource, ClientConfig, VideoParams, VideoSource};
 use crate::stats::{PcState, StatsHub};
 use pc::NetOptions;
 use publisher::Publisher;
@@ -118,6 +120,14 @@ impl Media {
             tone_dbfs: self.cfg.tone_dbfs,
             seed: self.cfg.pattern_seed,
             stream_id: self.participant_id.clone(),
+            external_video: match &self.cfg.video {
+                VideoSource::External(v) => Some(v.clone()),
+                VideoSource::TestPattern { .. } => None,
+            },
+            external_audio: match &self.cfg.audio {
+                AudioSource::External(a) => Some(a.clone()),
+                AudioSource::Tone => None,
+            },
         };
         let (publisher, offer, tracks) =
             Publisher::create(generation, opts, self.events.clone(), self.stats.clone()).await?;
@@ -172,12 +182,15 @@ impl Media {
         }
         if self.subscriber.is_none() {
             let generation = self.generation();
-            let receive = Arc::new(ReceiveContext::new(
-                self.stats.clone(),
-                self.cfg.decode_video,
-                self.cfg.decode_audio,
-                self.resolve.clone(),
-            ));
+            let receive = Arc::new(
+                ReceiveContext::new(
+                    self.stats.clone(),
+                    self.cfg.decode_video,
+                    self.cfg.decode_audio,
+                    self.resolve.clone(),
+                )
+                .with_sinks(self.cfg.video_sink.clone(), self.cfg.audio_sink.clone()),
+            );
             let subscriber =
                 Subscriber::create(generation, self.net(), self.events.clone(), receive).await?;
             self.stats.pc(PcKind::Subscriber, |p| {

@@ -1,8 +1,10 @@
-//! The publisher connection: our synthetic tracks, offered by us and answered by the server.
+//! The publisher connection: our tracks, offered by us and answered by the server.
 //!
-//! Video is the `rounds_media` test pattern encoded with libvpx on a thread of its own (a
-//! 720p frame takes several milliseconds) and packetized per RFC 7741; audio is a sine tone
-//! encoded with Opus in 20 ms frames, each packet carrying the tone's RFC 6464 level. Both
+//! Video is the `rounds_media` test pattern, or frames the application pushes through an
+//! [`ExternalVideo`], encoded with libvpx on a thread of its own (a 720p frame takes several
+//! milliseconds) and packetized per RFC 7741; audio is a sine tone or samples pushed through
+//! an [`ExternalAudio`], encoded with Opus in 20 ms frames, each packet carrying the frame's
+//! RFC 6464 level. Both
 //! go out through `TrackLocalStaticRTP`, so sequence numbers, timestamps, SSRCs and payload
 //! types are ours; `rtc` rejects packets whose SSRC or payload type was not negotiated, so
 //! both are read back from the sender once the answer is in.
@@ -13,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rounds_media::{
-    OpusEncoder, TestPattern, Tone, Vp8Config, Vp8Encoder, audio_level_dbov, vp8_payloads,
+    I420Frame, OpusEncoder, RecvError, TestPattern, Tone, Vp8Config, Vp8Encoder, audio_level_dbov,
+    fit_within, vp8_payloads,
 };
 use rounds_proto::{PcKind, TrackInfo, TrackKind};
 use rtc::media_stream::MediaStreamTrack;
@@ -29,6 +32,7 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDescription};
 use webrtc::rtp_transceiver::RtpSender;
 
+use super::external::{ExternalAudio, ExternalVideo};
 use super::pc::{
     self, AUDIO_LEVEL_URI, MediaEvent, NetOptions, OPUS_PT, PcHandler, RemoteCandidates, VP8_PT,
     is_keyframe_request,
@@ -56,6 +60,10 @@ pub(crate) struct PublishOptions {
     pub(crate) seed: u64,
     /// The msid stream id of our tracks (our participant id).
     pub(crate) stream_id: String,
+    /// Frames pushed by the application instead of the test pattern.
+    pub(crate) external_video: Option<ExternalVideo>,
+    /// Samples pushed by the application instead of the tone.
+    pub(crate) external_audio: Option<ExternalAudio>,
 }
 
 /// Knobs the session turns while the sources run.
@@ -215,7 +223,11 @@ impl Publisher {
                     &self.pc,
                     &opts.stream_id,
                     &id,
-                    "synthetic tone",
+                    if opts.external_audio.is_some() {
+                        "audio"
+                    } else {
+                        "synthetic tone"
+                    },
                     RtpCodecKind::Audio,
                     pc::opus_codec(),
                 )
@@ -230,7 +242,11 @@ impl Publisher {
                     &self.pc,
                     &opts.stream_id,
                     &id,
-                    "synthetic test pattern",
+                    if opts.external_video.is_some() {
+                        "video"
+                    } else {
+                        "synthetic test pattern"
+                    },
                     RtpCodecKind::Video,
                     pc::vp8_codec(),
                 )
@@ -321,11 +337,12 @@ impl Publisher {
                     .any(|h| h.uri == AUDIO_LEVEL_URI)
             });
             self.stats.sent(|s| s.audio_level_negotiated = level);
-            let source = AudioSource {
+            let source = AudioSender {
                 track: audio.track.clone(),
                 payload_type,
                 ssrc,
                 tone: Tone::with_dbfs(self.opts.tone_hz, self.opts.tone_dbfs),
+                external: self.opts.external_audio.clone(),
                 control: self.control.clone(),
                 stats: self.stats.clone(),
             };
@@ -339,9 +356,13 @@ impl Publisher {
             let control = self.control.clone();
             let stats = self.stats.clone();
             let seed = self.opts.seed;
+            let external = self.opts.external_video.clone();
             let spawned = std::thread::Builder::new()
                 .name("rounds-vp8-encode".into())
-                .spawn(move || encode_loop(control, stats, seed, tx));
+                .spawn(move || match external {
+                    Some(external) => encode_external(control, stats, &external, tx),
+                    None => encode_loop(control, stats, seed, tx),
+                });
             if let Err(error) = spawned {
                 tracing::error!(%error, "could not start the video encoder thread");
             }
@@ -392,16 +413,45 @@ fn negotiated_ssrc(
     params?.encodings.first()?.rtp_coding_parameters.ssrc
 }
 
-struct AudioSource {
+struct AudioSender {
     track: Arc<TrackLocalStaticRTP>,
     payload_type: u8,
     ssrc: u32,
     tone: Tone,
+    external: Option<ExternalAudio>,
     control: Arc<SourceControl>,
     stats: Arc<StatsHub>,
 }
 
-impl AudioSource {
+/// How long an external audio source may stay quiet before silence is sent in its place.
+const EXTERNAL_AUDIO_GAP: Duration = Duration::from_millis(60);
+
+impl AudioSender {
+    /// The next 20 ms to send. The tone is paced by a 20 ms timer; an external source by its
+    /// own clock (the microphone's), with silence filling in when it stops.
+    async fn next_frame(&mut self, tick: &mut tokio::time::Interval, quiet: &mut bool) -> Vec<i16> {
+        let Some(external) = self.external.as_ref() else {
+            tick.tick().await;
+            return self.tone.next_20ms();
+        };
+        let wait = if *quiet {
+            Duration::from_millis(20)
+        } else {
+            EXTERNAL_AUDIO_GAP
+        };
+        match tokio::time::timeout(wait, external.frames().recv()).await {
+            Ok(Some(frame)) => {
+                *quiet = false;
+                frame
+            }
+            // The handle keeps a sender, so the queue never closes; treat it as quiet.
+            Ok(None) | Err(_) => {
+                *quiet = true;
+                vec![0; rounds_media::FRAME_SAMPLES_20MS]
+            }
+        }
+    }
+
     async fn run(mut self) {
         let mut encoder = match OpusEncoder::new() {
             Ok(e) => e,
@@ -416,11 +466,15 @@ impl AudioSource {
         let mut timestamp: u32 = rand::random();
         let mut first = true;
         let mut failures = 0u64;
+        let mut quiet = false;
         while !self.control.stop.load(Ordering::Relaxed) {
-            tick.tick().await;
+            let frame = self.next_frame(&mut tick, &mut quiet).await;
             let muted = self.control.audio_muted.load(Ordering::Relaxed);
-            let tone = self.tone.next_20ms();
-            let pcm = if muted { &silence } else { &tone };
+            let pcm = if muted || frame.len() != silence.len() {
+                &silence
+            } else {
+                &frame
+            };
             let level = audio_level_dbov(pcm);
             let payload = match encoder.encode(pcm) {
                 Ok(p) => p,
@@ -573,28 +627,161 @@ fn encode_loop(
             }
         };
         let timestamp = ts_base.wrapping_add((start.elapsed().as_micros() * 90 / 1000) as u32);
-        for frame in encoded {
-            let payloads = vp8_payloads(&frame, MAX_RTP_PAYLOAD, picture_id);
-            picture_id = (picture_id + 1) & 0x7fff;
-            let count = payloads.len();
-            let packets = payloads
-                .into_iter()
-                .enumerate()
-                .map(|(i, payload)| RtpOut {
-                    payload,
-                    marker: i + 1 == count,
-                    timestamp,
-                })
-                .collect();
-            if out
-                .blocking_send(FrameOut {
-                    packets,
-                    keyframe: frame.keyframe,
-                })
-                .is_err()
-            {
-                return;
+        if !send_encoded(encoded, timestamp, &mut picture_id, &out) {
+            return;
+        }
+    }
+}
+
+/// Turns encoded frames into RTP payloads for the writer. Returns false when the writer is
+/// gone.
+fn send_encoded(
+    encoded: Vec<rounds_media::EncodedFrame>,
+    timestamp: u32,
+    picture_id: &mut u16,
+    out: &mpsc::Sender<FrameOut>,
+) -> bool {
+    for frame in encoded {
+        let payloads = vp8_payloads(&frame, MAX_RTP_PAYLOAD, *picture_id);
+        *picture_id = (*picture_id + 1) & 0x7fff;
+        let count = payloads.len();
+        let packets = payloads
+            .into_iter()
+            .enumerate()
+            .map(|(i, payload)| RtpOut {
+                payload,
+                marker: i + 1 == count,
+                timestamp,
+            })
+            .collect();
+        if out
+            .blocking_send(FrameOut {
+                packets,
+                keyframe: frame.keyframe,
+            })
+            .is_err()
+        {
+            return false;
+        }
+    }
+    true
+}
+
+/// A source that sent nothing for this long has its last frame repeated, so receivers that
+/// join or lose a keyframe get a picture.
+const REPEAT_AFTER: Duration = Duration::from_secs(1);
+
+/// The encoder thread for frames the application pushes: each frame is scaled to fit the
+/// current limits (keeping its aspect ratio) and encoded; frames that come faster than the
+/// frame rate are skipped. A new size starts a new encoder, whose first frame is a keyframe.
+fn encode_external(
+    control: Arc<SourceControl>,
+    stats: Arc<StatsHub>,
+    source: &ExternalVideo,
+    out: mpsc::Sender<FrameOut>,
+) {
+    let mut encoder: Option<(Vp8Encoder, VideoParams)> = None;
+    let mut last: Option<I420Frame> = None;
+    let mut last_encoded = Instant::now();
+    // When the next frame is due; frames that come earlier are skipped.
+    let mut next_due = Instant::now();
+    let start = Instant::now();
+    let ts_base: u32 = rand::random();
+    let mut picture_id: u16 = rand::random::<u16>() & 0x7fff;
+    while !control.stop.load(Ordering::Relaxed) {
+        let params = control.video_params();
+        let interval = Duration::from_secs(1) / params.fps.max(1);
+        let frame = match source.frames().recv_timeout(Duration::from_millis(100)) {
+            Ok(frame) => {
+                let now = Instant::now();
+                if now + Duration::from_millis(5) < next_due {
+                    // Faster than the frame rate: keep it for a repeat, do not send it.
+                    last = Some(frame);
+                    continue;
+                }
+                next_due = if next_due + interval < now {
+                    now + interval
+                } else {
+                    next_due + interval
+                };
+                frame
             }
+            Err(RecvError::Timeout | RecvError::Closed) => {
+                let due = last_encoded.elapsed() >= REPEAT_AFTER
+                    || control.force_keyframe.load(Ordering::Relaxed);
+                match last.take() {
+                    Some(frame) if due => frame,
+                    other => {
+                        last = other;
+                        continue;
+                    }
+                }
+            }
+        };
+        if control.video_muted.load(Ordering::Relaxed) {
+            last = Some(frame);
+            continue;
+        }
+        let (width, height) = fit_within(frame.width, frame.height, params.width, params.height);
+        let target = VideoParams {
+            width,
+            height,
+            ..params
+        };
+        let scaled = if (frame.width, frame.height) == (width, height) {
+            None
+        } else {
+            match frame.scale_to(width, height) {
+                Ok(f) => Some(f),
+                Err(error) => {
+                    tracing::warn!(%error, "an external video frame could not be scaled");
+                    continue;
+                }
+            }
+        };
+        let current = encoder.as_ref().map(|(_, p)| *p);
+        if current != Some(target) {
+            let resize = current.is_none_or(|p| (p.width, p.height) != (width, height));
+            if resize {
+                match new_encoder(target) {
+                    Ok(e) => encoder = Some((e, target)),
+                    Err(error) => {
+                        tracing::error!(%error, "could not start the VP8 encoder");
+                        return;
+                    }
+                }
+            } else if let Some((e, p)) = encoder.as_mut() {
+                if p.bitrate_kbps != target.bitrate_kbps
+                    && let Err(error) = e.set_bitrate_kbps(target.bitrate_kbps)
+                {
+                    tracing::warn!(%error, "could not change the video bitrate");
+                }
+                *p = target;
+            }
+            stats.sent(|s| {
+                s.video_width = target.width;
+                s.video_height = target.height;
+                s.video_fps = target.fps;
+                s.video_bitrate_kbps = target.bitrate_kbps;
+            });
+            tracing::debug!(width, height, fps = target.fps, "external video size");
+        }
+        let Some((enc, _)) = encoder.as_mut() else {
+            continue;
+        };
+        let force = control.force_keyframe.swap(false, Ordering::Relaxed);
+        let encoded = match enc.encode(scaled.as_ref().unwrap_or(&frame), force) {
+            Ok(e) => e,
+            Err(error) => {
+                tracing::warn!(%error, "VP8 encoding failed");
+                continue;
+            }
+        };
+        last_encoded = Instant::now();
+        last = Some(frame);
+        let timestamp = ts_base.wrapping_add((start.elapsed().as_micros() * 90 / 1000) as u32);
+        if !send_encoded(encoded, timestamp, &mut picture_id, &out) {
+            return;
         }
     }
 }

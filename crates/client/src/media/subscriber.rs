@@ -5,6 +5,10 @@
 //! the publisher's participant id. VP8 is reassembled with `rounds_media::Vp8Depacketizer`
 //! and decoded on a thread per track (libvpx takes milliseconds per 720p frame); a PLI goes
 //! back, at most every 500 ms, while the depacketizer waits for a keyframe.
+//!
+//! With a [`VideoSink`] the decoded pictures go to the application; with an [`AudioSink`]
+//! each remote person's Opus is decoded into 20 ms frames, lost packets rebuilt from the next
+//! packet's FEC or concealed, so the sink gets continuous audio.
 
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
@@ -19,6 +23,7 @@ use tokio::task::JoinHandle;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDescription};
 
+use super::external::{AudioSink, VideoSink};
 use super::pc::{self, MediaEvent, NetOptions, PcHandler, RemoteCandidates};
 use super::sdp;
 use crate::ClientError;
@@ -38,8 +43,13 @@ pub(crate) struct ReceiveContext {
     pub(crate) decode_video: bool,
     pub(crate) decode_audio: bool,
     pub(crate) resolve: Resolver,
+    video_sink: Option<VideoSink>,
+    audio_sink: Option<AudioSink>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
+
+/// At most this many lost audio packets in a row are filled in; a longer gap is a pause.
+const MAX_CONCEALED: u16 = 5;
 
 impl ReceiveContext {
     pub(crate) fn new(
@@ -53,8 +63,18 @@ impl ReceiveContext {
             decode_video,
             decode_audio,
             resolve,
+            video_sink: None,
+            audio_sink: None,
             tasks: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Where decoded remote video and audio go (each decodes even when the matching
+    /// `decode_*` flag is off).
+    pub(crate) fn with_sinks(mut self, video: Option<VideoSink>, audio: Option<AudioSink>) -> Self {
+        self.video_sink = video;
+        self.audio_sink = audio;
+        self
     }
 
     pub(crate) fn spawn_reader(self: &Arc<Self>, track: Arc<dyn TrackRemote>) {
@@ -92,8 +112,8 @@ impl ReceiveContext {
 
     async fn read_video(&self, track: Arc<dyn TrackRemote>, participant: &str) {
         let mut depacketizer = Vp8Depacketizer::new();
-        let decoder = if self.decode_video {
-            spawn_decoder(self.stats.clone(), participant)
+        let decoder = if self.decode_video || self.video_sink.is_some() {
+            spawn_decoder(self.stats.clone(), participant, self.video_sink.clone())
         } else {
             None
         };
@@ -120,7 +140,7 @@ impl ReceiveContext {
                         if skip_to_keyframe && vp8_is_keyframe(&frame) {
                             skip_to_keyframe = false;
                         }
-                        if !skip_to_keyframe && tx.try_send(frame).is_err() {
+                        if !skip_to_keyframe && tx.try_send((frame, header.timestamp)).is_err() {
                             self.stats.frame_dropped(participant);
                             skip_to_keyframe = true;
                         }
@@ -143,7 +163,8 @@ impl ReceiveContext {
     }
 
     async fn read_audio(&self, track: Arc<dyn TrackRemote>, participant: &str) {
-        let mut decoder = if self.decode_audio {
+        let sink = self.audio_sink.as_ref();
+        let mut decoder = if self.decode_audio || sink.is_some() {
             match OpusDecoder::new() {
                 Ok(d) => Some(d),
                 Err(error) => {
@@ -154,18 +175,43 @@ impl ReceiveContext {
         } else {
             None
         };
+        let mut last_seq: Option<u16> = None;
         while let Some(event) = track.poll().await {
             let TrackRemoteEvent::OnRtpPacket(packet) = event else {
                 continue;
             };
             self.stats.rtp(participant, false, packet.payload.len());
+            let seq = packet.header.sequence_number;
+            let step = last_seq.map(|last| seq.wrapping_sub(last));
+            if step.is_some_and(|s| s == 0 || s > u16::MAX / 2) {
+                // A duplicate or a packet from the past: already played or concealed.
+                continue;
+            }
+            last_seq = Some(seq);
             if let Some(decoder) = decoder.as_mut()
                 && !packet.payload.is_empty()
             {
+                if let (Some(sink), Some(step)) = (sink, step)
+                    && (2..=MAX_CONCEALED + 1).contains(&step)
+                {
+                    // Packets lost: conceal all but the last, rebuild the last from this
+                    // packet's FEC.
+                    for i in 1..step {
+                        let next = (i + 1 == step).then_some(&packet.payload[..]);
+                        match decoder.conceal(next) {
+                            Ok(pcm) => sink.deliver(participant, pcm),
+                            Err(error) => tracing::trace!(%error, "Opus concealment failed"),
+                        }
+                    }
+                }
                 match decoder.decode(&packet.payload) {
-                    Ok(pcm) => self
-                        .stats
-                        .audio_decoded(participant, audio_level_dbov(&pcm)),
+                    Ok(pcm) => {
+                        self.stats
+                            .audio_decoded(participant, audio_level_dbov(&pcm));
+                        if let Some(sink) = sink {
+                            sink.deliver(participant, pcm);
+                        }
+                    }
                     Err(error) => tracing::trace!(%error, "Opus packet not decodable"),
                 }
             }
@@ -173,10 +219,14 @@ impl ReceiveContext {
     }
 }
 
-/// A decoder thread for one video track; frames go in through the returned sender and the
-/// thread ends when it is dropped.
-fn spawn_decoder(stats: Arc<StatsHub>, participant: &str) -> Option<std_mpsc::SyncSender<Vec<u8>>> {
-    let (tx, rx) = std_mpsc::sync_channel::<Vec<u8>>(DECODE_QUEUE);
+/// A decoder thread for one video track; frames (with their RTP timestamps) go in through the
+/// returned sender and the thread ends when it is dropped. Decoded pictures go to `sink`.
+fn spawn_decoder(
+    stats: Arc<StatsHub>,
+    participant: &str,
+    sink: Option<VideoSink>,
+) -> Option<std_mpsc::SyncSender<(Vec<u8>, u32)>> {
+    let (tx, rx) = std_mpsc::sync_channel::<(Vec<u8>, u32)>(DECODE_QUEUE);
     let participant = participant.to_owned();
     let spawned = std::thread::Builder::new()
         .name("rounds-vp8-decode".into())
@@ -188,14 +238,23 @@ fn spawn_decoder(stats: Arc<StatsHub>, participant: &str) -> Option<std_mpsc::Sy
                     return;
                 }
             };
-            while let Ok(frame) = rx.recv() {
+            decoder.set_output_frames(sink.is_some());
+            while let Ok((frame, rtp_timestamp)) = rx.recv() {
                 match decoder.decode(&frame) {
-                    Ok(Some(info)) => stats.video_frame_decoded(
-                        &participant,
-                        info.width,
-                        info.height,
-                        info.keyframe,
-                    ),
+                    Ok(Some(info)) => {
+                        stats.video_frame_decoded(
+                            &participant,
+                            info.width,
+                            info.height,
+                            info.keyframe,
+                        );
+                        if let (Some(sink), Some(mut picture)) = (sink.as_ref(), info.frame) {
+                            // The 90 kHz RTP clock in milliseconds: only differences mean
+                            // anything.
+                            picture.pts_ms = u64::from(rtp_timestamp / 90);
+                            sink.deliver(&participant, picture);
+                        }
+                    }
                     Ok(None) => {}
                     Err(error) => {
                         tracing::debug!(%error, "VP8 frame not decodable");

@@ -49,6 +49,8 @@ async fn loopback(tcp_only: bool) {
         tone_dbfs: -10.0,
         seed: 7,
         stream_id: "alice".into(),
+        external_video: None,
+        external_audio: None,
     };
     let (mut publisher, offer, tracks) = Publisher::create(1, opts, pub_events, sent.clone())
         .await
