@@ -20,6 +20,34 @@ SYSTEM_PACKAGES=(
     libopus-dev      # Opus encode and decode in the Rust media client (crates/media)
     chromium         # the patient pages' end-to-end tests (tests/e2e)
     fonts-liberation # readable text in those tests' screenshots
+    # The clinician desktop app (src-tauri): Tauri 2 on WebKitGTK, tray, keychain, sound.
+    file
+    libwebkit2gtk-4.1-dev
+    libxdo-dev
+    libssl-dev
+    libayatana-appindicator3-dev
+    librsvg2-dev
+    libdbus-1-dev    # D-Bus: notifications and the Secret Service
+    libasound2-dev   # cpal (microphone, speaker)
+    libclang-dev     # nokhwa's bindgen (camera)
+    clang
+    libv4l-dev       # nokhwa on Linux (camera)
+    libwebrtc-audio-processing-dev # echo cancellation, noise suppression, gain control
+    # The desktop app's tests: a real desktop session without a screen or sound card.
+    xvfb
+    xauth
+    imagemagick      # screenshots
+    dbus-x11
+    dunst            # the notification daemon
+    libnotify-bin
+    gnome-keyring    # the Secret Service
+    libsecret-tools  # secret-tool, to check what the keychain holds
+    pulseaudio       # a null sink and a sine source stand in for speaker and microphone
+    pulseaudio-utils
+    libasound2-plugins
+    alsa-utils
+    xdg-utils
+    desktop-file-utils
 )
 # ---------------------------------------------------------------------------------------
 

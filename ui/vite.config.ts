@@ -8,7 +8,7 @@ export default defineConfig({
     rollupOptions: {
       // Relative to the project root (this folder).
       input: {
-        index: "index.html",
+        provider: "provider.html",
         patient: "patient.html",
       },
     },

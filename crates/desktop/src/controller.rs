@@ -51,12 +51,15 @@ pub enum Connection {
 #[derive(Debug, Clone, Serialize, TS)]
 pub struct AppStatus {
     #[ts(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub clinician: Option<Clinician>,
     #[ts(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub server_url: Option<String>,
     /// IT's policy fixes the server: the sign-in form does not offer to change it.
     pub server_locked: bool,
     #[ts(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_email: Option<String>,
     pub connection: Connection,
     pub waiting: u32,
@@ -102,6 +105,7 @@ pub struct SignInRequest {
 pub struct LinkOutcome {
     pub signed_in: bool,
     #[ts(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub open_visit: Option<String>,
 }
 

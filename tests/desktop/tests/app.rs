@@ -1,0 +1,270 @@
+//! The desktop app's release binary in a real desktop session (see `rounds_desktop_tests`):
+//! sign-in from a `rounds://` link, the refresh token in the Secret Service and nowhere on
+//! disk, an OS notification when a patient checks in, screenshots, and a second launch
+//! handing its link to the running app.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../../crates/client/tests/e2e/harness.rs"]
+mod harness;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use harness::TestServer;
+use rounds_desktop_tests::{Desktop, app_binary};
+use rounds_proto::{CheckInRequest, IntakeAnswer, IntakeKind, PatientContent, Phi};
+
+fn artifacts() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    target.join("desktop-artifacts")
+}
+
+struct App {
+    child: Child,
+    log: PathBuf,
+}
+
+impl App {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_log(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log().contains(needle) {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "the app exited ({status}) before logging {needle:?}:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the app did not log {needle:?} within {timeout:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn launch(desktop: &Desktop, args: &[&str], log_name: &str) -> App {
+    let policy = desktop.path("policy.toml");
+    std::fs::write(&policy, "synthetic_media = true\nwait_alert_minutes = 10\n").unwrap();
+    let log = desktop.path(log_name);
+    let child = desktop
+        .command(app_binary())
+        .args(args)
+        .env("ROUNDS_POLICY", &policy)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start rounds-desktop");
+    App { child, log }
+}
+
+async fn sign_in_link(server: &TestServer) -> String {
+    let access = server.access_token().await;
+    let ticket: rounds_proto::SignInTicket = reqwest::Client::new()
+        .post(server.url.join("api/v1/auth/tickets").unwrap())
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut link = url::Url::parse("rounds://signin").unwrap();
+    link.query_pairs_mut()
+        .append_pair("server", server.url.as_str())
+        .append_pair("ticket", &ticket.ticket);
+    link.to_string()
+}
+
+/// The patient of `code` checks in the way the patient pages do.
+async fn patient_checks_in(server: &TestServer, code: &str) {
+    let http = reqwest::Client::new();
+    let content: PatientContent = http
+        .get(
+            server
+                .url
+                .join(&format!("api/v1/join/{code}/content"))
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = server
+        .api
+        .join_link(code, Some("Pat Example"))
+        .await
+        .unwrap();
+    let answers = content
+        .intake
+        .iter()
+        .filter(|q| q.required)
+        .map(|q| IntakeAnswer {
+            question_id: q.id.clone(),
+            answer: Phi::new(match q.kind {
+                IntakeKind::YesNo => "yes".to_owned(),
+                IntakeKind::Choice => q.choices[0].clone(),
+                _ => "A cough".to_owned(),
+            }),
+        })
+        .collect();
+    let res = http
+        .post(
+            server
+                .url
+                .join(&format!("api/v1/rooms/{}/check-in", token.room))
+                .unwrap(),
+        )
+        .bearer_auth(&token.token)
+        .json(&CheckInRequest {
+            answers,
+            consent_version: content.consent.version.clone(),
+            consent_accepted: true,
+            lang: "en".into(),
+        })
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+}
+
+/// Every file under `dir` (but the Secret Service's own encrypted store) containing `needle`.
+fn files_containing(dir: &Path, needle: &str, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.file_name().is_some_and(|n| n == "keyrings") {
+            continue;
+        }
+        if path.is_dir() {
+            files_containing(&path, needle, out);
+        } else if let Ok(bytes) = std::fs::read(&path)
+            && bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+        {
+            out.push(path);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_release_app_in_a_real_desktop_session() {
+    let desktop = Desktop::start();
+    let server = TestServer::start().await;
+    let shots = artifacts();
+
+    // Sign in from a one-time link, as `scripts/run.sh` does for the demo.
+    let link = sign_in_link(&server).await;
+    let mut app = launch(&desktop, &[&link], "app.log");
+    app.wait_log("signed in from a link", Duration::from_secs(90));
+
+    // The refresh token is in the Secret Service...
+    let server_name = server.url.as_str().trim_end_matches('/').to_owned();
+    let account = format!("refresh-token@{server_name}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let refresh = loop {
+        if let Some(s) = desktop.secret(&[("service", "rounds-desktop"), ("username", &account)]) {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no refresh token in the keychain"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(refresh.len() >= 32, "a real token: {refresh}");
+    // ... and in no file the app wrote.
+    let mut leaks = Vec::new();
+    for dir in ["home", "config", "data", "cache"] {
+        files_containing(&desktop.path(dir), &refresh, &mut leaks);
+    }
+    assert!(
+        leaks.is_empty(),
+        "the refresh token is on disk in {leaks:?}"
+    );
+    assert!(
+        !app.log().contains(&refresh),
+        "the refresh token is in the app's log"
+    );
+
+    // A patient checks in: the app raises an OS notification through D-Bus.
+    let access = server.access_token().await;
+    let visit = server
+        .api
+        .create_visit_now(&access, 30, "Pat Example")
+        .await
+        .unwrap();
+    let code = rounds_client::link_code(&visit.patient_link.url)
+        .unwrap()
+        .to_owned();
+    patient_checks_in(&server, &code).await;
+    let call = desktop.wait_notification(
+        &["\"Patient waiting\"", "checked in for the"],
+        Duration::from_secs(20),
+    );
+    assert!(call.contains("\"Rounds\""), "sent as Rounds: {call}");
+    assert!(
+        !call.contains("Pat Example"),
+        "no patient name by default: {call}"
+    );
+    app.wait_log("notification shown", Duration::from_secs(5));
+
+    // The queue, on screen.
+    std::thread::sleep(Duration::from_secs(3));
+    let shot = desktop.screenshot(&shots, "queue.png");
+    assert!(
+        desktop.colours(&shot) > 50,
+        "the queue screenshot looks blank: {}",
+        shot.display()
+    );
+
+    // A second launch with a rounds:// link hands it to the running app, then exits.
+    let visit_link = format!("rounds://visit/{}", visit.visit.id);
+    let mut second = launch(&desktop, &[&visit_link], "second.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = second.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second launch kept running:\n{}",
+            second.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        status.success(),
+        "second launch: {status}\n{}",
+        second.log()
+    );
+    app.wait_log("second launch forwarded", Duration::from_secs(10));
+    app.wait_log("link followed", Duration::from_secs(10));
+    assert!(
+        app.child.try_wait().unwrap().is_none(),
+        "the first app is still running"
+    );
+    let shot = desktop.screenshot(&shots, "visit.png");
+    assert!(desktop.colours(&shot) > 50, "blank: {}", shot.display());
+    eprintln!("screenshots in {}", shots.display());
+}

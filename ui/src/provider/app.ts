@@ -1,0 +1,315 @@
+// The clinician window: sign-in, today's queue, and the visit panel (lobby, invitations,
+// running late, end). State lives in the app's controller; this file only draws it.
+import { listen } from "@tauri-apps/api/event";
+import { h, replace } from "../components/dom";
+import { commands, EVENT } from "../generated/desktop";
+import type { ApiError, AppEvent, AppStatus, Alert } from "../generated/desktop";
+import type { Participant, Queue, Visit, Channel, Invitee } from "../generated/proto";
+import { clock, connectionWords, deviceWords, queueOrder, stateWords, waited } from "./format";
+
+interface View {
+  status: AppStatus | null;
+  queue: Queue | null;
+  selected: string | null;
+  participants: Participant[];
+  notice: { text: string; error: boolean } | null;
+  busy: boolean;
+}
+
+const view: View = { status: null, queue: null, selected: null, participants: [], notice: null, busy: false };
+let root: HTMLElement;
+
+function message(e: unknown): string {
+  const err = e as Partial<ApiError> | undefined;
+  return typeof err?.message === "string" ? err.message : "Something went wrong. Try again.";
+}
+
+function notice(text: string, error = false): void {
+  view.notice = { text, error };
+  render();
+}
+
+async function act(what: () => Promise<unknown>, done?: string): Promise<void> {
+  view.busy = true;
+  render();
+  try {
+    await what();
+    view.notice = done ? { text: done, error: false } : null;
+  } catch (e) {
+    view.notice = { text: message(e), error: true };
+  } finally {
+    view.busy = false;
+    render();
+  }
+}
+
+async function refreshParticipants(): Promise<void> {
+  if (!view.selected) return;
+  try {
+    view.participants = await commands.participants(view.selected);
+  } catch (e) {
+    view.participants = [];
+    notice(message(e), true);
+  }
+}
+
+async function select(visitId: string | null): Promise<void> {
+  view.selected = visitId;
+  view.participants = [];
+  render();
+  await refreshParticipants();
+  render();
+}
+
+function onEvent(event: AppEvent): void {
+  switch (event.type) {
+    case "status":
+      view.status = event.status;
+      if (!event.status.clinician) {
+        view.queue = null;
+        view.selected = null;
+      }
+      break;
+    case "queue":
+      view.queue = event.queue;
+      void refreshParticipants().then(render);
+      break;
+    case "alert":
+      showAlert(event.alert);
+      break;
+    case "open_visit":
+      void select(event.visit_id);
+      return;
+  }
+  render();
+}
+
+function showAlert(alert: Alert): void {
+  view.notice = { text: `${alert.title}: ${alert.body}`, error: false };
+  if (alert.kind !== "still_waiting") void select(view.selected ?? alert.visit_id);
+}
+
+// ---- screens ----
+
+function signInScreen(status: AppStatus): HTMLElement {
+  const server = h("input", {
+    id: "server", type: "url", required: true, autocomplete: "url",
+    placeholder: "https://rounds.your-hospital.org", value: status.server_url ?? "",
+  });
+  const email = h("input", { id: "email", type: "email", required: true, autocomplete: "username", value: status.last_email ?? "" });
+  const password = h("input", { id: "password", type: "password", required: true, autocomplete: "current-password" });
+  const form = h(
+    "form",
+    {
+      class: "signin card",
+      onsubmit: async (e: Event) => {
+        e.preventDefault();
+        await act(async () => {
+          view.status = await commands.signIn({
+            server_url: status.server_locked ? undefined : server.value,
+            email: email.value,
+            password: password.value,
+          });
+          view.queue = await commands.queue();
+        });
+      },
+    },
+    h("h1", {}, "Sign in to Rounds"),
+    status.server_locked
+      ? h("p", { class: "muted" }, `Server: ${status.server_url ?? ""} (set by your IT department)`)
+      : [h("label", { for: "server" }, "Server address"), server],
+    h("label", { for: "email" }, "Email"),
+    email,
+    h("label", { for: "password" }, "Password"),
+    password,
+    h("button", { class: "primary", type: "submit", disabled: view.busy }, view.busy ? "Signing in…" : "Sign in"),
+    h("p", { class: "muted small" }, `Your sign-in is kept in ${status.keychain}, never in a file.`),
+  );
+  return form;
+}
+
+function header(status: AppStatus): HTMLElement {
+  const online = status.connection.state === "online";
+  return h(
+    "header",
+    { class: "bar" },
+    h("strong", { class: "brand" }, "Rounds"),
+    h("span", { class: "clinic" }, status.clinician?.clinic_name ?? ""),
+    h("span", { class: `pill ${online ? "ok" : "warn"}`, id: "connection" }, connectionWords(status)),
+    h("span", { class: "pill", id: "waiting-count" },
+      status.waiting === 1 ? "1 patient waiting" : `${status.waiting} patients waiting`),
+    h("span", { class: "spacer" }),
+    h("span", { class: "who" }, status.clinician?.display_name ?? ""),
+    h("button", { class: "quiet", onclick: () => act(async () => { view.status = await commands.signOut(); }) }, "Sign out"),
+  );
+}
+
+function visitRow(v: Visit, tz: string): HTMLElement {
+  const device = deviceWords(v.device_check);
+  return h(
+    "li",
+    { class: `visit ${v.state}${view.selected === v.id ? " selected" : ""}`, "data-visit": v.id },
+    h(
+      "button",
+      { class: "row", onclick: () => select(v.id) },
+      h("span", { class: "time" }, clock(v.scheduled_at, tz)),
+      h("span", { class: "name" }, v.patient_name ?? "Patient"),
+      h("span", { class: `state ${v.state}` }, stateWords(v.state)),
+      v.state === "waiting" && v.waiting_since
+        ? h("span", { class: "waited" }, `waiting ${waited(v.waiting_since, new Date())}`)
+        : null,
+      device ? h("span", { class: `device ${device.ok ? "ok" : "warn"}` }, device.text) : null,
+      v.running_late_minutes ? h("span", { class: "late" }, `running ${v.running_late_minutes} min late`) : null,
+    ),
+  );
+}
+
+function lobby(v: Visit): HTMLElement {
+  const people = view.participants.filter((p) => p.role !== "provider");
+  return h(
+    "section",
+    { class: "people" },
+    h("h3", {}, "People"),
+    people.length === 0 ? h("p", { class: "muted" }, "Nobody has opened the link yet.") : null,
+    h(
+      "ul",
+      {},
+      people.map((p) =>
+        h(
+          "li",
+          { "data-participant": p.id },
+          h("span", { class: "name" }, p.display_name),
+          h("span", { class: "role" }, p.role),
+          h("span", { class: `state ${p.state}` }, p.state === "lobby" ? "waiting" : p.state),
+          p.state === "lobby"
+            ? [
+                h("button", { class: "primary", disabled: view.busy, onclick: () => act(() => commands.admit(v.id, p.id), "Admitted.") }, "Admit"),
+                h("button", { class: "quiet", disabled: view.busy, onclick: () => act(() => commands.deny(v.id, p.id), "Denied.") }, "Deny"),
+              ]
+            : null,
+          p.state === "admitted"
+            ? h("button", { class: "quiet", disabled: view.busy, onclick: () => act(() => commands.remove(v.id, p.id), "Removed.") }, "Remove")
+            : null,
+        ),
+      ),
+    ),
+  );
+}
+
+function inviteForm(v: Visit): HTMLElement {
+  const channel = h("select", { id: "invite-channel" },
+    h("option", { value: "sms" }, "Text message"), h("option", { value: "email" }, "Email"), h("option", { value: "copy" }, "Copy link"));
+  const invitee = h("select", { id: "invite-who" },
+    h("option", { value: "patient" }, "Patient"), h("option", { value: "guest" }, "Family or guest"), h("option", { value: "interpreter" }, "Interpreter"));
+  const to = h("input", { id: "invite-to", placeholder: "Phone (+1…) or email" });
+  return h(
+    "form",
+    {
+      class: "invite",
+      onsubmit: async (e: Event) => {
+        e.preventDefault();
+        await act(async () => {
+          const ch = channel.value as Channel;
+          const inv = await commands.invite(v.id, {
+            channel: ch,
+            invitee: invitee.value as Invitee,
+            to: ch === "copy" ? undefined : to.value,
+          });
+          if (ch === "copy") {
+            await navigator.clipboard.writeText(inv.link).catch(() => undefined);
+            notice(`Link copied: ${inv.link}`);
+          }
+        }, channel.value === "copy" ? undefined : "Invitation sent.");
+      },
+    },
+    h("h3", {}, "Invite"),
+    invitee, channel, to,
+    h("button", { type: "submit", disabled: view.busy }, "Send"),
+  );
+}
+
+function lateForm(v: Visit): HTMLElement {
+  const minutes = h("select", { id: "late-minutes" },
+    [0, 5, 10, 15, 20, 30, 45, 60].map((m) =>
+      h("option", { value: m, selected: (v.running_late_minutes ?? 0) === m }, m === 0 ? "On time" : `${m} min late`)));
+  return h(
+    "form",
+    { class: "late", onsubmit: async (e: Event) => { e.preventDefault(); await act(() => commands.runningLate(v.id, Number(minutes.value)), "The patient has been told."); } },
+    h("h3", {}, "Running late"),
+    minutes,
+    h("button", { type: "submit", disabled: view.busy }, "Tell the patient"),
+  );
+}
+
+function visitPanel(v: Visit, tz: string): HTMLElement {
+  const live = v.state !== "ended" && v.state !== "no_show";
+  return h(
+    "aside",
+    { class: "panel", id: "visit-panel" },
+    h("h2", {}, `${v.patient_name ?? "Patient"} · ${clock(v.scheduled_at, tz)}`),
+    h("p", { class: "muted" }, stateWords(v.state)),
+    lobby(v),
+    live ? [lateForm(v), inviteForm(v)] : null,
+    live
+      ? h("button", { class: "danger", disabled: view.busy, onclick: () => act(() => commands.endVisit(v.id), "The visit has ended.") }, "End visit")
+      : null,
+  );
+}
+
+function queueScreen(status: AppStatus): HTMLElement[] {
+  const q = view.queue;
+  const tz = q?.time_zone ?? "UTC";
+  const selected = q?.visits.find((v) => v.id === view.selected) ?? null;
+  return [
+    header(status),
+    h(
+      "div",
+      { class: "main" },
+      h(
+        "section",
+        { class: "queue", id: "queue" },
+        h("h2", {}, q ? `Today, ${q.day}` : "Today"),
+        !q ? h("p", { class: "muted" }, "Loading the queue…") : null,
+        q && q.visits.length === 0 ? h("p", { class: "muted" }, "No visits today.") : null,
+        q ? h("ul", {}, queueOrder(q.visits).map((v) => visitRow(v, tz))) : null,
+      ),
+      selected ? visitPanel(selected, tz) : h("aside", { class: "panel empty" }, h("p", { class: "muted" }, "Choose a visit to see who is waiting.")),
+    ),
+  ];
+}
+
+function render(): void {
+  const status = view.status;
+  const n = view.notice
+    ? h("div", { class: `notice ${view.notice.error ? "error" : ""}`, role: view.notice.error ? "alert" : "status" }, view.notice.text)
+    : null;
+  if (!status) {
+    replace(root, h("p", { class: "muted" }, "Starting…"));
+    return;
+  }
+  if (!status.clinician) {
+    replace(root, h("div", { class: "center" }, signInScreen(status), n));
+    return;
+  }
+  replace(root, ...queueScreen(status), n);
+}
+
+export async function start(el: HTMLElement): Promise<void> {
+  root = el;
+  render();
+  await listen<AppEvent>(EVENT, (e) => onEvent(e.payload));
+  view.status = await commands.status();
+  if (view.status.clinician) {
+    try {
+      view.queue = await commands.queue();
+    } catch (e) {
+      view.notice = { text: message(e), error: true };
+    }
+  }
+  render();
+  // Wait times move: redraw every 30 s, but never under someone's typing.
+  setInterval(() => {
+    const active = document.activeElement;
+    if (!(active instanceof HTMLInputElement || active instanceof HTMLSelectElement)) render();
+  }, 30_000);
+}
