@@ -33,6 +33,7 @@ SYSTEM_PACKAGES=(
     clang
     libv4l-dev       # nokhwa on Linux (camera)
     libwebrtc-audio-processing-dev # echo cancellation, noise suppression, gain control
+    libxcb1-dev      # screen share on X11 (crates/media, feature native)
     # The desktop app's tests: a real desktop session without a screen or sound card.
     xvfb
     xauth

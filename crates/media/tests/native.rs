@@ -408,3 +408,104 @@ fn echo_canceller_removes_the_far_end_tone() {
         "near-end speech lost {talk_kept:.1} dB: the canceller removes the talker too"
     );
 }
+
+/// An Xvfb server on a free display number, killed on drop.
+struct Xvfb {
+    child: Child,
+    display: String,
+}
+
+impl Xvfb {
+    fn start() -> Xvfb {
+        let n = (100..200)
+            .find(|n| !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists())
+            .expect("a free X display number");
+        let display = format!(":{n}");
+        let child = Command::new("Xvfb")
+            .args([
+                &display,
+                "-screen",
+                "0",
+                "1280x800x24",
+                "-nolisten",
+                "tcp",
+                "-br",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("Xvfb does not start ({e}); install it with apt-get install xvfb")
+            });
+        let mut x = Xvfb { child, display };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+            if let Ok(Some(status)) = x.child.try_wait() {
+                panic!("Xvfb exited with {status}");
+            }
+            assert!(Instant::now() < deadline, "Xvfb did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        x
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn screen_capture_grabs_the_x_screen() {
+    let x = Xvfb::start();
+    // Paint the root window: white left half, black right half (ImageMagick).
+    let halves = tempfile::Builder::new()
+        .suffix(".png")
+        .tempfile()
+        .expect("temp file");
+    let painted = Command::new("convert")
+        .args([
+            "-size", "640x800", "xc:white", "-size", "640x800", "xc:black", "+append",
+        ])
+        .arg(halves.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        painted,
+        "ImageMagick's convert is missing; install it with apt-get install imagemagick"
+    );
+    // `display -window root` paints the background and exits (with status 1, by design).
+    Command::new("display")
+        .args(["-display", &x.display, "-window", "root"])
+        .arg(halves.path())
+        .status()
+        .expect("ImageMagick's display is missing; install it with apt-get install imagemagick");
+    let want = rounds_media::native::CaptureFormat {
+        width: 640,
+        height: 480,
+        fps: 10,
+    };
+    let screen =
+        rounds_media::native::ScreenCapture::open(Some(&x.display), want).expect("grab the screen");
+    assert_eq!(screen.screen_size(), (1280, 800));
+    assert_eq!(
+        screen.frame_size(),
+        (640, 400),
+        "scaled to fit, aspect kept"
+    );
+    let start = Instant::now();
+    for _ in 0..5 {
+        let frame = screen
+            .frames()
+            .recv_timeout(Duration::from_secs(5))
+            .expect("a screen frame");
+        assert_eq!((frame.width, frame.height), (640, 400));
+        assert!(frame.is_well_formed());
+        let y = frame.y_plane();
+        let (left, right) = (y[200 * 640 + 100], y[200 * 640 + 540]);
+        assert!(left > 220 && right < 30, "white {left}, black {right}");
+    }
+    println!("5 screen frames in {:?}", start.elapsed());
+}

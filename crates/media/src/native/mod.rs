@@ -8,6 +8,7 @@
 //!   cleaned by an [`AudioProcessor`].
 //! * Speaker: [`SpeakerOutput`] (cpal), mixes 48 kHz mono frames from several remote people
 //!   through small jitter buffers and shows what it plays to the [`AudioProcessor`].
+//! * Screen share on X11: [`ScreenCapture`] (Linux only).
 //! * Inputs the app can switch between, synthetic ones included and labelled as such:
 //!   [`VideoInput`] and [`AudioInput`].
 //!
@@ -19,6 +20,8 @@ mod audio_io;
 mod camera;
 mod convert;
 mod resample;
+#[cfg(target_os = "linux")]
+mod screen;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -36,6 +39,8 @@ pub use convert::{
 pub use nokhwa::Buffer as CameraBuffer;
 pub use nokhwa::utils::{CameraFormat, FrameFormat, Resolution};
 pub use resample::{Resampler, downmix, f32_to_i16, i16_to_f32};
+#[cfg(target_os = "linux")]
+pub use screen::ScreenCapture;
 
 use crate::source::Worker;
 use crate::{FrameReceiver, I420Frame, MediaError, SyntheticAudio, SyntheticVideo};
