@@ -23,6 +23,7 @@ use url::Url;
 
 use crate::alerts::{Alert, Alerts, waiting_count};
 use crate::api::{ApiError, ServerApi, parse_server_url};
+use crate::call::{Call, CallState, DeviceChoice, Devices, RenderSink};
 use crate::feed::{FeedEnd, backoff};
 use crate::policy::{Policy, Settings};
 use crate::secrets::{SecretStore, refresh_token_name};
@@ -88,6 +89,14 @@ pub enum AppEvent {
     OpenVisit {
         visit_id: String,
     },
+    /// The call changed (people, speaker, quality, mute); `call.ended` when it is over.
+    Call {
+        call: CallState,
+    },
+    /// A chat message in the call.
+    Chat {
+        message: rounds_proto::ChatMessage,
+    },
 }
 
 /// The sign-in form.
@@ -134,6 +143,7 @@ struct Inner {
     connection: Mutex<Connection>,
     events: broadcast::Sender<AppEvent>,
     feed: Mutex<Option<JoinHandle<()>>>,
+    call: tokio::sync::Mutex<Option<(Arc<Call>, JoinHandle<()>)>>,
 }
 
 /// The app's controller. Cheap to clone.
@@ -173,6 +183,7 @@ impl Controller {
                 connection: Mutex::new(Connection::SignedOut),
                 events,
                 feed: Mutex::new(None),
+                call: tokio::sync::Mutex::new(None),
             }),
         }
     }
@@ -729,6 +740,171 @@ impl Controller {
             self.emit(AppEvent::Alert { alert });
         }
         self.check_long_waits();
+    }
+
+    /// The cameras, microphones and speakers present now.
+    pub async fn devices(&self) -> Devices {
+        let allowed = self.inner.policy.synthetic_media.unwrap_or(false);
+        tokio::task::spawn_blocking(move || crate::call::devices(allowed))
+            .await
+            .unwrap_or(Devices {
+                cameras: Vec::new(),
+                microphones: Vec::new(),
+                speakers: Vec::new(),
+                synthetic_allowed: allowed,
+            })
+    }
+
+    /// Joins the visit's call with native media; remote video goes to `render`.
+    pub async fn start_call(&self, visit_id: String, render: RenderSink) -> UiResult<CallState> {
+        let mut slot = self.inner.call.lock().await;
+        if let Some((current, _)) = slot.as_ref() {
+            if current.visit_id() == visit_id {
+                return Ok(current.state());
+            }
+            return Err(ApiError::new(
+                "in-call",
+                "You are already in another visit's call. Leave it first.",
+            ));
+        }
+        let (server, token) = self.provider_token(&visit_id).await?;
+        let settings = self.settings();
+        let choice = DeviceChoice {
+            camera: settings.camera,
+            microphone: settings.microphone,
+            speaker: settings.speaker,
+        };
+        let call = Arc::new(
+            Call::start(
+                visit_id,
+                server,
+                token.token,
+                choice,
+                self.inner.policy.synthetic_media.unwrap_or(false),
+                render,
+            )
+            .await?,
+        );
+        let me = self.clone();
+        let watched = call.clone();
+        let mut events = call.events();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tokio::select! {
+                    ev = events.recv() => match ev {
+                        Ok(ev) => {
+                            watched.observe(&ev);
+                            if let rounds_proto::ServerMessage::Chat { message } = &ev {
+                                me.emit(AppEvent::Chat { message: message.clone() });
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(_) => break,
+                    },
+                    _ = tick.tick() => {}
+                }
+                let state = watched.state();
+                let over = state.ended.is_some();
+                me.emit(AppEvent::Call { call: state });
+                if over {
+                    break;
+                }
+            }
+        });
+        let state = call.state();
+        *slot = Some((call, task));
+        self.emit(AppEvent::Call {
+            call: state.clone(),
+        });
+        Ok(state)
+    }
+
+    async fn with_call<T, F, Fut>(&self, f: F) -> UiResult<T>
+    where
+        F: FnOnce(Arc<Call>) -> Fut,
+        Fut: std::future::Future<Output = UiResult<T>>,
+    {
+        let call = self
+            .inner
+            .call
+            .lock()
+            .await
+            .as_ref()
+            .map(|(c, _)| c.clone())
+            .ok_or_else(|| ApiError::new("no-call", "You are not in a call."))?;
+        f(call).await
+    }
+
+    /// The call as it is now, if there is one.
+    pub async fn call_state(&self) -> Option<CallState> {
+        self.inner
+            .call
+            .lock()
+            .await
+            .as_ref()
+            .map(|(c, _)| c.state())
+    }
+
+    pub async fn set_mic_muted(&self, muted: bool) -> UiResult<CallState> {
+        self.with_call(|c| async move {
+            c.set_mic_muted(muted).await?;
+            Ok(c.state())
+        })
+        .await
+    }
+
+    pub async fn set_camera_off(&self, off: bool) -> UiResult<CallState> {
+        self.with_call(|c| async move {
+            c.set_camera_off(off).await?;
+            Ok(c.state())
+        })
+        .await
+    }
+
+    /// Mute someone's microphone, stop their camera, or remove them. Nobody can unmute
+    /// anyone else.
+    pub async fn host_action(
+        &self,
+        participant_id: String,
+        action: rounds_proto::HostAction,
+    ) -> UiResult<()> {
+        self.with_call(|c| async move { c.host(&participant_id, action).await })
+            .await
+    }
+
+    pub async fn send_chat(&self, text: String) -> UiResult<()> {
+        self.with_call(|c| async move { c.chat(text).await }).await
+    }
+
+    pub async fn set_render_size(
+        &self,
+        participant_id: String,
+        width: u32,
+        height: u32,
+    ) -> UiResult<()> {
+        self.with_call(|c| async move {
+            c.set_render_size(&participant_id, width, height);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Leaves the call (the visit goes on for the others).
+    pub async fn leave_call(&self) -> UiResult<()> {
+        let taken = self.inner.call.lock().await.take();
+        if let Some((call, task)) = taken {
+            task.abort();
+            let _ = task.await;
+            let visit_id = call.visit_id().to_owned();
+            match Arc::try_unwrap(call) {
+                Ok(call) => call.leave().await,
+                Err(shared) => drop(shared),
+            }
+            tracing::info!("left the call");
+            let _ = visit_id;
+        }
+        Ok(())
     }
 
     fn check_long_waits(&self) {

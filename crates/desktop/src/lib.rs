@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod call;
 pub mod controller;
 pub mod feed;
 pub mod policy;
@@ -14,6 +15,7 @@ pub mod secrets;
 
 pub use alerts::{Alert, AlertKind};
 pub use api::{ApiError, ServerApi};
+pub use call::{CallParticipant, CallState, Devices};
 pub use controller::{AppEvent, AppStatus, Connection, Controller, LinkOutcome, SignInRequest};
 pub use policy::{Policy, Settings};
 pub use secrets::{Keychain, MemoryStore, SecretStore};

@@ -330,3 +330,130 @@ async fn it_policy_fixes_the_server() {
         .unwrap_err();
     assert_eq!(e.code, "server-locked");
 }
+
+/// Frequency from upward zero crossings of 48 kHz samples.
+fn zero_crossing_hz(samples: &[i16]) -> f64 {
+    let ups: Vec<usize> = samples
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w[0] < 0 && w[1] >= 0)
+        .map(|(i, _)| i)
+        .collect();
+    match (ups.first(), ups.last()) {
+        (Some(first), Some(last)) if ups.len() > 1 => {
+            (ups.len() - 1) as f64 * 48_000.0 / (last - first) as f64
+        }
+        _ => 0.0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_call_sends_labelled_synthetic_media_and_renders_at_display_size() {
+    harness::init_tracing();
+    let server = TestServer::start().await;
+    // No camera exists here: IT's policy allows the labelled synthetic source.
+    let a = app(Policy {
+        synthetic_media: Some(true),
+        ..Policy::default()
+    });
+    a.controller
+        .sign_in(sign_in_request(&server))
+        .await
+        .unwrap();
+    let access = server.access_token().await;
+    let visit = server
+        .api
+        .create_visit_now(&access, 30, "Pat Example")
+        .await
+        .unwrap();
+    let code = rounds_client::link_code(&visit.patient_link.url)
+        .unwrap()
+        .to_owned();
+
+    // Every frame the window would draw, by participant, with its size.
+    let (tx, mut frames) = tokio::sync::mpsc::unbounded_channel::<(String, u32, u32)>();
+    let render: rounds_desktop_core::call::RenderSink = std::sync::Arc::new(move |who, f| {
+        let _ = tx.send((who.to_owned(), f.width, f.height));
+    });
+    let state = a
+        .controller
+        .start_call(visit.visit.id.clone(), render)
+        .await
+        .unwrap();
+    assert!(
+        state.synthetic_camera,
+        "no camera here: the synthetic card, labelled"
+    );
+    assert_eq!(state.camera_label, "Synthetic test card");
+    assert!(
+        state.synthetic_microphone,
+        "no microphone here: {}",
+        state.microphone_label
+    );
+
+    // The patient joins with a plain client (it publishes a 660 Hz tone and a test card) and
+    // collects the app's audio.
+    let token = server
+        .api
+        .join_link(&code, Some("Pat Example"))
+        .await
+        .unwrap();
+    let (audio_sink, mut heard) = rounds_client::AudioSink::channel(512);
+    let mut cfg = server.config(&token, 7);
+    cfg.tone_hz = 660.0;
+    cfg.audio_sink = Some(audio_sink);
+    let patient = rounds_client::Client::join(cfg).await.unwrap();
+    let patient_id = patient.participant_id().to_owned();
+    a.controller
+        .admit(visit.visit.id.clone(), patient_id.clone())
+        .await
+        .unwrap();
+    patient
+        .wait_admitted(Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    // App → SFU → patient: VP8 frames decode, and the app's tone arrives as a tone.
+    patient
+        .wait_stats(Duration::from_secs(20), |s| s.frames_decoded > 10)
+        .await
+        .expect("the patient decodes the app's video");
+    let mut samples = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while samples.len() < 48_000 {
+        match tokio::time::timeout_at(deadline, heard.recv()).await {
+            Ok(Some((_, s))) => samples.extend(s),
+            _ => panic!("the patient heard {} samples of the app", samples.len()),
+        }
+    }
+    let hz = zero_crossing_hz(&samples[24_000..]);
+    assert!(
+        (hz - 440.0).abs() < 10.0,
+        "the app's tone arrived at {hz} Hz"
+    );
+
+    // Patient → SFU → app: frames reach the render path, scaled to the size the window draws.
+    a.controller
+        .set_render_size(patient_id.clone(), 320, 180)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (who, w, h) = tokio::time::timeout_at(deadline, frames.recv())
+            .await
+            .expect("frames from the patient")
+            .unwrap();
+        if who == patient_id && w <= 320 && h <= 180 {
+            break;
+        }
+    }
+
+    // The call's state names who is here; mute is the clinician's own.
+    let state = a.controller.call_state().await.unwrap();
+    assert!(state.participants.iter().any(|p| p.id == patient_id));
+    let muted = a.controller.set_mic_muted(true).await.unwrap();
+    assert!(muted.mic_muted);
+    a.controller.leave_call().await.unwrap();
+    assert!(a.controller.call_state().await.is_none());
+    patient.leave().await;
+}
