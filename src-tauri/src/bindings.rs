@@ -4,8 +4,9 @@
 //! `ROUNDS_WRITE_BINDINGS=1 cargo test -p rounds-desktop bindings` rewrites it.
 
 use rounds_desktop_core::alerts::{Alert, AlertKind};
+use rounds_desktop_core::call::{CallParticipant, CallState, Device, Devices};
 use rounds_desktop_core::controller::{
-    AppEvent, AppStatus, Connection, LinkOutcome, SignInRequest,
+    AppEvent, AppStatus, Connection, LinkOutcome, OpenRequest, SignInRequest,
 };
 use rounds_desktop_core::{ApiError, Settings};
 use ts_rs::TS;
@@ -14,13 +15,17 @@ use crate::commands::{Signature, extra_signatures, signatures};
 
 /// Types the window uses that come from `crates/proto` (generated into `proto.ts`).
 const FROM_PROTO: &[&str] = &[
+    "ChatMessage",
     "Clinician",
     "CreateInvitationRequest",
     "CreateVisitRequest",
     "CreatedVisit",
+    "HostAction",
     "Invitation",
     "Participant",
+    "ParticipantState",
     "Queue",
+    "Role",
     "Visit",
 ];
 
@@ -64,7 +69,7 @@ pub fn typescript() -> String {
     let mut out = String::from(
         "// Generated from src-tauri (commands.rs) and crates/desktop; do not edit.\n\
          // Regenerate: ROUNDS_WRITE_BINDINGS=1 cargo test -p rounds-desktop bindings\n\n\
-         import { invoke } from \"@tauri-apps/api/core\";\n",
+         import { invoke, Channel } from \"@tauri-apps/api/core\";\n",
     );
     out.push_str(&format!(
         "import type {{ {} }} from \"./proto\";\n\n",
@@ -80,6 +85,11 @@ pub fn typescript() -> String {
         SignInRequest::decl(),
         LinkOutcome::decl(),
         Settings::decl(),
+        OpenRequest::decl(),
+        Device::decl(),
+        Devices::decl(),
+        CallParticipant::decl(),
+        CallState::decl(),
     ] {
         out.push_str("export ");
         out.push_str(&decl);

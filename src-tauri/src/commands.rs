@@ -2,11 +2,11 @@
 //! macro that defines them lists their signatures, from which the UI's typed bindings
 //! (`ui/src/generated/desktop.ts`) are generated.
 
-use rounds_desktop_core::controller::{AppStatus, LinkOutcome, SignInRequest};
-use rounds_desktop_core::{ApiError, Controller, Settings};
+use rounds_desktop_core::controller::{AppStatus, LinkOutcome, OpenRequest, SignInRequest};
+use rounds_desktop_core::{ApiError, CallState, Controller, Devices, Settings};
 use rounds_proto::{
-    CreateInvitationRequest, CreateVisitRequest, CreatedVisit, Invitation, Participant, Queue,
-    Visit,
+    CreateInvitationRequest, CreateVisitRequest, CreatedVisit, HostAction, Invitation, Participant,
+    Queue, Visit,
 };
 use tauri::State;
 
@@ -49,7 +49,7 @@ macro_rules! commands {
 }
 
 commands! {
-    extra [set_start_at_login]
+    extra [set_start_at_login, start_call]
     /// The app's status: who is signed in, the connection, how many are waiting.
     fn status() -> AppStatus = |c| Ok(c.status());
     /// Sign in with a local account.
@@ -73,6 +73,51 @@ commands! {
     fn create_visit(req: CreateVisitRequest) -> CreatedVisit = |c| c.create_visit(req).await;
     fn settings() -> Settings = |c| Ok(c.settings());
     fn set_settings(settings: Settings) -> Settings = |c| c.set_settings(settings);
+    /// The visit a link or notification asked for, if the window has not opened it yet.
+    fn take_pending_open() -> Option<OpenRequest> = |c| Ok(c.take_pending_open());
+    /// Cameras, microphones and speakers present now.
+    fn devices() -> Devices = |c| Ok(c.devices().await);
+    fn call_state() -> Option<CallState> = |c| Ok(c.call_state().await);
+    fn set_mic_muted(muted: bool) -> CallState = |c| c.set_mic_muted(muted).await;
+    fn set_camera_off(off: bool) -> CallState = |c| c.set_camera_off(off).await;
+    /// Mute someone's microphone, stop their camera, or remove them.
+    fn host_action(participant_id: String, action: HostAction) -> () = |c| c.host_action(participant_id, action).await;
+    fn send_chat(text: String) -> () = |c| c.send_chat(text).await;
+    /// The window draws this participant at this many device pixels.
+    fn set_render_size(participant_id: String, width: u32, height: u32) -> () = |c| c.set_render_size(participant_id, width, height).await;
+    fn leave_call() -> () = |c| c.leave_call().await;
+}
+
+/// Joins a visit's call. Remote video (and the self-view, as `local`) arrives on `frames`
+/// as binary messages: u16 id length, the participant id, u32 width, u32 height (all
+/// little-endian), then the I420 planes.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn start_call(
+    controller: State<'_, Controller>,
+    visit_id: String,
+    frames: tauri::ipc::Channel<tauri::ipc::InvokeResponseBody>,
+) -> Result<CallState, ApiError> {
+    let render: rounds_desktop_core::call::RenderSink = std::sync::Arc::new(move |who, frame| {
+        let _ = frames.send(tauri::ipc::InvokeResponseBody::Raw(pack_frame(who, frame)));
+    });
+    controller
+        .inner()
+        .clone()
+        .start_call(visit_id, render)
+        .await
+}
+
+/// One frame for the window (see [`start_call`]).
+pub fn pack_frame(participant: &str, frame: &rounds_media::I420Frame) -> Vec<u8> {
+    let id = participant.as_bytes();
+    let id_len = u16::try_from(id.len()).unwrap_or(u16::MAX);
+    let mut out = Vec::with_capacity(2 + id.len() + 8 + frame.data.len());
+    out.extend_from_slice(&id_len.to_le_bytes());
+    out.extend_from_slice(&id[..usize::from(id_len)]);
+    out.extend_from_slice(&frame.width.to_le_bytes());
+    out.extend_from_slice(&frame.height.to_le_bytes());
+    out.extend_from_slice(&frame.data);
+    out
 }
 
 /// Start at login, or not (the autostart plugin registers the OS's login item).
@@ -109,9 +154,19 @@ pub async fn set_start_at_login(
 
 /// The signatures of the commands written outside the macro.
 pub fn extra_signatures() -> Vec<Signature> {
-    vec![Signature {
-        name: "set_start_at_login",
-        args: vec![("enabled", <bool as ts_rs::TS>::name())],
-        ret: <Settings as ts_rs::TS>::name(),
-    }]
+    vec![
+        Signature {
+            name: "set_start_at_login",
+            args: vec![("enabled", <bool as ts_rs::TS>::name())],
+            ret: <Settings as ts_rs::TS>::name(),
+        },
+        Signature {
+            name: "start_call",
+            args: vec![
+                ("visit_id", <String as ts_rs::TS>::name()),
+                ("frames", "Channel<ArrayBuffer>".to_owned()),
+            ],
+            ret: <CallState as ts_rs::TS>::name(),
+        },
+    ]
 }

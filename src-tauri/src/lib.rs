@@ -187,6 +187,7 @@ fn forward_events(app: AppHandle, controller: Controller) {
                 AppEvent::Queue { .. } => tray::update(&app, &controller.status()),
                 AppEvent::Alert { alert } => notify::show_alert(&app, &controller, alert),
                 AppEvent::OpenVisit { .. } => show_main(&app),
+                AppEvent::Call { .. } | AppEvent::Chat { .. } => {}
             }
             let _ = app.emit(EVENT, &event);
         }

@@ -30,7 +30,13 @@ use crate::api::ApiError;
 /// The size remote video is scaled to until the window says how large it draws it.
 const DEFAULT_RENDER: (u32, u32) = (640, 360);
 
-/// Receives each remote video frame, already scaled to its tile's size.
+/// The participant id the self-view's frames are rendered under.
+pub const LOCAL: &str = "local";
+/// The self-view's size.
+const PREVIEW: (u32, u32) = (320, 180);
+
+/// Receives each remote video frame, already scaled to its tile's size (and the self-view
+/// under [`LOCAL`]).
 pub type RenderSink = Arc<dyn Fn(&str, &I420Frame) + Send + Sync>;
 
 /// The devices the clinician can choose from, now.
@@ -138,16 +144,30 @@ struct Pump {
 }
 
 impl Pump {
-    fn video(capture: VideoCapture, out: ExternalVideo, paused: Arc<AtomicBool>) -> Pump {
+    fn video(
+        capture: VideoCapture,
+        out: ExternalVideo,
+        paused: Arc<AtomicBool>,
+        preview: RenderSink,
+    ) -> Pump {
         let stop = Arc::new(AtomicBool::new(false));
         let halt = stop.clone();
         let thread = std::thread::Builder::new()
             .name("rounds-camera-pump".into())
             .spawn(move || {
+                let mut n = 0u64;
                 while !halt.load(Ordering::Relaxed) {
                     if let Ok(frame) = capture.frames().recv_timeout(Duration::from_millis(200))
                         && !paused.load(Ordering::Relaxed)
                     {
+                        // The self-view: small, and a third of the frames are plenty.
+                        n += 1;
+                        if n % 3 == 1 {
+                            let (w, h) = frame.fit_within(PREVIEW.0, PREVIEW.1);
+                            if let Ok(small) = frame.scale_to(w, h) {
+                                preview(LOCAL, &small);
+                            }
+                        }
                         out.push(frame);
                     }
                 }
@@ -315,7 +335,12 @@ impl Call {
                     .map_err(|e| media_error("The camera could not start", e))?;
                 inputs.synthetic_camera = capture.is_synthetic();
                 inputs.camera_label = label;
-                Some(Pump::video(capture, video.clone(), camera_paused.clone()))
+                Some(Pump::video(
+                    capture,
+                    video.clone(),
+                    camera_paused.clone(),
+                    render.clone(),
+                ))
             }
             None => None,
         };

@@ -88,6 +88,8 @@ pub enum AppEvent {
     /// Bring the window up on this visit (a notification click or a `rounds://` link).
     OpenVisit {
         visit_id: String,
+        /// Join its call at once (`rounds://visit/{id}?join=1`, the EHR's "start visit").
+        join: bool,
     },
     /// The call changed (people, speaker, quality, mute); `call.ended` when it is over.
     Call {
@@ -118,6 +120,13 @@ pub struct LinkOutcome {
     pub open_visit: Option<String>,
 }
 
+/// A visit to open, and whether to join its call at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct OpenRequest {
+    pub visit_id: String,
+    pub join: bool,
+}
+
 /// A failure, as the window shows it.
 pub type UiResult<T> = Result<T, ApiError>;
 
@@ -144,6 +153,7 @@ struct Inner {
     events: broadcast::Sender<AppEvent>,
     feed: Mutex<Option<JoinHandle<()>>>,
     call: tokio::sync::Mutex<Option<(Arc<Call>, JoinHandle<()>)>>,
+    pending_open: Mutex<Option<(String, bool)>>,
 }
 
 /// The app's controller. Cheap to clone.
@@ -184,6 +194,7 @@ impl Controller {
                 events,
                 feed: Mutex::new(None),
                 call: tokio::sync::Mutex::new(None),
+                pending_open: Mutex::new(None),
             }),
         }
     }
@@ -620,9 +631,8 @@ impl Controller {
             ));
         }
         if let Some(visit_id) = &open_visit {
-            self.emit(AppEvent::OpenVisit {
-                visit_id: visit_id.clone(),
-            });
+            let join = query("join").is_some_and(|v| v == "1" || v == "true");
+            self.request_open(visit_id.clone(), join);
         }
         Ok(LinkOutcome {
             signed_in,
@@ -632,7 +642,20 @@ impl Controller {
 
     /// Asks the shell to open a visit (a notification was clicked).
     pub fn open_visit(&self, visit_id: String) {
-        self.emit(AppEvent::OpenVisit { visit_id });
+        self.request_open(visit_id, false);
+    }
+
+    fn request_open(&self, visit_id: String, join: bool) {
+        *lock(&self.inner.pending_open) = Some((visit_id.clone(), join));
+        self.emit(AppEvent::OpenVisit { visit_id, join });
+    }
+
+    /// The visit a link or notification asked to open and the window has not shown yet
+    /// (a window built after the request missed its event). Taken once.
+    pub fn take_pending_open(&self) -> Option<OpenRequest> {
+        lock(&self.inner.pending_open)
+            .take()
+            .map(|(visit_id, join)| OpenRequest { visit_id, join })
     }
 
     /// Reconnect the live feed now (the network came back, the computer woke up).

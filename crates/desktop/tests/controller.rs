@@ -281,11 +281,20 @@ async fn a_sign_in_link_works_once_and_opens_its_visit() {
     assert!(outcome.signed_in);
     assert_eq!(outcome.open_visit.as_deref(), Some(visit.visit.id.as_str()));
     let opened = next_matching(&mut events, "open visit", |e| match e {
-        AppEvent::OpenVisit { visit_id } => Some(visit_id.clone()),
+        AppEvent::OpenVisit { visit_id, join } => {
+            assert!(!join);
+            Some(visit_id.clone())
+        }
         _ => None,
     })
     .await;
     assert_eq!(opened, visit.visit.id);
+    let pending = a.controller.take_pending_open().unwrap();
+    assert_eq!(
+        (pending.visit_id.as_str(), pending.join),
+        (visit.visit.id.as_str(), false)
+    );
+    assert_eq!(a.controller.take_pending_open(), None, "taken once");
     assert!(
         a.secrets
             .get(&refresh_token_name(&server.url))
@@ -445,6 +454,9 @@ async fn the_call_sends_labelled_synthetic_media_and_renders_at_display_size() {
             .unwrap();
         if who == patient_id && w <= 320 && h <= 180 {
             break;
+        }
+        if who == rounds_desktop_core::call::LOCAL {
+            assert!(w <= 320 && h <= 180, "the self-view is small: {w}x{h}");
         }
     }
 

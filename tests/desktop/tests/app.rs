@@ -266,5 +266,93 @@ async fn the_release_app_in_a_real_desktop_session() {
     );
     let shot = desktop.screenshot(&shots, "visit.png");
     assert!(desktop.colours(&shot) > 50, "blank: {}", shot.display());
+
+    // The EHR's "start visit": a link that opens the visit and joins its call. The app
+    // captures PulseAudio's 440 Hz source with cpal as its microphone (no camera exists
+    // here, so the policy's labelled test card stands in for one).
+    let join_link = format!("rounds://visit/{}?join=1", visit.visit.id);
+    let mut third = launch(&desktop, &[&join_link], "third.log");
+    let _ = third.child.wait();
+    app.wait_log("joined the call", Duration::from_secs(30));
+    let media = app.log();
+    assert!(
+        media.contains("synthetic_camera=true") && media.contains("synthetic_microphone=false"),
+        "the microphone is PulseAudio's, the camera the labelled card:\n{media}"
+    );
+
+    // The patient is in the lobby from check-in; they connect and are admitted.
+    let patient_token = server
+        .api
+        .join_link(&code, Some("Pat Example"))
+        .await
+        .unwrap();
+    let (audio_sink, mut heard) = rounds_client::AudioSink::channel(1024);
+    let mut cfg = server.config(&patient_token, 3);
+    cfg.audio_sink = Some(audio_sink);
+    cfg.tone_hz = 660.0;
+    let patient = rounds_client::Client::join(cfg).await.unwrap();
+    server
+        .api
+        .admit(&access, &visit.visit.id, patient.participant_id())
+        .await
+        .unwrap();
+    patient
+        .wait_admitted(Duration::from_secs(10))
+        .await
+        .unwrap();
+    patient
+        .wait_stats(Duration::from_secs(30), |s| s.frames_decoded > 10)
+        .await
+        .expect("the patient decodes the app's video");
+
+    // The microphone's tone reaches the patient as Opus, decoded at the frequency played.
+    let mut samples: Vec<i16> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (hz, rms) = loop {
+        match tokio::time::timeout_at(deadline, heard.recv()).await {
+            Ok(Some((_, s))) => samples.extend(s),
+            _ => panic!("the patient heard {} samples from the app", samples.len()),
+        }
+        // Judge the latest second once the stream runs (PulseAudio starts slowly).
+        if samples.len() >= 48_000 * 3 {
+            let last = &samples[samples.len() - 48_000..];
+            let rms = (last.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / 48_000.0).sqrt();
+            let hz = zero_crossing_hz(last);
+            if rms > 300.0 && (hz - 440.0).abs() < 15.0 {
+                break (hz, rms);
+            }
+            assert!(
+                samples.len() < 48_000 * 25,
+                "after 25 s the app's audio is at {hz:.0} Hz, RMS {rms:.0}"
+            );
+        }
+    };
+    eprintln!("microphone tone at the patient: {hz:.1} Hz, RMS {rms:.0}");
+
+    // The call window: the patient's video drawn by the app, our labelled self-view.
+    std::thread::sleep(Duration::from_secs(4));
+    let shot = desktop.screenshot(&shots, "in-call.png");
+    assert!(
+        desktop.colours(&shot) > 200,
+        "the call looks blank: {}",
+        shot.display()
+    );
+    patient.leave().await;
     eprintln!("screenshots in {}", shots.display());
+}
+
+/// Frequency from upward zero crossings of 48 kHz samples.
+fn zero_crossing_hz(samples: &[i16]) -> f64 {
+    let ups: Vec<usize> = samples
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w[0] < 0 && w[1] >= 0)
+        .map(|(i, _)| i)
+        .collect();
+    match (ups.first(), ups.last()) {
+        (Some(first), Some(last)) if ups.len() > 1 => {
+            (ups.len() - 1) as f64 * 48_000.0 / (last - first) as f64
+        }
+        _ => 0.0,
+    }
 }

@@ -1,8 +1,8 @@
 // Generated from src-tauri (commands.rs) and crates/desktop; do not edit.
 // Regenerate: ROUNDS_WRITE_BINDINGS=1 cargo test -p rounds-desktop bindings
 
-import { invoke } from "@tauri-apps/api/core";
-import type { Clinician, CreateInvitationRequest, CreateVisitRequest, CreatedVisit, Invitation, Participant, Queue, Visit } from "./proto";
+import { invoke, Channel } from "@tauri-apps/api/core";
+import type { ChatMessage, Clinician, CreateInvitationRequest, CreateVisitRequest, CreatedVisit, HostAction, Invitation, Participant, ParticipantState, Queue, Role, Visit } from "./proto";
 
 export type ApiError = { 
 /**
@@ -38,7 +38,11 @@ export type AlertKind = "patient_waiting" | "still_waiting" | "guest_waiting";
 
 export type Alert = { kind: AlertKind, visit_id: string, title: string, body: string, };
 
-export type AppEvent = { "type": "status", status: AppStatus, } | { "type": "queue", queue: Queue, waiting: number, } | { "type": "alert", alert: Alert, } | { "type": "open_visit", visit_id: string, };
+export type AppEvent = { "type": "status", status: AppStatus, } | { "type": "queue", queue: Queue, waiting: number, } | { "type": "alert", alert: Alert, } | { "type": "open_visit", visit_id: string, 
+/**
+ * Join its call at once (`rounds://visit/{id}?join=1`, the EHR's "start visit").
+ */
+join: boolean, } | { "type": "call", call: CallState, } | { "type": "chat", message: ChatMessage, };
 
 export type SignInRequest = { 
 /**
@@ -57,6 +61,36 @@ server_url: string | null,
  * The email last signed in with, to prefill the form.
  */
 email: string | null, camera: string | null, microphone: string | null, speaker: string | null, start_at_login: boolean, };
+
+export type OpenRequest = { visit_id: string, join: boolean, };
+
+export type Device = { id: string, name: string, };
+
+export type Devices = { cameras: Array<Device>, microphones: Array<Device>, speakers: Array<Device>, 
+/**
+ * IT allows a synthetic camera and microphone where none exist.
+ */
+synthetic_allowed: boolean, };
+
+export type CallParticipant = { id: string, name: string, role: Role, state: ParticipantState, audio_muted: boolean, video_muted: boolean, 
+/**
+ * 0 (no data) to 5 (excellent).
+ */
+quality: number, me: boolean, };
+
+export type CallState = { visit_id: string, participants: Array<CallParticipant>, dominant_speaker?: string, mic_muted: boolean, camera_off: boolean, 
+/**
+ * What the others see from us: a camera's name, "Synthetic test card", or "No camera".
+ */
+camera_label: string, microphone_label: string, synthetic_camera: boolean, synthetic_microphone: boolean, 
+/**
+ * Set when the call is over (ended, removed), in words.
+ */
+ended?: string, 
+/**
+ * A message for the clinician (a host muted you, ...).
+ */
+notice?: string, };
 
 /** The event carrying an AppEvent. */
 export const EVENT = "rounds://event";
@@ -78,5 +112,15 @@ export const commands = {
   createVisit: (req: CreateVisitRequest): Promise<CreatedVisit> => invoke<CreatedVisit>("create_visit", { req }),
   settings: (): Promise<Settings> => invoke<Settings>("settings"),
   setSettings: (settings: Settings): Promise<Settings> => invoke<Settings>("set_settings", { settings }),
+  takePendingOpen: (): Promise<OpenRequest | null> => invoke<OpenRequest | null>("take_pending_open"),
+  devices: (): Promise<Devices> => invoke<Devices>("devices"),
+  callState: (): Promise<CallState | null> => invoke<CallState | null>("call_state"),
+  setMicMuted: (muted: boolean): Promise<CallState> => invoke<CallState>("set_mic_muted", { muted }),
+  setCameraOff: (off: boolean): Promise<CallState> => invoke<CallState>("set_camera_off", { off }),
+  hostAction: (participant_id: string, action: HostAction): Promise<null> => invoke<null>("host_action", { participant_id, action }),
+  sendChat: (text: string): Promise<null> => invoke<null>("send_chat", { text }),
+  setRenderSize: (participant_id: string, width: number, height: number): Promise<null> => invoke<null>("set_render_size", { participant_id, width, height }),
+  leaveCall: (): Promise<null> => invoke<null>("leave_call"),
   setStartAtLogin: (enabled: boolean): Promise<Settings> => invoke<Settings>("set_start_at_login", { enabled }),
+  startCall: (visit_id: string, frames: Channel<ArrayBuffer>): Promise<CallState> => invoke<CallState>("start_call", { visit_id, frames }),
 };

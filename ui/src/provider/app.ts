@@ -5,6 +5,7 @@ import { h, replace } from "../components/dom";
 import { commands, EVENT } from "../generated/desktop";
 import type { ApiError, AppEvent, AppStatus, Alert } from "../generated/desktop";
 import type { Participant, Queue, Visit, Channel, Invitee } from "../generated/proto";
+import { CallView } from "./call";
 import { clock, connectionWords, deviceWords, queueOrder, stateWords, waited } from "./format";
 
 interface View {
@@ -18,6 +19,12 @@ interface View {
 
 const view: View = { status: null, queue: null, selected: null, participants: [], notice: null, busy: false };
 let root: HTMLElement;
+const call = new CallView(() => render());
+
+async function startCall(visitId: string): Promise<void> {
+  await select(visitId);
+  await act(() => call.start(visitId));
+}
 
 function message(e: unknown): string {
   const err = e as Partial<ApiError> | undefined;
@@ -72,14 +79,21 @@ function onEvent(event: AppEvent): void {
       break;
     case "queue":
       view.queue = event.queue;
+      if (view.status) view.status = { ...view.status, waiting: event.waiting };
       void refreshParticipants().then(render);
       break;
     case "alert":
       showAlert(event.alert);
       break;
     case "open_visit":
-      void select(event.visit_id);
+      void openRequested(event.visit_id, event.join);
       return;
+    case "call":
+      call.state = event.call.ended && !call.state ? null : event.call;
+      break;
+    case "chat":
+      call.chat.push(event.message);
+      break;
   }
   render();
 }
@@ -87,6 +101,16 @@ function onEvent(event: AppEvent): void {
 function showAlert(alert: Alert): void {
   view.notice = { text: `${alert.title}: ${alert.body}`, error: false };
   if (alert.kind !== "still_waiting") void select(view.selected ?? alert.visit_id);
+}
+
+async function openRequested(visitId: string, join: boolean): Promise<void> {
+  // Taken so a window built later does not open it a second time.
+  await commands.takePendingOpen().catch(() => null);
+  if (join && !call.state) {
+    await startCall(visitId);
+  } else {
+    await select(visitId);
+  }
 }
 
 // ---- screens ----
@@ -249,6 +273,9 @@ function visitPanel(v: Visit, tz: string): HTMLElement {
     h("h2", {}, `${v.patient_name ?? "Patient"} · ${clock(v.scheduled_at, tz)}`),
     h("p", { class: "muted" }, stateWords(v.state)),
     lobby(v),
+    live && !call.state
+      ? h("button", { class: "primary", id: "start-call", disabled: view.busy, onclick: () => startCall(v.id) }, "Start visit")
+      : null,
     live ? [lateForm(v), inviteForm(v)] : null,
     live
       ? h("button", { class: "danger", disabled: view.busy, onclick: () => act(() => commands.endVisit(v.id), "The visit has ended.") }, "End visit")
@@ -265,7 +292,9 @@ function queueScreen(status: AppStatus): HTMLElement[] {
     h(
       "div",
       { class: "main" },
-      h(
+      call.state
+        ? call.view()
+        : h(
         "section",
         { class: "queue", id: "queue" },
         h("h2", {}, q ? `Today, ${q.day}` : "Today"),
@@ -305,6 +334,10 @@ export async function start(el: HTMLElement): Promise<void> {
     } catch (e) {
       view.notice = { text: message(e), error: true };
     }
+  }
+  const pending = await commands.takePendingOpen().catch(() => null);
+  if (pending && view.status.clinician) {
+    await openRequested(pending.visit_id, pending.join);
   }
   render();
   // Wait times move: redraw every 30 s, but never under someone's typing.
