@@ -29,6 +29,8 @@ in_ui() { (cd ui && "$@"); }
 
 # The server serves the built patient app; its end-to-end tests need it.
 step "ui build" in_ui npm run build
+# The desktop app's tests (tests/desktop) run its release binary, which embeds the built UI.
+step "desktop app release build" cargo build --release -p rounds-desktop
 
 if cargo nextest --version >/dev/null 2>&1; then
     step "rust tests (cargo nextest)" cargo nextest run --workspace --all-targets --no-fail-fast
