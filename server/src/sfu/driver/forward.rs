@@ -255,6 +255,18 @@ impl Driver {
                 continue;
             };
             let mut out = packet.clone();
+            let clock_rate = if slot.kind == MediaKind::Video {
+                90_000
+            } else {
+                48_000
+            };
+            (out.header.sequence_number, out.header.timestamp) = slot.rewrite.map(
+                packet.header.ssrc,
+                packet.header.sequence_number,
+                packet.header.timestamp,
+                clock_rate,
+                now,
+            );
             out.header.ssrc = slot.ssrc;
             out.header.payload_type = payload_type;
             if let (Some(ext), Some(level)) = (params.audio_level_id, level.as_ref()) {

@@ -47,6 +47,7 @@ mod framing;
 mod keyframe;
 mod negotiation;
 mod peer;
+mod rewrite;
 mod tcp;
 mod timers;
 

@@ -456,6 +456,7 @@ impl Driver {
                 continue;
             };
             entry.slot_by_track_id.remove(&slot.track_id);
+            entry.retired_rewrites.insert(key.clone(), slot.rewrite);
             // Stopping the sender also unbinds it from the NACK responder's buffer.
             if let Ok(Err(error)) = guard(|| entry.pc.remove_track(slot.sender_id)) {
                 tracing::debug!(peer = %peer, %error, "removing a sender failed");
@@ -511,6 +512,7 @@ impl Driver {
                         forwarding: false,
                         negotiated: false,
                         params: None,
+                        rewrite: entry.retired_rewrites.remove(key).unwrap_or_default(),
                     },
                 );
                 added.push(key.clone());

@@ -185,6 +185,9 @@ pub(crate) struct SendSlot {
     /// The client answered an offer that lists this sender.
     pub(crate) negotiated: bool,
     pub(crate) params: Option<SendParams>,
+    /// Keeps this sender's sequence numbers and timestamps continuous when its source
+    /// changes (a publisher that rebuilt its connection).
+    pub(crate) rewrite: super::rewrite::StreamRewriter,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -225,6 +228,9 @@ pub(crate) struct PcEntry {
     pub(crate) slots: BTreeMap<TrackKey, SendSlot>,
     /// Subscriber: our track id -> published track, to route RTCP feedback.
     pub(crate) slot_by_track_id: HashMap<String, TrackKey>,
+    /// Subscriber: where the numbering of a removed slot stopped, so that the slot that
+    /// replaces it (the publisher rebuilt its connection) continues it.
+    pub(crate) retired_rewrites: HashMap<TrackKey, super::rewrite::StreamRewriter>,
 }
 
 impl PcEntry {
@@ -255,6 +261,7 @@ impl PcEntry {
             receivers: HashMap::new(),
             slots: BTreeMap::new(),
             slot_by_track_id: HashMap::new(),
+            retired_rewrites: HashMap::new(),
         }
     }
 
