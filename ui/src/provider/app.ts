@@ -3,12 +3,15 @@
 import { listen } from "@tauri-apps/api/event";
 import { h, replace } from "../components/dom";
 import { commands, EVENT } from "../generated/desktop";
-import type { ApiError, AppEvent, AppStatus, Alert } from "../generated/desktop";
+import type { ApiError, AppEvent, AppStatus, Alert, Devices, Settings } from "../generated/desktop";
 import type { Participant, Queue, Visit, Channel, Invitee } from "../generated/proto";
 import { CallView } from "./call";
 import { clock, connectionWords, deviceWords, queueOrder, stateWords, waited } from "./format";
 
 interface View {
+  settingsOpen: boolean;
+  devices: Devices | null;
+  settings: Settings | null;
   status: AppStatus | null;
   queue: Queue | null;
   selected: string | null;
@@ -17,7 +20,7 @@ interface View {
   busy: boolean;
 }
 
-const view: View = { status: null, queue: null, selected: null, participants: [], notice: null, busy: false };
+const view: View = { settingsOpen: false, devices: null, settings: null, status: null, queue: null, selected: null, participants: [], notice: null, busy: false };
 let root: HTMLElement;
 const call = new CallView(() => render());
 
@@ -113,6 +116,58 @@ async function openRequested(visitId: string, join: boolean): Promise<void> {
   }
 }
 
+async function toggleSettings(): Promise<void> {
+  view.settingsOpen = !view.settingsOpen;
+  if (view.settingsOpen) {
+    [view.devices, view.settings] = await Promise.all([commands.devices(), commands.settings()]);
+  }
+  render();
+}
+
+function settingsPanel(): HTMLElement | null {
+  const d = view.devices;
+  const s = view.settings;
+  if (!view.settingsOpen || !d || !s) return null;
+  const choose = (id: string, label: string, list: { id: string; name: string }[], current: string | null, none: string) =>
+    [
+      h("label", { for: id }, label),
+      h("select", { id },
+        h("option", { value: "" }, list.length ? "System default" : none),
+        list.map((x) => h("option", { value: x.id, selected: x.id === current }, x.name))),
+    ];
+  const noCamera = d.synthetic_allowed
+    ? "No camera found: a labelled test card is sent instead (set by IT)"
+    : "No camera found: others will see your name";
+  return h(
+    "form",
+    {
+      class: "settings card",
+      onsubmit: async (e: Event) => {
+        e.preventDefault();
+        const value = (id: string): string | null => {
+          const el = document.getElementById(id) as HTMLSelectElement | null;
+          return el && el.value ? el.value : null;
+        };
+        const startAtLogin = (document.getElementById("start-at-login") as HTMLInputElement | null)?.checked ?? false;
+        await act(async () => {
+          view.settings = await commands.setSettings({ ...s, camera: value("camera-choice"), microphone: value("mic-choice"), speaker: value("speaker-choice") });
+          if (startAtLogin !== s.start_at_login) view.settings = await commands.setStartAtLogin(startAtLogin);
+          view.settingsOpen = false;
+        }, "Settings saved. They apply to your next call.");
+      },
+    },
+    h("h2", {}, "Settings"),
+    choose("camera-choice", "Camera", d.cameras, s.camera, noCamera),
+    choose("mic-choice", "Microphone", d.microphones, s.microphone, "No microphone found"),
+    choose("speaker-choice", "Speaker", d.speakers, s.speaker, "No speaker found"),
+    h("label", { class: "check" }, h("input", { type: "checkbox", id: "start-at-login", checked: s.start_at_login }), " Start Rounds when I log in"),
+    h("p", { class: "muted small" }, `Your sign-in is kept in ${view.status?.keychain ?? "the system keychain"}.`),
+    h("div", { class: "row-buttons" },
+      h("button", { class: "primary", type: "submit", disabled: view.busy }, "Save"),
+      h("button", { type: "button", onclick: () => { view.settingsOpen = false; render(); } }, "Cancel")),
+  );
+}
+
 // ---- screens ----
 
 function signInScreen(status: AppStatus): HTMLElement {
@@ -164,6 +219,7 @@ function header(status: AppStatus): HTMLElement {
       status.waiting === 1 ? "1 patient waiting" : `${status.waiting} patients waiting`),
     h("span", { class: "spacer" }),
     h("span", { class: "who" }, status.clinician?.display_name ?? ""),
+    h("button", { class: "quiet", id: "settings", onclick: toggleSettings }, "Settings"),
     h("button", { class: "quiet", onclick: () => act(async () => { view.status = await commands.signOut(); }) }, "Sign out"),
   );
 }
@@ -320,7 +376,7 @@ function render(): void {
     replace(root, h("div", { class: "center" }, signInScreen(status), n));
     return;
   }
-  replace(root, ...queueScreen(status), n);
+  replace(root, ...queueScreen(status), settingsPanel(), n);
 }
 
 export async function start(el: HTMLElement): Promise<void> {
