@@ -95,13 +95,21 @@ pub async fn wait_media(
             let r = now.remote(from).cloned().unwrap_or_default();
             format!(
                 "{} did not get {frames} video and {audio} audio frames from {from} within {timeout:?} \
-                 (had {} video, {} audio; signaling {:?}; publisher {:?}, subscriber {:?})",
+                 (had {} video, {} audio; signaling {:?}; publisher {:?}, subscriber {:?}; \
+                 from them in all: {} video RTP packets, {} frames reassembled, {} decoded, \
+                 {} keyframes, {} lost, {} PLIs sent)",
                 client.participant_id(),
                 r.frames_decoded - base.frames_decoded.min(r.frames_decoded),
                 r.audio_frames_decoded - base.audio_frames_decoded.min(r.audio_frames_decoded),
                 client.signaling_state(),
                 now.publisher.state,
                 now.subscriber.state,
+                r.video_rtp_packets,
+                r.video_frames_received,
+                r.frames_decoded,
+                r.keyframes_decoded,
+                r.video_packets_lost,
+                r.plis_sent,
             )
         })
 }

@@ -2,6 +2,8 @@
 //! Rust WebRTC client in another, and real nftables rules, link cuts, faults and abuse
 //! between them. Every test needs root; without it, it fails and says so.
 
+mod abuse;
+mod faults;
 mod firewall;
 
 use std::net::IpAddr;
@@ -17,6 +19,11 @@ pub const UDP_PORT: u16 = 3478;
 
 /// Namespaces plus a server started in the server one, ready to serve.
 pub fn setup(tag: &str, extra_toml: &str) -> (Topology, ServerProcess) {
+    setup_with(tag, |spec| spec.extra_toml = extra_toml.to_owned())
+}
+
+/// [`setup`], with the server's settings adjusted by `adjust` first.
+pub fn setup_with(tag: &str, adjust: impl FnOnce(&mut ServerSpec)) -> (Topology, ServerProcess) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -28,7 +35,7 @@ pub fn setup(tag: &str, extra_toml: &str) -> (Topology, ServerProcess) {
         HTTP_PORT,
         UDP_PORT,
     );
-    spec.extra_toml = extra_toml.to_owned();
+    adjust(&mut spec);
     let server = ServerProcess::start(spec).expect("rounds-server starts");
     let url = server.url.clone();
     topo.in_client(move || async move {
