@@ -5,6 +5,7 @@
 mod abuse;
 mod faults;
 mod firewall;
+mod loss;
 
 use std::net::IpAddr;
 use std::time::Duration;
