@@ -13,6 +13,9 @@ say() { printf '==> %s\n' "$*"; }
 
 bash scripts/install-deps.sh
 
+say "building the patient pages and the clinician window (ui/)"
+(cd ui && npm run build)
+
 say "building rounds-server (release)"
 cargo build --release -p rounds-server
 
