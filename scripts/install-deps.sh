@@ -20,6 +20,8 @@ SYSTEM_PACKAGES=(
     libopus-dev      # Opus encode and decode in the Rust media client (crates/media)
     chromium         # the patient pages' end-to-end tests (tests/e2e)
     fonts-liberation # readable text in those tests' screenshots
+    iproute2         # ip netns and veth for the reliability suite (tests/reliability)
+    nftables         # the reliability suite's firewalls, counters, loss and link cuts
     # The clinician desktop app (src-tauri): Tauri 2 on WebKitGTK, tray, keychain, sound.
     file
     libwebkit2gtk-4.1-dev

@@ -32,10 +32,13 @@ step "ui build" in_ui npm run build
 # The desktop app's tests (tests/desktop) run its release binary, which embeds the built UI.
 step "desktop app release build" cargo build --release -p rounds-desktop
 
+# The reliability suite (tests/reliability) runs in its own step below.
 if cargo nextest --version >/dev/null 2>&1; then
-    step "rust tests (cargo nextest)" cargo nextest run --workspace --all-targets --no-fail-fast
+    step "rust tests (cargo nextest)" cargo nextest run --workspace --all-targets --no-fail-fast \
+        -E 'not package(rounds-reliability)'
 else
-    step "rust tests (cargo test)" cargo test --workspace --all-targets --no-fail-fast
+    step "rust tests (cargo test)" cargo test --workspace --all-targets --no-fail-fast \
+        --exclude rounds-reliability
 fi
 step "rust doc tests" cargo test --workspace --doc
 # Every benchmark also runs in a tiny smoke form, so none of them rots.
@@ -48,6 +51,9 @@ step "benchmark smoke runs" bench_smoke
 step "ui lint" in_ui npm run lint
 step "ui typecheck" in_ui npm run typecheck
 step "ui tests" in_ui npm test
+# Firewalls, faults and abuse against the real server in network namespaces (needs root;
+# fails, never skips, without it). The long forms: scripts/reliability.sh full|loss|load.
+step "reliability, CI-sized (namespaces, nftables)" bash scripts/reliability.sh ci
 patient_e2e() { cargo build -q -p rounds-server && (cd tests/e2e && npm test); }
 step "patient pages end-to-end (Chromium)" patient_e2e
 

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The reliability suite (issue 8): firewalls, faults, abuse and loss against the real
+# rounds-server in network namespaces. Needs root (ip netns, nftables, mount).
+#
+#   scripts/reliability.sh ci      the CI-sized run that scripts/test.sh does (about 2 min)
+#   scripts/reliability.sh full    the full counts: 1,000,000 garbage datagrams and 2,000
+#                                  garbage TCP connections, 1,000 tokenless WebSockets,
+#                                  1,000 slowloris clients; plus the loss tests
+#   scripts/reliability.sh loss    only the 5 % and 10 % loss tests
+#   scripts/reliability.sh load    50 visits x 3 participants for 30 minutes (loadgen, release)
+#
+# Results and figures: docs/reliability.md.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+# shellcheck source=scripts/env.sh
+source scripts/env.sh
+
+if [[ $EUID -ne 0 ]]; then
+    echo "error: the reliability suite creates network namespaces and mounts; run it as root." >&2
+    exit 1
+fi
+
+# The loss tests assert the issue's bounds (freezes of at most 1 s) and fail today; see
+# docs/reliability.md. They run in `full` and `loss`, not in CI.
+CI_FILTER='not test(/^loss::/)'
+
+nextest() {
+    cargo build -q -p rounds-server --bin rounds-server
+    if cargo nextest --version >/dev/null 2>&1; then
+        cargo nextest run -p rounds-reliability --no-fail-fast --no-capture "$@"
+    elif [[ "$*" == "-E $CI_FILTER" ]]; then
+        cargo test -p rounds-reliability -- --test-threads=1 --skip loss::
+    else
+        cargo test -p rounds-reliability -- --test-threads=1
+    fi
+}
+
+case "${1:-ci}" in
+    ci)
+        nextest -E "$CI_FILTER"
+        ;;
+    full)
+        ROUNDS_GARBAGE_DATAGRAMS=1000000 ROUNDS_GARBAGE_TCP=2000 \
+            ROUNDS_TOKENLESS_WS=1000 ROUNDS_SLOWLORIS=1000 \
+            nextest
+        ;;
+    loss)
+        nextest -E 'test(/^loss::/)'
+        ;;
+    load)
+        cargo build -q --release -p rounds-server -p rounds-bench
+        "$CARGO_TARGET_DIR/release/loadgen" --rooms 50 --participants 3 --seconds 1800 \
+            --video tiny
+        ;;
+    *)
+        echo "usage: $0 [ci|full|loss|load]" >&2
+        exit 2
+        ;;
+esac
