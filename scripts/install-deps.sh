@@ -140,6 +140,12 @@ if [[ -n "$rust_min" ]] && ! at_least "${rust_have%%-*}" "$rust_min"; then
     die "Rounds needs Rust ${rust_min} or newer, but rustc is ${rust_have:-missing}. Update it with \`rustup update stable\` and run this again."
 fi
 
+# cargo-fuzz drives the fuzz targets in fuzz/ (scripts/fuzz.sh).
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    say "installing cargo-fuzz (cargo install)"
+    cargo install --locked cargo-fuzz --version 0.13.2
+fi
+
 # --- npm packages ------------------------------------------------------------------------
 # Installs a folder's locked packages when they are missing or older than the lock file.
 npm_ci() {

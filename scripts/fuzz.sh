@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Fuzzing with cargo-fuzz (libFuzzer). The targets live in fuzz/, a workspace of their own.
+#
+#   scripts/fuzz.sh ci      every target for 20 s (what scripts/test.sh runs)
+#   scripts/fuzz.sh long    every target for 10,000,000 executions (issue 8 §4)
+#   scripts/fuzz.sh run TARGET [libFuzzer flags...]
+#
+# cargo-fuzz needs nightly compiler flags; RUSTC_BOOTSTRAP=1 lets the stable toolchain take
+# them, for this build only. New inputs that reach new code are added to fuzz/corpus/; commit
+# them (run `cargo fuzz cmin TARGET` first to keep the corpus small). A crash leaves its input
+# in fuzz/artifacts/ and fails the script.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/../fuzz" || exit 1
+# shellcheck source=scripts/env.sh
+source ../scripts/env.sh
+# The fuzz build uses sanitizer flags: keep it out of the workspace's target folder.
+export CARGO_TARGET_DIR="$ROUNDS_ROOT/fuzz/target"
+export RUSTC_BOOTSTRAP=1
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "error: cargo-fuzz is missing; scripts/install-deps.sh installs it." >&2
+    exit 1
+fi
+
+targets=(signaling_decode rest_bodies)
+
+run() {
+    local target="$1"
+    shift
+    mkdir -p "corpus/$target"
+    cargo fuzz run -O "$target" "corpus/$target" -- -max_len=4096 "$@"
+}
+
+case "${1:-ci}" in
+    ci)
+        for t in "${targets[@]}"; do run "$t" -max_total_time=20; done
+        ;;
+    long)
+        for t in "${targets[@]}"; do run "$t" -runs=10000000; done
+        ;;
+    run)
+        shift
+        run "$@"
+        ;;
+    *)
+        echo "usage: $0 [ci|long|run TARGET ...]" >&2
+        exit 2
+        ;;
+esac
