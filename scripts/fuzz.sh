@@ -34,7 +34,14 @@ run() {
 
 case "${1:-ci}" in
     ci)
-        for t in "${targets[@]}"; do run "$t" -max_total_time=20; done
+        # New inputs go to a scratch folder, so the test command leaves the tree clean; the
+        # committed corpus is read as the seed.
+        scratch="$(mktemp -d)"
+        trap 'rm -rf "$scratch"' EXIT
+        for t in "${targets[@]}"; do
+            mkdir -p "$scratch/$t"
+            cargo fuzz run -O "$t" "$scratch/$t" "corpus/$t" -- -max_len=4096 -max_total_time=20
+        done
         ;;
     long)
         for t in "${targets[@]}"; do run "$t" -runs=10000000; done
