@@ -15,23 +15,7 @@ use rounds_client::{AudioSink, AudioSource, ExternalAudio, ExternalVideo, VideoS
 use rounds_media::{FRAME_SAMPLES_20MS, I420Frame, SyntheticAudio, SyntheticVideo};
 use tokio::sync::mpsc;
 
-use harness::{TestServer, admitted_pair, init_tracing};
-
-/// Frequency from upward zero crossings of 48 kHz samples.
-fn zero_crossing_hz(samples: &[i16]) -> f64 {
-    let ups: Vec<usize> = samples
-        .windows(2)
-        .enumerate()
-        .filter(|(_, w)| w[0] < 0 && w[1] >= 0)
-        .map(|(i, _)| i)
-        .collect();
-    match (ups.first(), ups.last()) {
-        (Some(first), Some(last)) if ups.len() > 1 => {
-            (ups.len() - 1) as f64 * 48_000.0 / (last - first) as f64
-        }
-        _ => 0.0,
-    }
-}
+use harness::{TestServer, admitted_pair, init_tracing, zero_crossing_hz};
 
 /// Goertzel power at `freq` as a share of the total (1.0 is a pure tone).
 fn tone_share(samples: &[i16], freq: f64) -> f64 {

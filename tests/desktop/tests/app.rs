@@ -12,9 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use harness::TestServer;
+use harness::{TestServer, patient_checks_in, zero_crossing_hz};
 use rounds_desktop_tests::{Desktop, app_binary};
-use rounds_proto::{CheckInRequest, IntakeAnswer, IntakeKind, PatientContent, Phi};
 
 fn artifacts() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -91,60 +90,6 @@ async fn sign_in_link(server: &TestServer) -> String {
         .append_pair("server", server.url.as_str())
         .append_pair("ticket", &ticket.ticket);
     link.to_string()
-}
-
-/// The patient of `code` checks in the way the patient pages do.
-async fn patient_checks_in(server: &TestServer, code: &str) {
-    let http = reqwest::Client::new();
-    let content: PatientContent = http
-        .get(
-            server
-                .url
-                .join(&format!("api/v1/join/{code}/content"))
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = server
-        .api
-        .join_link(code, Some("Pat Example"))
-        .await
-        .unwrap();
-    let answers = content
-        .intake
-        .iter()
-        .filter(|q| q.required)
-        .map(|q| IntakeAnswer {
-            question_id: q.id.clone(),
-            answer: Phi::new(match q.kind {
-                IntakeKind::YesNo => "yes".to_owned(),
-                IntakeKind::Choice => q.choices[0].clone(),
-                _ => "A cough".to_owned(),
-            }),
-        })
-        .collect();
-    let res = http
-        .post(
-            server
-                .url
-                .join(&format!("api/v1/rooms/{}/check-in", token.room))
-                .unwrap(),
-        )
-        .bearer_auth(&token.token)
-        .json(&CheckInRequest {
-            answers,
-            consent_version: content.consent.version.clone(),
-            consent_accepted: true,
-            lang: "en".into(),
-        })
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
 }
 
 /// Every file under `dir` (but the Secret Service's own encrypted store) containing `needle`.
@@ -339,20 +284,4 @@ async fn the_release_app_in_a_real_desktop_session() {
     );
     patient.leave().await;
     eprintln!("screenshots in {}", shots.display());
-}
-
-/// Frequency from upward zero crossings of 48 kHz samples.
-fn zero_crossing_hz(samples: &[i16]) -> f64 {
-    let ups: Vec<usize> = samples
-        .windows(2)
-        .enumerate()
-        .filter(|(_, w)| w[0] < 0 && w[1] >= 0)
-        .map(|(i, _)| i)
-        .collect();
-    match (ups.first(), ups.last()) {
-        (Some(first), Some(last)) if ups.len() > 1 => {
-            (ups.len() - 1) as f64 * 48_000.0 / (last - first) as f64
-        }
-        _ => 0.0,
-    }
 }

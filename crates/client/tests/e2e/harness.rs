@@ -173,3 +173,73 @@ pub async fn admitted_pair(
     let _ = server;
     (provider, patient)
 }
+
+/// The patient of `code` checks in the way the patient pages do.
+pub async fn patient_checks_in(server: &TestServer, code: &str) {
+    let http = reqwest::Client::new();
+    let content: rounds_proto::PatientContent = http
+        .get(
+            server
+                .url
+                .join(&format!("api/v1/join/{code}/content"))
+                .expect("check-in"),
+        )
+        .send()
+        .await
+        .expect("check-in")
+        .json()
+        .await
+        .expect("check-in");
+    let token = server
+        .api
+        .join_link(code, Some("Pat Example"))
+        .await
+        .expect("check-in");
+    let answers = content
+        .intake
+        .iter()
+        .filter(|q| q.required)
+        .map(|q| rounds_proto::IntakeAnswer {
+            question_id: q.id.clone(),
+            answer: rounds_proto::Phi::new(match q.kind {
+                rounds_proto::IntakeKind::YesNo => "yes".to_owned(),
+                rounds_proto::IntakeKind::Choice => q.choices[0].clone(),
+                _ => "A cough".to_owned(),
+            }),
+        })
+        .collect();
+    let res = http
+        .post(
+            server
+                .url
+                .join(&format!("api/v1/rooms/{}/check-in", token.room))
+                .expect("check-in"),
+        )
+        .bearer_auth(&token.token)
+        .json(&rounds_proto::CheckInRequest {
+            answers,
+            consent_version: content.consent.version.clone(),
+            consent_accepted: true,
+            lang: "en".into(),
+        })
+        .send()
+        .await
+        .expect("check-in");
+    assert_eq!(res.status(), 204, "{}", res.text().await.expect("check-in"));
+}
+
+/// Frequency from upward zero crossings of 48 kHz samples.
+pub fn zero_crossing_hz(samples: &[i16]) -> f64 {
+    let ups: Vec<usize> = samples
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w[0] < 0 && w[1] >= 0)
+        .map(|(i, _)| i)
+        .collect();
+    match (ups.first(), ups.last()) {
+        (Some(first), Some(last)) if ups.len() > 1 => {
+            (ups.len() - 1) as f64 * 48_000.0 / (last - first) as f64
+        }
+        _ => 0.0,
+    }
+}
