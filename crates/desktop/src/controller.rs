@@ -919,13 +919,12 @@ impl Controller {
         if let Some((call, task)) = taken {
             task.abort();
             let _ = task.await;
-            let visit_id = call.visit_id().to_owned();
-            match Arc::try_unwrap(call) {
-                Ok(call) => call.leave().await,
-                Err(shared) => drop(shared),
+            // The watcher task held the only other reference; a command still running
+            // against the call drops its clone when done, which closes the connection.
+            if let Ok(call) = Arc::try_unwrap(call) {
+                call.leave().await;
             }
             tracing::info!("left the call");
-            let _ = visit_id;
         }
         Ok(())
     }

@@ -125,20 +125,8 @@ fn parse_block(block: &str) -> Option<QueueEvent> {
 pub fn backoff(attempt: u32) -> Duration {
     let base = 1u64 << attempt.min(5);
     let secs = base.min(30) as f64;
-    let jitter = 1.0 + (rand_fraction() * 0.2);
+    let jitter = 1.0 + rand::random::<f64>() * 0.2;
     Duration::from_secs_f64(secs * jitter)
-}
-
-fn rand_fraction() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0),
-    );
-    (h.finish() % 1000) as f64 / 1000.0
 }
 
 #[cfg(test)]

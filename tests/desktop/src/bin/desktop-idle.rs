@@ -27,9 +27,8 @@ struct Args {
     report: Option<PathBuf>,
 }
 
-fn ticks_per_second() -> f64 {
-    100.0
-}
+/// Linux reports CPU time in clock ticks of 1/100 s (`USER_HZ`).
+const TICKS_PER_SECOND: f64 = 100.0;
 
 /// The app and every process under it (WebKit's web and network processes).
 fn tree(root: u32) -> Vec<u32> {
@@ -184,9 +183,8 @@ async fn main() {
         }
     }
     let (_, end_ticks) = sample(pid);
-    let cpu =
-        (end_ticks - start_ticks) as f64 / ticks_per_second() / started.elapsed().as_secs_f64()
-            * 100.0;
+    let cpu = (end_ticks - start_ticks) as f64 / TICKS_PER_SECOND / started.elapsed().as_secs_f64()
+        * 100.0;
     let _ = app.kill();
     let _ = app.wait();
     let (rss_mb, peak_mb) = (last_kib as f64 / 1024.0, peak_kib as f64 / 1024.0);
