@@ -161,5 +161,7 @@ npm_ci() {
 npm_ci "$ROUNDS_ROOT/ui" "UI packages"
 # esbuild's install script only fetches a binary the tests do not need.
 npm_ci "$ROUNDS_ROOT/tests/e2e" "end-to-end test packages" --ignore-scripts
+# The SSO and EHR-launch peers; a dependency of the FHIR server downloads a binary on install.
+npm_ci "$ROUNDS_ROOT/tests/sso" "SSO and EHR test peers" --ignore-scripts
 
 say "dependencies ready"
