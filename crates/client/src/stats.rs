@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rounds_proto::PcKind;
@@ -70,8 +71,12 @@ pub struct RemoteStats {
     pub frames_dropped: u64,
     /// Opus packets decoded (0 when audio decoding is off).
     pub audio_frames_decoded: u64,
-    /// RTP packets missing from the video sequence.
+    /// RTP packets missing from the video sequence: given up on after waiting for their
+    /// retransmission.
     pub video_packets_lost: u64,
+    /// Video packets that arrived late, after a later one, in time to fill their hole
+    /// (retransmissions answering this client's NACKs, or reordering).
+    pub video_packets_recovered: u64,
     /// Keyframe requests (PLI) this client sent for this participant's video.
     pub plis_sent: u64,
     /// Size of the last decoded picture.
@@ -97,6 +102,9 @@ pub struct SentStats {
     pub bytes: u64,
     /// PLI/FIR that reached this client's video sender.
     pub keyframe_requests_received: u64,
+    /// Packets the server asked this client to send again (RTCP NACK), summed over every
+    /// NACK that reached it; the NACK responder resent those still in its buffer.
+    pub retransmissions_requested: u64,
     /// The answer accepted the RFC 6464 audio-level extension, so every audio packet carries
     /// the tone's level.
     pub audio_level_negotiated: bool,
@@ -168,6 +176,9 @@ struct Inner {
 #[derive(Debug, Default)]
 pub(crate) struct StatsHub {
     inner: Mutex<Inner>,
+    /// Counted by the publisher connection's RTCP tap, which runs on the connection's own
+    /// task; read into [`SentStats::retransmissions_requested`].
+    pub(crate) nack_requests: Arc<AtomicU64>,
 }
 
 impl StatsHub {
@@ -192,7 +203,10 @@ impl StatsHub {
                 participant_id: s.participant_id.clone(),
                 remote: s.remote.clone(),
                 join_ms: s.join_ms,
-                sent: s.sent.clone(),
+                sent: SentStats {
+                    retransmissions_requested: self.nack_requests.load(Ordering::Relaxed),
+                    ..s.sent.clone()
+                },
                 publisher: s.publisher.clone(),
                 subscriber: s.subscriber.clone(),
                 signaling_reconnects: s.reconnects,
@@ -315,6 +329,10 @@ impl StatsHub {
 
     pub(crate) fn frame_dropped(&self, participant: &str) {
         self.with(|s| Self::remote(s, participant).frames_dropped += 1);
+    }
+
+    pub(crate) fn video_packets_recovered(&self, participant: &str, total: u64) {
+        self.with(|s| Self::remote(s, participant).video_packets_recovered = total);
     }
 
     pub(crate) fn pli_sent(&self, participant: &str) {

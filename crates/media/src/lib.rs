@@ -7,7 +7,7 @@
 //!   configured for realtime (CBR, no lag, error resilient, keyframes on
 //!   demand); [`OpusEncoder`] / [`OpusDecoder`] over the system libopus.
 //! * VP8 RTP payloading per RFC 7741: [`vp8_payloads`] and
-//!   [`Vp8Depacketizer`].
+//!   [`Vp8Depacketizer`], with [`ReorderBuffer`] in front of it to wait for retransmissions.
 //! * RFC 6464 audio levels: [`audio_level_dbov`].
 //! * Live sources and their queues: [`SyntheticVideo`] and [`SyntheticAudio`] pace the test
 //!   card and the tone in real time and deliver them on a bounded, drop-oldest
@@ -23,6 +23,7 @@ mod audio;
 mod frame;
 mod pattern;
 mod queue;
+mod reorder;
 mod rtp_vp8;
 mod source;
 mod tone;
@@ -38,6 +39,7 @@ pub use audio::{
 pub use frame::{I420Frame, fit_within, luma_psnr};
 pub use pattern::{LABEL as TEST_PATTERN_LABEL, TestPattern};
 pub use queue::{FrameReceiver, FrameSender, RecvError, frame_queue};
+pub use reorder::{ReorderBuffer, ReorderStats};
 pub use rtp_vp8::{
     DepacketizerStats, PAYLOADER_DESCRIPTOR_LEN, Vp8Depacketizer, Vp8PayloadDescriptor,
     vp8_is_keyframe, vp8_payloads,

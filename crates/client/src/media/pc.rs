@@ -4,6 +4,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use rounds_proto::PcKind;
@@ -18,6 +19,7 @@ use rtc::peer_connection::configuration::media_engine::{
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
@@ -108,10 +110,13 @@ pub(crate) fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
 /// Inbound RTCP ends in a no-op terminus in `rtc` unless an interceptor marks a packet
 /// `DeliverToApplication`. This one keeps keyframe requests (so the publisher can answer a
 /// PLI with a keyframe) and lets the rest, already acted on by the interceptors, stop there.
+///
+/// It also counts the packets NACKs ask to be sent again, for the client's stats.
 #[derive(Default)]
 struct KeyframeRequestTap {
     reads: VecDeque<TaggedPacket>,
     writes: VecDeque<TaggedPacket>,
+    nack_requests: Arc<AtomicU64>,
 }
 
 impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestTap {
@@ -123,6 +128,16 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestTap {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtcp(packets) = &mut msg.message.packet {
+            let requested: usize = packets
+                .iter()
+                .filter_map(|p| p.as_any().downcast_ref::<TransportLayerNack>())
+                .flat_map(|nack| nack.nacks.iter())
+                .map(|pair| pair.packet_list().len())
+                .sum();
+            if requested > 0 {
+                self.nack_requests
+                    .fetch_add(requested as u64, Ordering::Relaxed);
+            }
             packets.retain(|p| is_keyframe_request(p.as_ref()));
             if packets.is_empty() {
                 return Ok(());
@@ -221,9 +236,12 @@ pub(crate) struct NetOptions {
 /// Builds a peer connection with VP8 and Opus, the audio-level extension, the default
 /// interceptors (NACK, reports, TWCC feedback) plus our keyframe-request tap, AES-GCM SRTP
 /// first, and host candidates on `bind_ip`: UDP, or (ICE-TCP) TCP only.
+///
+/// `nack_requests` counts the packets the remote end asks to have resent.
 pub(crate) async fn build(
     net: NetOptions,
     handler: PcHandler,
+    nack_requests: Arc<AtomicU64>,
 ) -> Result<Arc<dyn PeerConnection>, ClientError> {
     let mut media = MediaEngine::default();
     // Codecs first: the interceptor helpers add their feedback to codecs already present.
@@ -248,8 +266,13 @@ pub(crate) async fn build(
         RtpCodecKind::Audio,
         None,
     )?;
-    let registry = register_default_interceptors(Registry::new(), &mut media)?
-        .with(Slot::from(TAP_SLOT), KeyframeRequestTap::default());
+    let registry = register_default_interceptors(Registry::new(), &mut media)?.with(
+        Slot::from(TAP_SLOT),
+        KeyframeRequestTap {
+            nack_requests,
+            ..KeyframeRequestTap::default()
+        },
+    );
 
     let mut settings = SettingEngineBuilder::new().with_srtp_protection_profiles(vec![
         SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,

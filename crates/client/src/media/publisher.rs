@@ -186,7 +186,7 @@ impl Publisher {
             events,
             receive: None,
         };
-        let pc = pc::build(opts.net, handler).await?;
+        let pc = pc::build(opts.net, handler, stats.nack_requests.clone()).await?;
         let mut publisher = Publisher {
             generation,
             pc: pc.clone(),

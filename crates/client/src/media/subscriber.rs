@@ -14,7 +14,9 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rounds_media::{OpusDecoder, Vp8Decoder, Vp8Depacketizer, audio_level_dbov, vp8_is_keyframe};
+use rounds_media::{
+    OpusDecoder, ReorderBuffer, Vp8Decoder, Vp8Depacketizer, audio_level_dbov, vp8_is_keyframe,
+};
 use rounds_proto::PcKind;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
@@ -29,6 +31,12 @@ use super::sdp;
 use crate::ClientError;
 use crate::stats::StatsHub;
 
+/// How long a missing video packet is waited for before the frames behind it are given up
+/// and a keyframe is asked for. A NACK goes out within 100 ms of the gap and its
+/// retransmission takes a round trip; this covers a 200 ms round trip with one NACK lost, and
+/// keeps a freeze from an unrecoverable loss (this wait, then a keyframe round trip) under a
+/// second.
+const RETRANSMISSION_WAIT: Duration = Duration::from_millis(450);
 /// Minimum spacing of our keyframe requests per track.
 const PLI_INTERVAL: Duration = Duration::from_millis(500);
 /// Frames waiting for the decoder thread before we start dropping.
@@ -111,6 +119,7 @@ impl ReceiveContext {
     }
 
     async fn read_video(&self, track: Arc<dyn TrackRemote>, participant: &str) {
+        let mut reorder = ReorderBuffer::new(RETRANSMISSION_WAIT);
         let mut depacketizer = Vp8Depacketizer::new();
         let decoder = if self.decode_video || self.video_sink.is_some() {
             spawn_decoder(self.stats.clone(), participant, self.video_sink.clone())
@@ -120,18 +129,41 @@ impl ReceiveContext {
         let mut last_pli: Option<Instant> = None;
         // After dropping a frame for a busy decoder, skip to the next keyframe.
         let mut skip_to_keyframe = false;
-        while let Some(event) = track.poll().await {
-            let TrackRemoteEvent::OnRtpPacket(packet) = event else {
-                continue;
+        let mut ssrc = None;
+        loop {
+            // The next packet, or the moment a hole is given up on.
+            let polled = match reorder.deadline() {
+                Some(deadline) => tokio::time::timeout_at(deadline.into(), track.poll())
+                    .await
+                    .ok(),
+                None => Some(track.poll().await),
             };
-            self.stats.rtp(participant, true, packet.payload.len());
-            let header = &packet.header;
-            if let Some(frame) = depacketizer.push(
-                header.sequence_number,
-                header.timestamp,
-                header.marker,
-                &packet.payload,
-            ) {
+            let released = match polled {
+                None => reorder.poll(Instant::now()),
+                Some(None) => break,
+                Some(Some(TrackRemoteEvent::OnRtpPacket(packet))) => {
+                    self.stats.rtp(participant, true, packet.payload.len());
+                    ssrc = Some(packet.header.ssrc);
+                    let recovered = reorder.stats().recovered;
+                    let out = reorder.push(packet.header.sequence_number, packet, Instant::now());
+                    if reorder.stats().recovered != recovered {
+                        self.stats
+                            .video_packets_recovered(participant, reorder.stats().recovered);
+                    }
+                    out
+                }
+                Some(Some(_)) => continue,
+            };
+            for (_, packet) in released {
+                let header = &packet.header;
+                let Some(frame) = depacketizer.push(
+                    header.sequence_number,
+                    header.timestamp,
+                    header.marker,
+                    &packet.payload,
+                ) else {
+                    continue;
+                };
                 let lost = depacketizer.stats().packets_lost;
                 match &decoder {
                     None => self.stats.video_frame_received(participant, true, lost),
@@ -148,11 +180,14 @@ impl ReceiveContext {
                 }
             }
             let wants_keyframe = depacketizer.needs_keyframe() || skip_to_keyframe;
-            if wants_keyframe && last_pli.is_none_or(|t| t.elapsed() >= PLI_INTERVAL) {
+            if let Some(media_ssrc) = ssrc
+                && wants_keyframe
+                && last_pli.is_none_or(|t| t.elapsed() >= PLI_INTERVAL)
+            {
                 last_pli = Some(Instant::now());
                 let pli = PictureLossIndication {
                     sender_ssrc: 0,
-                    media_ssrc: header.ssrc,
+                    media_ssrc,
                 };
                 match track.write_rtcp(vec![Box::new(pli)]).await {
                     Ok(()) => self.stats.pli_sent(participant),
@@ -294,7 +329,8 @@ impl Subscriber {
             events,
             receive: Some(receive.clone()),
         };
-        let pc = pc::build(net, handler).await?;
+        // The SFU never asks a subscriber to resend: nothing to count.
+        let pc = pc::build(net, handler, Arc::default()).await?;
         Ok(Subscriber {
             generation,
             pc,

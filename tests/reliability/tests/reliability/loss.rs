@@ -103,37 +103,43 @@ fn lossy_call(tag: &str, loss_pct: u32) {
             provider.participant_id().to_owned(),
             patient.participant_id().to_owned(),
         );
-        let rows = [
-            (
+        // Each receiver's figures, with the sender's side of the same stream.
+        let row = |who: &'static str,
+                   (before, after): (rounds_client::RemoteStats, rounds_client::RemoteStats),
+                   (freeze, frames): (Duration, u64),
+                   (sent_before, sent_after): (
+            &rounds_client::SentStats,
+            &rounds_client::SentStats,
+        )| {
+            Receiver {
+                who,
+                freeze,
+                frames,
+                audio: after.audio_frames_decoded - before.audio_frames_decoded,
+                lost: after.video_packets_lost - before.video_packets_lost,
+                recovered: after.video_packets_recovered - before.video_packets_recovered,
+                plis: after.plis_sent - before.plis_sent,
+                keyframes: after.keyframes_decoded - before.keyframes_decoded,
+                keyframe_requests: sent_after.keyframe_requests_received
+                    - sent_before.keyframe_requests_received,
+                resend_requests: sent_after.retransmissions_requested
+                    - sent_before.retransmissions_requested,
+            }
+        };
+        let out = [
+            row(
                 "provider",
-                from(&a, &qid),
-                from(&a2, &qid),
+                (from(&a, &qid), from(&a2, &qid)),
                 pf,
-                b2.sent.keyframe_requests_received - b.sent.keyframe_requests_received,
+                (&b.sent, &b2.sent),
             ),
-            (
+            row(
                 "patient",
-                from(&b, &pid),
-                from(&b2, &pid),
+                (from(&b, &pid), from(&b2, &pid)),
                 qf,
-                a2.sent.keyframe_requests_received - a.sent.keyframe_requests_received,
+                (&a.sent, &a2.sent),
             ),
         ];
-        let out: Vec<_> = rows
-            .into_iter()
-            .map(|(who, before, after, (freeze, frames), kf_requests)| {
-                (
-                    who,
-                    freeze,
-                    frames,
-                    after.audio_frames_decoded - before.audio_frames_decoded,
-                    after.video_packets_lost - before.video_packets_lost,
-                    after.plis_sent - before.plis_sent,
-                    after.keyframes_decoded - before.keyframes_decoded,
-                    kf_requests,
-                )
-            })
-            .collect();
         provider.leave().await;
         patient.leave().await;
         out
@@ -142,30 +148,73 @@ fn lossy_call(tag: &str, loss_pct: u32) {
         "{loss_pct} % loss via {how}; {} packets dropped",
         lost(&topo)
     );
-    for (who, freeze, frames, audio, lost, plis, keyframes, requests) in &report {
+    for r in &report {
         println!(
-            "  {who} receiving for 20 s: {frames} video frames decoded, longest freeze {} ms, \
-             {audio} audio frames, {lost} video packets lost, {plis} PLIs sent, {keyframes} \
-             keyframes decoded, {requests} keyframe requests reached the sender",
-            freeze.as_millis()
+            "  {} receiving for 20 s: {} video frames decoded, longest freeze {} ms, {} audio \
+             frames; {} video packets recovered by retransmission, {} given up, the sender was \
+             asked to resend {} packets (NACK); {} PLIs sent, {} keyframe requests reached the \
+             sender, {} keyframes decoded",
+            r.who,
+            r.frames,
+            r.freeze.as_millis(),
+            r.audio,
+            r.recovered,
+            r.lost,
+            r.resend_requests,
+            r.plis,
+            r.keyframe_requests,
+            r.keyframes,
         );
     }
     assert!(lost(&topo) > 0, "the link lost nothing");
-    for (who, freeze, frames, audio, _, plis, keyframes, requests) in &report {
+    for r in &report {
+        let who = r.who;
         assert!(
-            *frames > 20 * 15 / 3,
-            "{who}: video stalled ({frames} frames)"
+            r.frames > 20 * 15 / 3,
+            "{who}: video stalled ({} frames)",
+            r.frames
         );
         assert!(
-            *audio > 20 * 50 / 2,
-            "{who}: audio stalled ({audio} frames)"
+            r.audio > 20 * 50 / 2,
+            "{who}: audio stalled ({} frames)",
+            r.audio
         );
+        // Recovery: lost packets were asked for again (NACK) and the retransmissions filled
+        // the receiver's holes; what could not be repaired was asked for as a keyframe (PLI),
+        // which reached the sender and was decoded.
         assert!(
-            *plis > 0 && *keyframes > 0 && *requests > 0,
-            "{who}: no PLI recovery"
+            r.resend_requests > 0 && r.recovered > 0,
+            "{who}: no NACK recovery (resend requests {}, recovered {})",
+            r.resend_requests,
+            r.recovered
         );
-        assert!(*freeze <= FREEZE_BOUND, "{who}: a freeze of {freeze:?}");
+        if r.lost > 0 {
+            assert!(
+                r.plis > 0 && r.keyframe_requests > 0 && r.keyframes > 0,
+                "{who}: {} packets given up but no keyframe recovery",
+                r.lost
+            );
+        }
+        assert!(
+            r.freeze <= FREEZE_BOUND,
+            "{who}: a freeze of {:?}",
+            r.freeze
+        );
     }
+}
+
+/// What one receiver saw during the measured 20 s.
+struct Receiver {
+    who: &'static str,
+    freeze: Duration,
+    frames: u64,
+    audio: u64,
+    lost: u64,
+    recovered: u64,
+    plis: u64,
+    keyframes: u64,
+    keyframe_requests: u64,
+    resend_requests: u64,
 }
 
 #[test]
