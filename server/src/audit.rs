@@ -120,6 +120,8 @@ impl Event {
 pub enum AuditError {
     #[error("the audit log could not be written: {0}")]
     Write(String),
+    #[error("the audit log could not be written: the disk is full")]
+    DiskFull,
     #[error("the audit writer has stopped")]
     Stopped,
 }
@@ -174,9 +176,15 @@ async fn writer(pool: SqlitePool, mut rx: mpsc::Receiver<Request>, mut head: (i6
             }
             Err(e) => {
                 tracing::error!(error = %e, rows = batch.len(), "audit log write failed");
+                let disk_full = matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("13"));
                 let message = e.to_string();
                 for (_, _, done) in batch.drain(..) {
-                    let _ = done.send(Err(AuditError::Write(message.clone())));
+                    let error = if disk_full {
+                        AuditError::DiskFull
+                    } else {
+                        AuditError::Write(message.clone())
+                    };
+                    let _ = done.send(Err(error));
                 }
             }
         }

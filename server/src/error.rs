@@ -136,13 +136,28 @@ pub fn problem_response(problem: &Problem) -> Response {
     response
 }
 
+impl ApiError {
+    /// The disk under the database is full: nothing was written, and saying so tells the
+    /// operator what to fix.
+    pub fn storage_full(cause: impl Into<anyhow::Error>) -> Self {
+        Self {
+            cause: Some(cause.into()),
+            retry_after: Some(60),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage-full",
+                "The server's storage is full, so nothing was changed. Try again in a few \
+                 minutes; if it keeps happening, tell your clinic's IT team that the Rounds \
+                 server's disk is full.",
+            )
+        }
+    }
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         if e.is_disk_full() {
-            return ApiError::unavailable(
-                "The server's storage is full, so nothing was changed. Your clinic's IT team has \
-                 been alerted; try again later.",
-            );
+            return ApiError::storage_full(e);
         }
         ApiError::internal(e)
     }
@@ -150,6 +165,9 @@ impl From<crate::store::StoreError> for ApiError {
 
 impl From<crate::audit::AuditError> for ApiError {
     fn from(e: crate::audit::AuditError) -> Self {
+        if matches!(e, crate::audit::AuditError::DiskFull) {
+            return ApiError::storage_full(e);
+        }
         ApiError::internal(e)
     }
 }

@@ -236,7 +236,7 @@ impl Drop for TinyDisk {
     }
 }
 
-/// The data folder's disk fills up mid-service: writes fail with a clear error (a problem
+/// The data folder's disk fills up mid-service: writes fail with a clear error (a 503 problem
 /// response, a log line naming the cause), the server stays up, and once space returns it
 /// works again with the database and the audit chain intact.
 #[test]
@@ -305,6 +305,12 @@ fn full_disk_gives_a_clear_error_and_no_corruption() {
             .iter()
             .all(|s| s.contains("application/problem+json")),
         "every refusal is a problem document: {statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|s| s.contains("503 Service Unavailable") && s.contains("storage is full")),
+        "every refusal says the storage is full (503), not a generic failure: {statuses:?}"
     );
     assert!(server.is_running(), "the server survived a full disk");
     let log = server.log();
