@@ -53,6 +53,10 @@ impl Action {
             Action::LoginSucceeded => "login.succeeded",
             Action::LoginFailed => "login.failed",
             Action::SessionRefreshed => "session.refreshed",
+    /// A first sign-in through the identity provider created the account.
+    AccountProvisioned,
+    /// An account was linked to an identity provider's subject.
+    AccountLinked,
             Action::SessionRevoked => "session.revoked",
             Action::RefreshTokenReused => "session.refresh_reused",
             Action::TokenIssued => "token.issued",
@@ -85,6 +89,8 @@ pub struct Event {
     pub visit_id: Option<String>,
     /// What the action was done to: a participant, token id, invitation.
     pub subject: Option<String>,
+            Action::AccountProvisioned => "account.provisioned",
+            Action::AccountLinked => "account.linked",
     /// Identifiers and enums only; never PHI.
     pub detail: serde_json::Value,
 }

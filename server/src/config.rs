@@ -21,6 +21,75 @@ pub struct Config {
     pub media: MediaConfig,
     pub email: Option<EmailConfig>,
     pub sms: Option<SmsConfig>,
+    /// Clinician sign-in with the hospital's identity provider (docs/sso.md).
+    pub oidc: Option<OidcConfig>,
+}
+
+/// The hospital's OpenID Connect provider. The desktop app runs the browser part (code
+/// flow with PKCE and a loopback redirect); the server exchanges the code, checks the
+/// id_token and maps the person to a clinician account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The provider's issuer URL; its `/.well-known/openid-configuration` is read from it.
+    pub issuer: String,
+    /// The client id IT registered for Rounds at the provider.
+    pub client_id: String,
+    /// Only for a confidential registration; better set with `ROUNDS_OIDC_CLIENT_SECRET`.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// Scopes the app asks for; must include `openid`.
+    #[serde(default = "OidcConfig::default_scopes")]
+    pub scopes: Vec<String>,
+    /// `registered`: only people whose account IT created may sign in. `auto`: a first
+    /// sign-in creates the account in `auto_clinic`.
+    #[serde(default)]
+    pub provisioning: Provisioning,
+    /// Which claim finds a person's Rounds account on their first sign-in; afterwards the
+    /// account is linked to the provider's issuer and subject.
+    #[serde(default)]
+    pub match_claim: MatchClaim,
+    /// The clinic new accounts join in `auto` mode; created if it does not exist.
+    #[serde(default)]
+    pub auto_clinic: Option<String>,
+    /// IANA time zone of that clinic, when Rounds creates it.
+    #[serde(default = "OidcConfig::default_time_zone")]
+    pub auto_time_zone: String,
+    /// Keep the email-and-password sign-in too. Off: only the identity provider signs in.
+    #[serde(default = "OidcConfig::default_password_login")]
+    pub password_login: bool,
+}
+
+impl OidcConfig {
+    fn default_scopes() -> Vec<String> {
+        ["openid", "email", "profile"].map(String::from).to_vec()
+    }
+
+    fn default_time_zone() -> String {
+        "UTC".into()
+    }
+
+    fn default_password_login() -> bool {
+        true
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provisioning {
+    #[default]
+    Registered,
+    Auto,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchClaim {
+    /// The `email` claim equals the account's email (unless `email_verified` is false).
+    #[default]
+    Email,
+    /// The `fhirUser` claim equals the account's FHIR user (`clinician add --fhir-user`).
+    FhirUser,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -231,6 +300,15 @@ pub struct Overrides {
         hide = true
     )]
     pub smtp_password: Option<String>,
+    /// OIDC client secret, for a confidential registration (kept out of the config file).
+    #[arg(
+        long,
+        env = "ROUNDS_OIDC_CLIENT_SECRET",
+        global = true,
+        hide_env_values = true,
+        hide = true
+    )]
+    pub oidc_client_secret: Option<String>,
     /// Log format: text or json.
     #[arg(long, env = "ROUNDS_LOG_FORMAT", global = true, value_parser = ["text", "json"])]
     pub log_format: Option<String>,
@@ -299,6 +377,9 @@ impl Config {
         }
         if let (Some(email), Some(password)) = (self.email.as_mut(), &o.smtp_password) {
             email.password = Some(password.clone());
+        }
+        if let (Some(oidc), Some(secret)) = (self.oidc.as_mut(), &o.oidc_client_secret) {
+            oidc.client_secret = Some(secret.clone());
         }
         if let Some(dir) = &o.ui_dir {
             self.server.ui_dir = dir.clone();
@@ -422,11 +503,56 @@ impl Config {
         {
             problems.push(e);
         }
+        if let Some(oidc) = &self.oidc {
+            problems.extend(oidc.problems());
+        }
         if problems.is_empty() {
             Ok(())
         } else {
             Err(ConfigError::Invalid(problems))
         }
+    }
+}
+
+impl OidcConfig {
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        match url::Url::parse(&self.issuer) {
+            Ok(u) if u.scheme() == "https" => {}
+            Ok(u) if u.scheme() == "http" && matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")) => {}
+            _ => problems.push(format!(
+                "oidc.issuer \"{}\" must be an https:// URL (http:// only for a provider on this machine)",
+                self.issuer
+            )),
+        }
+        if self.client_id.trim().is_empty() {
+            problems.push("oidc.client_id must name the client IT registered for Rounds at the identity provider".into());
+        }
+        if !self.scopes.iter().any(|s| s == "openid") {
+            problems.push("oidc.scopes must include \"openid\"".into());
+        }
+        if self.match_claim == MatchClaim::FhirUser && !self.scopes.iter().any(|s| s == "fhirUser")
+        {
+            problems.push(
+                "oidc.scopes must include \"fhirUser\" when oidc.match_claim is \"fhir_user\""
+                    .into(),
+            );
+        }
+        if self.provisioning == Provisioning::Auto
+            && self
+                .auto_clinic
+                .as_deref()
+                .is_none_or(|c| c.trim().is_empty())
+        {
+            problems.push("oidc.auto_clinic must name the clinic new accounts join when oidc.provisioning is \"auto\"".into());
+        }
+        if self.auto_time_zone.parse::<chrono_tz::Tz>().is_err() {
+            problems.push(format!(
+                "oidc.auto_time_zone \"{}\" is not an IANA time zone name, like America/Chicago",
+                self.auto_time_zone
+            ));
+        }
+        problems
     }
 }
 

@@ -21,6 +21,7 @@ pub mod listener;
 pub mod media;
 pub mod metrics;
 pub mod ratelimit;
+pub mod oidc;
 pub mod rooms;
 pub mod sessions;
 pub mod sfu;
@@ -58,6 +59,8 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The hospital's identity provider, when SSO is configured.
+    pub oidc: Option<Arc<oidc::Oidc>>,
     /// Opens the store (migrating it), loads the keys and starts the audit writer.
     pub async fn open(config: Config) -> anyhow::Result<Self> {
         let dir = &config.storage.data_dir;
@@ -80,6 +83,12 @@ impl AppState {
             config: Arc::new(config),
             store,
             audit,
+        let oidc = match &config.oidc {
+            Some(c) => Some(Arc::new(
+                oidc::Oidc::new(c.clone()).context("setting up the identity provider client")?,
+            )),
+            None => None,
+        };
             tokens: Arc::new(tokens),
             notifier: Arc::new(notifier),
             limits: Arc::new(limits),
@@ -91,6 +100,7 @@ impl AppState {
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
+            oidc,
 pub async fn serve(state: AppState) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(state.config.server.listen)
         .await

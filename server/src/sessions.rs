@@ -58,6 +58,18 @@ const BAD_LOGIN: &str = "That email and password do not match an account. Check 
 
 /// Checks a local account's password and starts a session.
 pub async fn login(state: &AppState, email: &str, password: &str) -> ApiResult<SessionResponse> {
+    if state
+        .config
+        .oidc
+        .as_ref()
+        .is_some_and(|o| !o.password_login)
+    {
+        return Err(ApiError::forbidden(
+            "password-login-disabled",
+            "This Rounds server signs clinicians in with the hospital's accounts only. Choose \
+             \"Sign in with your hospital account\".",
+        ));
+    }
     let account = state.store.clinician_by_email(email.trim()).await?;
     // Hash even for unknown accounts so timing does not reveal which emails exist.
     let ok = match &account {

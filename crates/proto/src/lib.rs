@@ -32,6 +32,8 @@ pub fn typescript_bindings() -> String {
         LoginRequest::decl(),
         RefreshRequest::decl(),
         LogoutRequest::decl(),
+        OidcSignIn::decl(),
+        OidcTokenRequest::decl(),
         Clinician::decl(),
         SessionResponse::decl(),
         SignInTicket::decl(),

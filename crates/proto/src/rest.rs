@@ -51,6 +51,36 @@ pub struct LogoutRequest {
     pub refresh_token: String,
 }
 
+/// What the app needs to start a sign-in with the hospital's identity provider
+/// (`GET /api/v1/auth/oidc`). The app runs the authorization code flow with PKCE (S256), a
+/// `state` and a `nonce`, in the system browser, redirecting to a loopback address
+/// (`http://127.0.0.1:{port}/callback`, RFC 8252).
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+pub struct OidcSignIn {
+    pub issuer: String,
+    pub authorization_endpoint: String,
+    pub client_id: String,
+    /// Space them into the `scope` parameter.
+    pub scopes: Vec<String>,
+    /// Hospital IT keeps the email-and-password sign-in too.
+    pub password_login: bool,
+}
+
+/// The result of the browser part of an OIDC sign-in, for the server to finish
+/// (`POST /api/v1/auth/oidc/token`).
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OidcTokenRequest {
+    /// The authorization code from the redirect.
+    pub code: String,
+    /// The PKCE verifier whose S256 challenge went into the authorization request.
+    pub code_verifier: String,
+    /// The exact redirect URI of the authorization request.
+    pub redirect_uri: String,
+    /// The nonce of the authorization request; the id_token must carry it.
+    pub nonce: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
 pub struct Clinician {
     pub id: String,

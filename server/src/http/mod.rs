@@ -5,6 +5,7 @@
 mod api;
 pub mod extract;
 mod ops;
+mod oidc;
 mod pages;
 mod patient_api;
 
@@ -58,6 +59,8 @@ fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(api::refresh))
         .routes(routes!(api::logout))
         .routes(routes!(api::issue_ticket))
+        .routes(routes!(oidc::sign_in_info))
+        .routes(routes!(oidc::sign_in))
         .routes(routes!(api::redeem_ticket))
         .routes(routes!(api::events))
         .routes(routes!(api::queue, api::create_visit))

@@ -117,21 +117,76 @@ impl Store {
         self.clinician_where("id = ?", id).await
     }
 
+    /// The account linked to this identity provider's subject.
+    pub async fn clinician_by_oidc(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<ClinicianRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CLINICIAN_COLUMNS} FROM clinicians WHERE oidc_issuer = ? AND oidc_subject = ?"
+        ))
+        .bind(issuer)
+        .bind(subject)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(clinician_row))
+    }
+
+    pub async fn clinician_by_fhir_user(&self, fhir_user: &str) -> Result<Option<ClinicianRow>> {
+        self.clinician_where("fhir_user = ?", fhir_user).await
+    }
+
+    /// The identity provider subject linked to this account, if any.
+    pub async fn oidc_link(&self, clinician_id: &str) -> Result<Option<(String, String)>> {
+        let row = sqlx::query(
+            "SELECT oidc_issuer, oidc_subject FROM clinicians WHERE id = ? AND oidc_subject IS NOT NULL",
+        )
+        .bind(clinician_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// Links an account to an identity provider's subject; later sign-ins find it by that.
+    pub async fn link_oidc(&self, clinician_id: &str, issuer: &str, subject: &str) -> Result<()> {
+        sqlx::query("UPDATE clinicians SET oidc_issuer = ?, oidc_subject = ? WHERE id = ?")
+            .bind(issuer)
+            .bind(subject)
+            .bind(clinician_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_fhir_user(&self, clinician_id: &str, fhir_user: &str) -> Result<()> {
+        sqlx::query("UPDATE clinicians SET fhir_user = ? WHERE id = ?")
+            .bind(fhir_user)
+            .bind(clinician_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn clinician_where(&self, cond: &str, value: &str) -> Result<Option<ClinicianRow>> {
-        let sql = format!(
-            "SELECT id, clinic_id, email, display_name, password_hash, disabled FROM clinicians WHERE {cond}"
-        );
+        let sql = format!("SELECT {CLINICIAN_COLUMNS} FROM clinicians WHERE {cond}");
         let row = sqlx::query(&sql)
             .bind(value)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|r| ClinicianRow {
-            id: r.get(0),
-            clinic_id: r.get(1),
-            email: r.get(2),
-            display_name: r.get(3),
-            password_hash: r.get(4),
-            disabled: r.get::<i64, _>(5) != 0,
-        }))
+        Ok(row.map(clinician_row))
+    }
+}
+
+const CLINICIAN_COLUMNS: &str = "id, clinic_id, email, display_name, password_hash, disabled";
+
+fn clinician_row(r: sqlx::sqlite::SqliteRow) -> ClinicianRow {
+    ClinicianRow {
+        id: r.get(0),
+        clinic_id: r.get(1),
+        email: r.get(2),
+        display_name: r.get(3),
+        password_hash: r.get(4),
+        disabled: r.get::<i64, _>(5) != 0,
     }
 }

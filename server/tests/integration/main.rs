@@ -11,6 +11,8 @@ mod desktop_feed;
 mod durability;
 mod flow;
 mod invitations;
+mod idp;
 mod patient_web;
 mod phi;
 mod signaling;
+mod sso;
