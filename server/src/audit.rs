@@ -36,6 +36,14 @@ pub enum Action {
     Left,
     Muted,
     VisitEnded,
+    /// An EHR launched Rounds and the clinician was handed to the visit.
+    EhrLaunched,
+    /// An EHR launch stopped on an error page.
+    EhrLaunchFailed,
+    /// The visit's end was written back to the EHR's Encounter.
+    EhrWrittenBack,
+    /// Writing the visit's end back to the EHR failed.
+    EhrWriteBackFailed,
     RunningLate,
     InvitationSent,
     InvitationFailed,
@@ -45,6 +53,10 @@ pub enum Action {
     LinkIssued,
     KeysRotated,
     VisitViewed,
+    /// A first sign-in through the identity provider created the account.
+    AccountProvisioned,
+    /// An account was linked to an identity provider's subject.
+    AccountLinked,
 }
 
 impl Action {
@@ -53,10 +65,6 @@ impl Action {
             Action::LoginSucceeded => "login.succeeded",
             Action::LoginFailed => "login.failed",
             Action::SessionRefreshed => "session.refreshed",
-    /// A first sign-in through the identity provider created the account.
-    AccountProvisioned,
-    /// An account was linked to an identity provider's subject.
-    AccountLinked,
             Action::SessionRevoked => "session.revoked",
             Action::RefreshTokenReused => "session.refresh_reused",
             Action::TokenIssued => "token.issued",
@@ -68,6 +76,10 @@ impl Action {
             Action::Left => "participant.left",
             Action::Muted => "participant.muted",
             Action::VisitEnded => "visit.ended",
+            Action::EhrLaunched => "ehr.launched",
+            Action::EhrLaunchFailed => "ehr.launch_failed",
+            Action::EhrWrittenBack => "ehr.written_back",
+            Action::EhrWriteBackFailed => "ehr.write_back_failed",
             Action::RunningLate => "visit.running_late",
             Action::InvitationSent => "invitation.sent",
             Action::InvitationFailed => "invitation.failed",
@@ -77,6 +89,8 @@ impl Action {
             Action::LinkIssued => "link.issued",
             Action::KeysRotated => "keys.rotated",
             Action::VisitViewed => "visit.viewed",
+            Action::AccountProvisioned => "account.provisioned",
+            Action::AccountLinked => "account.linked",
         }
     }
 }
@@ -89,8 +103,6 @@ pub struct Event {
     pub visit_id: Option<String>,
     /// What the action was done to: a participant, token id, invitation.
     pub subject: Option<String>,
-            Action::AccountProvisioned => "account.provisioned",
-            Action::AccountLinked => "account.linked",
     /// Identifiers and enums only; never PHI.
     pub detail: serde_json::Value,
 }

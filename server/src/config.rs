@@ -23,6 +23,86 @@ pub struct Config {
     pub sms: Option<SmsConfig>,
     /// Clinician sign-in with the hospital's identity provider (docs/sso.md).
     pub oidc: Option<OidcConfig>,
+    /// SMART on FHIR: the EHRs allowed to launch Rounds (docs/ehr.md).
+    pub ehr: EhrConfig,
+}
+
+/// SMART App Launch: Rounds as a confidential client of each allow-listed EHR.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EhrConfig {
+    /// The EHRs allowed to launch Rounds; a launch from any other `iss` is refused.
+    pub issuers: Vec<EhrIssuer>,
+    /// How long a clinician has between the launch and the EHR's answer.
+    pub launch_ttl_secs: u32,
+    /// When a launched visit ends, set its Encounter's status to `finished` in the EHR.
+    pub write_back_encounter_status: bool,
+    /// Seconds Rounds waits for the EHR's servers on each request.
+    pub http_timeout_secs: u32,
+}
+
+impl Default for EhrConfig {
+    fn default() -> Self {
+        Self {
+            issuers: Vec::new(),
+            launch_ttl_secs: 600,
+            write_back_encounter_status: false,
+            http_timeout_secs: 10,
+        }
+    }
+}
+
+/// One EHR: its FHIR base URL (the `iss` of its launches) and Rounds' registration there.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EhrIssuer {
+    /// The FHIR base URL, exactly as the EHR sends it in `iss`.
+    pub iss: String,
+    pub client_id: String,
+    /// The client secret, sent as `client_secret_basic`.
+    pub client_secret: String,
+    /// The EHR's users, by `fhirUser` (`Practitioner/123`, relative to `iss`), to the email of
+    /// their pre-registered Rounds clinician account.
+    #[serde(default)]
+    pub clinicians: std::collections::BTreeMap<String, String>,
+    /// Also accept the id_token's `email` claim as the clinician's Rounds email.
+    #[serde(default)]
+    pub match_email: bool,
+}
+
+impl EhrConfig {
+    /// The allow-listed EHR with this `iss` (a trailing slash does not matter).
+    pub fn issuer(&self, iss: &str) -> Option<&EhrIssuer> {
+        let iss = iss.trim_end_matches('/');
+        self.issuers
+            .iter()
+            .find(|i| i.iss.trim_end_matches('/') == iss)
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !(30..=3600).contains(&self.launch_ttl_secs) {
+            problems.push("ehr.launch_ttl_secs must be between 30 and 3600".into());
+        }
+        if !(1..=120).contains(&self.http_timeout_secs) {
+            problems.push("ehr.http_timeout_secs must be between 1 and 120".into());
+        }
+        for (n, i) in self.issuers.iter().enumerate() {
+            match url::Url::parse(&i.iss) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => problems.push(format!(
+                    "ehr.issuers[{n}].iss \"{}\" must be the EHR's FHIR base URL (https://...)",
+                    i.iss
+                )),
+            }
+            if i.client_id.trim().is_empty() || i.client_secret.trim().is_empty() {
+                problems.push(format!(
+                    "ehr.issuers[{n}] needs the client_id and client_secret Rounds was registered with"
+                ));
+            }
+        }
+        problems
+    }
 }
 
 /// The hospital's OpenID Connect provider. The desktop app runs the browser part (code
@@ -506,6 +586,7 @@ impl Config {
         if let Some(oidc) = &self.oidc {
             problems.extend(oidc.problems());
         }
+        problems.extend(self.ehr.problems());
         if problems.is_empty() {
             Ok(())
         } else {

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clinic_content;
 pub mod config;
 pub mod demo;
+pub mod ehr;
 pub mod error;
 pub mod events;
 pub mod firewall;
@@ -20,8 +21,8 @@ pub mod invitations;
 pub mod listener;
 pub mod media;
 pub mod metrics;
-pub mod ratelimit;
 pub mod oidc;
+pub mod ratelimit;
 pub mod rooms;
 pub mod sessions;
 pub mod sfu;
@@ -46,6 +47,8 @@ use crate::tokens::Tokens;
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
+    /// SMART on FHIR launches in flight and their HTTP client.
+    pub ehr: Arc<ehr::Ehr>,
     pub store: Store,
     pub audit: Audit,
     pub tokens: Arc<Tokens>,
@@ -56,11 +59,11 @@ pub struct AppState {
     pub events: events::Events,
     /// Unspent one-time sign-in tickets for the desktop app.
     pub tickets: Arc<tickets::Tickets>,
+    /// The hospital's identity provider, when SSO is configured.
+    pub oidc: Option<Arc<oidc::Oidc>>,
 }
 
 impl AppState {
-    /// The hospital's identity provider, when SSO is configured.
-    pub oidc: Option<Arc<oidc::Oidc>>,
     /// Opens the store (migrating it), loads the keys and starts the audit writer.
     pub async fn open(config: Config) -> anyhow::Result<Self> {
         let dir = &config.storage.data_dir;
@@ -73,34 +76,36 @@ impl AppState {
         if applied > 0 {
             tracing::info!(applied, "database migrated");
         }
+        let ehr = ehr::Ehr::new(config.ehr.http_timeout_secs).context("setting up EHR launch")?;
         let tokens = Tokens::load(&config).context("loading the token signing keys")?;
         let audit = Audit::start(store.pool.clone())
             .await
             .context("starting the audit log")?;
         let notifier = Notifier::from_config(&config).context("setting up invitations")?;
         let limits = RateLimits::new(&config.limits);
-        Ok(Self {
-            config: Arc::new(config),
-            store,
-            audit,
         let oidc = match &config.oidc {
             Some(c) => Some(Arc::new(
                 oidc::Oidc::new(c.clone()).context("setting up the identity provider client")?,
             )),
             None => None,
         };
+        Ok(Self {
+            config: Arc::new(config),
+            ehr: Arc::new(ehr),
+            store,
+            audit,
             tokens: Arc::new(tokens),
             notifier: Arc::new(notifier),
             limits: Arc::new(limits),
             rooms: rooms::Rooms::default(),
             events: events::Events::default(),
             tickets: Arc::default(),
+            oidc,
         })
     }
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
-            oidc,
 pub async fn serve(state: AppState) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(state.config.server.listen)
         .await

@@ -549,6 +549,7 @@ pub async fn end(state: &AppState, actor: &Actor, visit_id: &str) -> ApiResult<V
     }
     state.rooms.ended(&visit.id).await;
     state.events.queue_changed(&visit);
+    crate::ehr::visit_ended(state, &visit.id);
     Ok(to_proto(state, &load(state, visit_id).await?))
 }
 

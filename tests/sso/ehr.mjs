@@ -291,8 +291,9 @@ passport.use(new BearerStrategy(async (token, done) => {
 const app = express();
 app.use(passport.initialize());
 // The bearer strategy puts scopes in `info`; the scope checker reads them off the user.
+// A broken FHIR server: its resources fail; discovery and the knobs still answer.
 app.use((req, res, next) => {
-  if (knobs.fhirFail) {
+  if (knobs.fhirFail && !req.path.startsWith('/test/') && !req.path.includes('/.well-known/')) {
     res.status(knobs.fhirFail).json({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'exception', details: { text: 'simulated failure' } }] });
     return;
   }

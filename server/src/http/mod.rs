@@ -3,9 +3,10 @@
 //! turning every error into `application/problem+json`).
 
 mod api;
+mod ehr;
 pub mod extract;
-mod ops;
 mod oidc;
+mod ops;
 mod pages;
 mod patient_api;
 
@@ -58,9 +59,9 @@ fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(api::login))
         .routes(routes!(api::refresh))
         .routes(routes!(api::logout))
-        .routes(routes!(api::issue_ticket))
         .routes(routes!(oidc::sign_in_info))
         .routes(routes!(oidc::sign_in))
+        .routes(routes!(api::issue_ticket))
         .routes(routes!(api::redeem_ticket))
         .routes(routes!(api::events))
         .routes(routes!(api::queue, api::create_visit))
@@ -95,6 +96,9 @@ fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(patient_api::wait))
         .routes(routes!(patient_api::survey))
         .routes(routes!(patient_api::visit_check_in))
+        .routes(routes!(ehr::launch))
+        .routes(routes!(ehr::standalone))
+        .routes(routes!(ehr::callback))
         .routes(routes!(ops::openapi))
         .routes(routes!(crate::signaling::rtc))
 }

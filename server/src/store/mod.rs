@@ -6,8 +6,10 @@
 
 mod accounts;
 mod chat;
+mod ehr;
 #[allow(unused_imports)]
 pub use chat::*;
+pub use ehr::*;
 mod invitations;
 mod links;
 mod participants;
