@@ -253,6 +253,25 @@ pub struct CounterSnapshot {
     pub poisoned_connections: u64,
 }
 
+/// Why Chromium-based browsers would drop our passive ICE-TCP candidate, if they would. They
+/// refuse a TCP candidate on a port below 1024 other than 80 and 443, and one on 80 or 443 at
+/// a private address (to keep web pages from probing the local network).
+pub fn browsers_refuse_ice_tcp(ip: IpAddr, port: u16) -> Option<&'static str> {
+    if port >= 1024 {
+        return None;
+    }
+    if port != 80 && port != 443 {
+        return Some("the port is below 1024 and neither 80 nor 443");
+    }
+    let private = match ip {
+        IpAddr::V4(v4) => v4.is_private() || v4.is_loopback() || v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00 || v6.is_unicast_link_local()
+        }
+    };
+    private.then_some("the port is 80 or 443 and the advertised address is private")
+}
+
 /// Identifies one peer connection inside the driver. Never reused, so a stale timer or route
 /// can never reach a newer connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -342,6 +361,17 @@ impl Sfu {
         let udp_addr = driver.udp_addr();
         tokio::spawn(driver.run());
         tracing::info!(%udp_addr, tcp_port = ?cfg.tcp_port, udp_enabled = cfg.udp_enabled, "SFU media driver started");
+        if let Some(port) = cfg.tcp_port
+            && let Some(why) = browsers_refuse_ice_tcp(cfg.advertise_ip, port)
+        {
+            tracing::warn!(
+                advertise_ip = %cfg.advertise_ip,
+                tcp_port = port,
+                "browsers will not use the ICE-TCP fallback: {why}. Patients whose network \
+                 blocks UDP will not get media. Advertise a public address, or serve Rounds on \
+                 a port of 1024 or above."
+            );
+        }
         Ok(Sfu {
             commands,
             tcp_inbound,
@@ -523,5 +553,22 @@ impl Sfu {
             .await
             .map_err(|_| SfuError::Stopped)?;
         rx.await.map_err(|_| SfuError::Stopped)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::browsers_refuse_ice_tcp;
+
+    #[test]
+    fn browsers_take_ice_tcp_on_443_only_at_a_public_address() {
+        let public = "198.51.100.1".parse().unwrap();
+        let private = "10.1.2.3".parse().unwrap();
+        assert_eq!(browsers_refuse_ice_tcp(public, 443), None);
+        assert_eq!(browsers_refuse_ice_tcp(private, 8443), None);
+        assert!(browsers_refuse_ice_tcp(private, 443).is_some());
+        assert!(browsers_refuse_ice_tcp("127.0.0.1".parse().unwrap(), 80).is_some());
+        assert!(browsers_refuse_ice_tcp("fd00::1".parse().unwrap(), 443).is_some());
+        assert!(browsers_refuse_ice_tcp(public, 444).is_some());
     }
 }
