@@ -194,7 +194,8 @@ async fn writer(pool: SqlitePool, mut rx: mpsc::Receiver<Request>, mut head: (i6
             }
             Err(e) => {
                 tracing::error!(error = %e, rows = batch.len(), "audit log write failed");
-                let disk_full = matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("13"));
+                let disk_full =
+                    matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("13"));
                 let message = e.to_string();
                 for (_, _, done) in batch.drain(..) {
                     let error = if disk_full {
