@@ -186,6 +186,18 @@ impl ServerApi {
             .map(drop)
     }
 
+    /// How to start a hospital sign-in; a 404 problem when the server has none.
+    pub async fn oidc_sign_in(&self) -> Result<OidcSignIn, ApiError> {
+        self.call::<(), _>(Method::GET, "/api/v1/auth/oidc", None, None)
+            .await
+    }
+
+    /// Finishes a hospital sign-in with what the browser brought back.
+    pub async fn oidc_token(&self, req: &OidcTokenRequest) -> Result<SessionResponse, ApiError> {
+        self.call(Method::POST, "/api/v1/auth/oidc/token", None, Some(req))
+            .await
+    }
+
     pub async fn redeem_ticket(&self, ticket: &str) -> Result<SessionResponse, ApiError> {
         let body = TicketExchangeRequest {
             ticket: ticket.into(),

@@ -25,6 +25,7 @@ use crate::alerts::{Alert, Alerts, waiting_count};
 use crate::api::{ApiError, ServerApi, parse_server_url};
 use crate::call::{Call, CallState, DeviceChoice, Devices, RenderSink};
 use crate::feed::{FeedEnd, backoff};
+use crate::oidc::{Browser, SystemBrowser};
 use crate::policy::{Policy, Settings};
 use crate::secrets::{SecretStore, refresh_token_name};
 
@@ -111,6 +112,15 @@ pub struct SignInRequest {
     pub password: String,
 }
 
+/// Whether a server offers the hospital sign-in, for the sign-in screen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct SsoOptions {
+    /// Offer "Sign in with your hospital account".
+    pub available: bool,
+    /// Keep the email-and-password form (IT may turn it off when the hospital sign-in is on).
+    pub password_login: bool,
+}
+
 /// What a `rounds://` link did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
 pub struct LinkOutcome {
@@ -154,6 +164,8 @@ struct Inner {
     feed: Mutex<Option<JoinHandle<()>>>,
     call: tokio::sync::Mutex<Option<(Arc<Call>, JoinHandle<()>)>>,
     pending_open: Mutex<Option<(String, bool)>>,
+    /// Opens the hospital sign-in page: the system browser, or a script in tests.
+    browser: Mutex<Arc<dyn Browser>>,
 }
 
 /// The app's controller. Cheap to clone.
@@ -195,6 +207,7 @@ impl Controller {
                 feed: Mutex::new(None),
                 call: tokio::sync::Mutex::new(None),
                 pending_open: Mutex::new(None),
+                browser: Mutex::new(Arc::new(SystemBrowser)),
             }),
         }
     }
@@ -352,6 +365,45 @@ impl Controller {
         let pair = api.login(req.email.trim(), &req.password).await?;
         self.adopt(api, server, pair).await?;
         tracing::info!("signed in");
+        self.start_feed();
+        Ok(self.status())
+    }
+
+    /// Replaces the system browser for the hospital sign-in (tests drive it with a script).
+    pub fn set_browser(&self, browser: Arc<dyn Browser>) {
+        *lock(&self.inner.browser) = browser;
+    }
+
+    /// Whether the server offers the hospital sign-in. A server without it, or one that
+    /// cannot be reached, offers the password form only.
+    pub async fn sso_options(&self, server_url: Option<String>) -> UiResult<SsoOptions> {
+        let server = self.server_for(server_url.as_deref())?;
+        match ServerApi::new(server)?.oidc_sign_in().await {
+            Ok(info) => Ok(SsoOptions {
+                available: true,
+                password_login: info.password_login,
+            }),
+            Err(e) if e.status == Some(404) || e.is_unreachable() => Ok(SsoOptions {
+                available: false,
+                password_login: true,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Signs in with the hospital's identity provider: its page opens in the system
+    /// browser, which returns to this app on a loopback address; the server then checks
+    /// the answer and starts the session, kept exactly like a password sign-in.
+    pub async fn sign_in_sso(&self, server_url: Option<String>) -> UiResult<AppStatus> {
+        let server = self.server_for(server_url.as_deref())?;
+        let api = ServerApi::new(server.clone())?;
+        let info = api.oidc_sign_in().await?;
+        let browser = lock(&self.inner.browser).clone();
+        let answer =
+            crate::oidc::authorize(&info, browser.as_ref(), crate::oidc::SIGN_IN_TIMEOUT).await?;
+        let pair = api.oidc_token(&answer).await?;
+        self.adopt(api, server, pair).await?;
+        tracing::info!("signed in with the hospital account");
         self.start_feed();
         Ok(self.status())
     }

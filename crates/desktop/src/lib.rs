@@ -10,12 +10,16 @@ pub mod api;
 pub mod call;
 pub mod controller;
 pub mod feed;
+pub mod oidc;
 pub mod policy;
 pub mod secrets;
 
 pub use alerts::{Alert, AlertKind};
 pub use api::{ApiError, ServerApi};
 pub use call::{CallParticipant, CallState, Devices};
-pub use controller::{AppEvent, AppStatus, Connection, Controller, LinkOutcome, SignInRequest};
+pub use controller::{
+    AppEvent, AppStatus, Connection, Controller, LinkOutcome, SignInRequest, SsoOptions,
+};
+pub use oidc::{Browser, SystemBrowser};
 pub use policy::{Policy, Settings};
 pub use secrets::{Keychain, MemoryStore, SecretStore};

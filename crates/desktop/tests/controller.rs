@@ -6,6 +6,10 @@
 
 #[path = "../../client/tests/e2e/harness.rs"]
 mod harness;
+#[path = "../../../server/tests/integration/idp.rs"]
+mod idp;
+#[path = "controller/sso.rs"]
+mod sso;
 
 use std::sync::Arc;
 use std::time::Duration;

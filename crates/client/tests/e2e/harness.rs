@@ -38,6 +38,11 @@ impl TestServer {
     /// Runs `rounds_server::serve` (HTTP, `/rtc`, the SFU on a loopback UDP port, ICE-TCP on
     /// the HTTP port) exactly as the binary does.
     pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// The same, with the test's changes to the configuration (e.g. an `[oidc]` section).
+    pub async fn start_with(configure: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = std::net::TcpListener::bind((LOCALHOST, 0))
             .and_then(|l| l.local_addr())
@@ -53,6 +58,7 @@ impl TestServer {
         config.limits.join_per_minute = 1000;
         config.limits.token_per_minute = 1000;
         config.media.udp_listen = SocketAddr::new(LOCALHOST, 0);
+        configure(&mut config);
         let state = AppState::open(config).await.expect("state");
         rounds_server::visits::add_clinician(
             &state,
