@@ -111,5 +111,9 @@ pub enum ClinicianCommand {
         /// File holding the password (otherwise ROUNDS_NEW_PASSWORD, then standard input).
         #[arg(long)]
         password_file: Option<PathBuf>,
+        /// The clinician's FHIR user in the hospital's EHR, e.g. Practitioner/123: finds the
+        /// account on a first hospital sign-in when `oidc.match_claim = "fhir_user"`.
+        #[arg(long)]
+        fhir_user: Option<String>,
     },
 }

@@ -162,6 +162,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                     email,
                     name,
                     password_file,
+                    fhir_user,
                 },
         } => {
             let password = match password_file {
@@ -187,6 +188,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 &state, &clinic, &time_zone, &email, &name, password,
             )
             .await?;
+            if let Some(fhir_user) = fhir_user {
+                state.store.set_fhir_user(&id, fhir_user.trim()).await?;
+            }
             println!("Clinician {id} added to {clinic}.");
         }
     }

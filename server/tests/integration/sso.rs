@@ -450,3 +450,50 @@ async fn the_provider_going_down_after_discovery_is_a_clear_503_too() {
         "https://rounds.health/problems/idp-unreachable"
     );
 }
+
+#[tokio::test]
+async fn registered_accounts_can_be_found_by_fhir_user() {
+    let idp = Idp::start();
+    let server = server_for(
+        &idp,
+        "provisioning = \"registered\"\nmatch_claim = \"fhir_user\"",
+    )
+    .await;
+    // IT registers the clinician under another email, with the EHR's practitioner id.
+    let password_file = server.dir.path().join("password");
+    std::fs::write(&password_file, "a long enough password").unwrap();
+    let out = server.cli(&[
+        "clinician",
+        "add",
+        "--clinic",
+        "St. Mary's Clinic",
+        "--email",
+        "reyes@rounds.stmarys.example",
+        "--name",
+        "Dr. Reyes",
+        "--password-file",
+        password_file.to_str().unwrap(),
+        "--fhir-user",
+        REYES.fhir_user,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (status, session) = sign_in(&server, &idp, &REYES).await;
+    assert_eq!(status, StatusCode::OK, "{session}");
+    assert_eq!(
+        session["clinician"]["email"],
+        "reyes@rounds.stmarys.example"
+    );
+
+    // The harness's clinician has a matching email but no FHIR user: not registered here.
+    let (status, problem) = sign_in(&server, &idp, &OKAFOR).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("fhirUser"),
+        "{problem}"
+    );
+}

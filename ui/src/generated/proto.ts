@@ -52,6 +52,34 @@ export type RefreshRequest = { refresh_token: string, };
 
 export type LogoutRequest = { refresh_token: string, };
 
+export type OidcSignIn = { issuer: string, authorization_endpoint: string, client_id: string, 
+/**
+ * Space them into the `scope` parameter.
+ */
+scopes: Array<string>, 
+/**
+ * Hospital IT keeps the email-and-password sign-in too.
+ */
+password_login: boolean, };
+
+export type OidcTokenRequest = { 
+/**
+ * The authorization code from the redirect.
+ */
+code: string, 
+/**
+ * The PKCE verifier whose S256 challenge went into the authorization request.
+ */
+code_verifier: string, 
+/**
+ * The exact redirect URI of the authorization request.
+ */
+redirect_uri: string, 
+/**
+ * The nonce of the authorization request; the id_token must carry it.
+ */
+nonce: string, };
+
 export type Clinician = { id: string, clinic_id: string, clinic_name: string, email: string, display_name: string, };
 
 export type SessionResponse = { access_token: string, 
