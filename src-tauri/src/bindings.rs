@@ -6,7 +6,7 @@
 use rounds_desktop_core::alerts::{Alert, AlertKind};
 use rounds_desktop_core::call::{CallParticipant, CallState, Device, Devices};
 use rounds_desktop_core::controller::{
-    AppEvent, AppStatus, Connection, LinkOutcome, OpenRequest, SignInRequest,
+    AppEvent, AppStatus, Connection, LinkOutcome, OpenRequest, SignInRequest, SsoOptions,
 };
 use rounds_desktop_core::{ApiError, Settings};
 use ts_rs::TS;
@@ -83,6 +83,7 @@ pub fn typescript() -> String {
         Alert::decl(),
         AppEvent::decl(),
         SignInRequest::decl(),
+        SsoOptions::decl(),
         LinkOutcome::decl(),
         Settings::decl(),
         OpenRequest::decl(),

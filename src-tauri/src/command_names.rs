@@ -3,6 +3,8 @@
 pub const COMMAND_NAMES: &[&str] = &[
     "status",
     "sign_in",
+    "sso_options",
+    "sign_in_sso",
     "sign_out",
     "open_link",
     "queue",

@@ -2,7 +2,9 @@
 //! macro that defines them lists their signatures, from which the UI's typed bindings
 //! (`ui/src/generated/desktop.ts`) are generated.
 
-use rounds_desktop_core::controller::{AppStatus, LinkOutcome, OpenRequest, SignInRequest};
+use rounds_desktop_core::controller::{
+    AppStatus, LinkOutcome, OpenRequest, SignInRequest, SsoOptions,
+};
 use rounds_desktop_core::{ApiError, CallState, Controller, Devices, Settings};
 use rounds_proto::{
     CreateInvitationRequest, CreateVisitRequest, CreatedVisit, HostAction, Invitation, Participant,
@@ -54,6 +56,10 @@ commands! {
     fn status() -> AppStatus = |c| Ok(c.status());
     /// Sign in with a local account.
     fn sign_in(req: SignInRequest) -> AppStatus = |c| c.sign_in(req).await;
+    /// Whether the server offers the hospital sign-in, and keeps the password form.
+    fn sso_options(server_url: Option<String>) -> SsoOptions = |c| c.sso_options(server_url).await;
+    /// Sign in with the hospital account, in the system browser.
+    fn sign_in_sso(server_url: Option<String>) -> AppStatus = |c| c.sign_in_sso(server_url).await;
     /// Sign out: the server ends the session and the keychain forgets it.
     fn sign_out() -> AppStatus = |c| c.sign_out().await;
     /// Follow a `rounds://` link (sign-in ticket, open a visit).

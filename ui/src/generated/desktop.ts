@@ -50,6 +50,16 @@ export type SignInRequest = {
  */
 server_url?: string, email: string, password: string, };
 
+export type SsoOptions = { 
+/**
+ * Offer "Sign in with your hospital account".
+ */
+available: boolean, 
+/**
+ * Keep the email-and-password form (IT may turn it off when the hospital sign-in is on).
+ */
+password_login: boolean, };
+
 export type LinkOutcome = { signed_in: boolean, open_visit?: string, };
 
 export type Settings = { 
@@ -99,6 +109,8 @@ export const EVENT = "rounds://event";
 export const commands = {
   status: (): Promise<AppStatus> => invoke<AppStatus>("status"),
   signIn: (req: SignInRequest): Promise<AppStatus> => invoke<AppStatus>("sign_in", { req }),
+  ssoOptions: (server_url: string | null): Promise<SsoOptions> => invoke<SsoOptions>("sso_options", { server_url }),
+  signInSso: (server_url: string | null): Promise<AppStatus> => invoke<AppStatus>("sign_in_sso", { server_url }),
   signOut: (): Promise<AppStatus> => invoke<AppStatus>("sign_out"),
   openLink: (link: string): Promise<LinkOutcome> => invoke<LinkOutcome>("open_link", { link }),
   queue: (): Promise<Queue> => invoke<Queue>("queue"),

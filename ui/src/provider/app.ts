@@ -3,7 +3,7 @@
 import { listen } from "@tauri-apps/api/event";
 import { h, replace } from "../components/dom";
 import { commands, EVENT } from "../generated/desktop";
-import type { ApiError, AppEvent, AppStatus, Alert, Devices, Settings } from "../generated/desktop";
+import type { ApiError, AppEvent, AppStatus, Alert, Devices, Settings, SsoOptions } from "../generated/desktop";
 import type { Participant, Queue, Visit, Channel, Invitee } from "../generated/proto";
 import { CallView } from "./call";
 import { clock, connectionWords, deviceWords, queueOrder, stateWords, waited } from "./format";
@@ -18,9 +18,11 @@ interface View {
   participants: Participant[];
   notice: { text: string; error: boolean } | null;
   busy: boolean;
+  /** What the server shown on the sign-in screen offers: hospital sign-in, passwords. */
+  sso: { server: string | null; options: SsoOptions } | null;
 }
 
-const view: View = { settingsOpen: false, devices: null, settings: null, status: null, queue: null, selected: null, participants: [], notice: null, busy: false };
+const view: View = { settingsOpen: false, devices: null, settings: null, status: null, queue: null, selected: null, participants: [], notice: null, busy: false, sso: null };
 let root: HTMLElement;
 const call = new CallView(() => render());
 
@@ -170,6 +172,25 @@ function settingsPanel(): HTMLElement | null {
 
 // ---- screens ----
 
+/** Asks the server whether it offers the hospital sign-in; the sign-in screen follows. */
+async function loadSso(server: string | null): Promise<void> {
+  try {
+    const options = await commands.ssoOptions(server);
+    view.sso = { server, options };
+  } catch {
+    view.sso = null;
+  }
+  render();
+}
+
+async function signInSso(status: AppStatus, server: string): Promise<void> {
+  view.notice = { text: "Your hospital's sign-in page is open in your web browser. Sign in there, then come back.", error: false };
+  await act(async () => {
+    view.status = await commands.signInSso(status.server_locked ? null : server);
+    view.queue = await commands.queue();
+  });
+}
+
 function signInScreen(status: AppStatus): HTMLElement {
   const server = h("input", {
     id: "server", type: "url", required: true, autocomplete: "url",
@@ -177,6 +198,19 @@ function signInScreen(status: AppStatus): HTMLElement {
   });
   const email = h("input", { id: "email", type: "email", required: true, autocomplete: "username", value: status.last_email ?? "" });
   const password = h("input", { id: "password", type: "password", required: true, autocomplete: "current-password" });
+  const sso = view.sso?.options;
+  const passwords = sso?.password_login ?? true;
+  const hospital = sso?.available
+    ? [
+        h("button", { class: "primary", type: "button", disabled: view.busy, onclick: () => signInSso(status, server.value) },
+          "Sign in with your hospital account"),
+        h("p", { class: "muted small" }, "Your hospital's sign-in page opens in your web browser."),
+        passwords ? h("p", { class: "muted" }, "Or with a Rounds password:") : null,
+      ]
+    : null;
+  if (!status.server_locked) {
+    server.addEventListener("change", () => void loadSso(server.value || null));
+  }
   const form = h(
     "form",
     {
@@ -197,11 +231,16 @@ function signInScreen(status: AppStatus): HTMLElement {
     status.server_locked
       ? h("p", { class: "muted" }, `Server: ${status.server_url ?? ""} (set by your IT department)`)
       : [h("label", { for: "server" }, "Server address"), server],
-    h("label", { for: "email" }, "Email"),
-    email,
-    h("label", { for: "password" }, "Password"),
-    password,
-    h("button", { class: "primary", type: "submit", disabled: view.busy }, view.busy ? "Signing in…" : "Sign in"),
+    hospital,
+    passwords
+      ? [
+          h("label", { for: "email" }, "Email"),
+          email,
+          h("label", { for: "password" }, "Password"),
+          password,
+          h("button", { class: sso?.available ? "" : "primary", type: "submit", disabled: view.busy }, view.busy ? "Signing in…" : "Sign in"),
+        ]
+      : null,
     h("p", { class: "muted small" }, `Your sign-in is kept in ${status.keychain}, never in a file.`),
   );
   return form;
@@ -384,6 +423,9 @@ export async function start(el: HTMLElement): Promise<void> {
   render();
   await listen<AppEvent>(EVENT, (e) => onEvent(e.payload));
   view.status = await commands.status();
+  if (!view.status.clinician && view.status.server_url) {
+    await loadSso(view.status.server_locked ? null : view.status.server_url);
+  }
   if (view.status.clinician) {
     try {
       view.queue = await commands.queue();
