@@ -8,8 +8,9 @@ export const PHONE = { width: 360, height: 740 };
 /**
  * A fresh browser. `harness: true` is for the clinician stand-in only, never for patient pages. `fakeUi: false` leaves permission prompts to the test (Chromium then
  * refuses camera and microphone unless granted), for the permission-denied journeys.
+ * `secureOrigin` ("http://10.0.0.1:8080") treats that plain-http origin as secure.
  */
-export async function launch({ fakeUi = true, harness = false } = {}) {
+export async function launch({ fakeUi = true, harness = false, secureOrigin } = {}) {
   const args = [
     "--headless=new",
     "--no-sandbox",
@@ -21,6 +22,9 @@ export async function launch({ fakeUi = true, harness = false } = {}) {
     "--no-first-run",
   ];
   if (fakeUi) args.push("--use-fake-ui-for-media-stream");
+  // Camera and microphone need a secure context: https, or localhost. A server reached over
+  // plain http on another address (a test network) is declared secure by name.
+  if (secureOrigin) args.push(`--unsafely-treat-insecure-origin-as-secure=${secureOrigin}`);
   // The clinician stand-in is served by Playwright itself (no server address), which
   // Chromium's local-network rules treat as a public page reaching into 127.0.0.1.
   if (harness) args.push("--disable-features=LocalNetworkAccessChecks");

@@ -16,10 +16,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, bail};
 
-/// The server's address on the link.
-pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+/// The server's address on the link: a documentation range (RFC 5737), not a private one,
+/// so browsers treat the server the way they treat one on the internet (Chromium refuses
+/// ICE-TCP to port 443 at a private address).
+pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 /// The clients' address on the link.
-pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 /// The client side of the veth pair, inside the client namespace.
 pub const CLIENT_IF: &str = "veth-c";
 /// The server side of the veth pair, inside the server namespace.

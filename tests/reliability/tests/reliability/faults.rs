@@ -161,7 +161,7 @@ fn client_network_cut_for_10s_rejoins() {
         // vanish, as when a link in between fails.
         let cut = "add table inet rounds_cut; \
                    add chain inet rounds_cut in { type filter hook input priority -10; }; \
-                   add rule inet rounds_cut in ip saddr { 10.77.0.1, 10.77.0.2 } drop";
+                   add rule inet rounds_cut in ip saddr { 198.51.100.1, 198.51.100.2 } drop";
         for ns in [&client_ns, &server_ns] {
             ns_run(ns, &["nft", cut]).expect("cut");
         }
