@@ -14,8 +14,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../fuzz" || exit 1
 # shellcheck source=scripts/env.sh
 source ../scripts/env.sh
-# The fuzz build uses sanitizer flags: keep it out of the workspace's target folder.
-export CARGO_TARGET_DIR="$ROUNDS_ROOT/fuzz/target"
+# The fuzz build uses sanitizer flags: keep it out of the workspace's target folder, and
+# outside the clone, so a fresh checkout reuses it.
+export CARGO_TARGET_DIR="${ROUNDS_FUZZ_TARGET_DIR:-$HOME/.cache/rounds/fuzz-target}"
 export RUSTC_BOOTSTRAP=1
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -23,7 +24,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     exit 1
 fi
 
-targets=(signaling_decode rest_bodies)
+targets=(signaling_decode rest_bodies sdp_offer media_demux)
 
 run() {
     local target="$1"

@@ -1,0 +1,43 @@
+//! What the media fuzz targets share: one SFU, started once per fuzzing process on loopback,
+//! with a runtime whose worker thread drives it while the fuzzer thread feeds it.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::OnceLock;
+
+use rounds_server::sfu::{Sfu, SfuConfig};
+use tokio::runtime::Runtime;
+
+struct Shared {
+    runtime: Runtime,
+    sfu: Sfu,
+}
+
+fn shared() -> &'static Shared {
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let sfu = runtime
+            .block_on(Sfu::start(SfuConfig {
+                udp_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+                advertise_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                tcp_port: Some(443),
+                udp_enabled: true,
+            }))
+            .expect("the SFU starts");
+        Shared { runtime, sfu }
+    })
+}
+
+/// The SFU every input goes to.
+pub fn sfu() -> &'static Sfu {
+    &shared().sfu
+}
+
+/// Runs `future` to completion on the SFU's runtime.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    shared().runtime.block_on(future)
+}
