@@ -29,19 +29,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Member {
     pub peer: Arc<LeanPeer>,
     _tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// Rounds signaling, to say `leave`.
-    rounds_out: Option<mpsc::UnboundedSender<ClientMessage>>,
-}
-
-impl Member {
-    /// Leaves the room the way a client does (Rounds: a `leave` message), then closes.
-    pub async fn leave(self) {
-        if let Some(out) = &self.rounds_out {
-            let _ = out.send(ClientMessage::Leave);
-            // Let the writer put it on the wire before the socket closes.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
 }
 
 // ---- Rounds ------------------------------------------------------------------------------
@@ -107,18 +94,6 @@ impl RoundsSfu {
 
     /// A guest joins room `room`, is admitted, and receives through `peer`.
     pub async fn subscribe(&self, room: usize, peer: LeanPeer, n: usize) -> anyhow::Result<Member> {
-        self.guest(room, peer, n, false).await
-    }
-
-    /// A guest joins room `room` and is admitted; it publishes `peer`'s tracks when
-    /// `publish`, and receives through it otherwise.
-    pub async fn guest(
-        &self,
-        room: usize,
-        peer: LeanPeer,
-        n: usize,
-        publish: bool,
-    ) -> anyhow::Result<Member> {
         let r = &self.rooms[room];
         let guest = self
             .api
@@ -129,7 +104,7 @@ impl RoundsSfu {
                 RoomRole::Guest,
             )
             .await?;
-        let (member, id) = self.join_inner(guest.token, peer, publish).await?;
+        let (member, id) = self.join_inner(guest.token, peer, false).await?;
         self.api.admit(&self.access, &r.visit_id, &id).await?;
         Ok(member)
     }
@@ -208,7 +183,6 @@ impl RoundsSfu {
         if publish && me.state == ParticipantState::Admitted {
             start_publishing.clone()().await;
         }
-        let leave_out = out.clone();
         let reader_peer = peer.clone();
         let reader = tokio::spawn(async move {
             let peer = reader_peer;
@@ -243,14 +217,15 @@ impl RoundsSfu {
                         Err(error) => eprintln!("subscriber answer failed: {error:#}"),
                     },
                     ServerMessage::Ice { pc, candidate }
-                        if (pc == PcKind::Publisher) == publish
-                            && !candidate.candidate.is_empty() =>
+                        if (pc == PcKind::Publisher) == publish =>
                     {
-                        peer.add_candidate(
-                            candidate.candidate,
-                            candidate.sdp_mid,
-                            candidate.sdp_mline_index,
-                        );
+                        if !candidate.candidate.is_empty() {
+                            peer.add_candidate(
+                                candidate.candidate,
+                                candidate.sdp_mid,
+                                candidate.sdp_mline_index,
+                            );
+                        }
                     }
                     _ => {}
                 }
@@ -260,7 +235,6 @@ impl RoundsSfu {
             Member {
                 peer,
                 _tasks: vec![reader, writer],
-                rounds_out: Some(leave_out),
             },
             me.id,
         ))
@@ -576,7 +550,6 @@ impl JanusSfu {
         Ok(Member {
             peer: Arc::new(peer),
             _tasks: s.tasks,
-            rounds_out: None,
         })
     }
 
@@ -612,7 +585,6 @@ impl JanusSfu {
         Ok(Member {
             peer: Arc::new(peer),
             _tasks: s.tasks,
-            rounds_out: None,
         })
     }
 }
