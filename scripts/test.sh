@@ -11,6 +11,8 @@ source scripts/env.sh
 say() { printf '==> %s\n' "$*"; }
 
 bash scripts/install-deps.sh || exit 1
+# A long-lived build cache fills the disk otherwise, and then everything fails at once.
+bash scripts/prune-cache.sh || exit 1
 
 passed=()
 failed=()
