@@ -5,7 +5,9 @@
 //!
 //! The first byte chooses the path: even, the rest is a run of UDP datagrams (each one a
 //! length byte then that many bytes); odd, the rest is the byte stream of one ICE-TCP
-//! connection. A publisher connection is set up once, so datagrams can also meet a real one.
+//! connection. One publisher connection is set up first, so the driver has a route table to
+//! search; the fuzzer does not learn its ICE credentials, so inputs stop at the
+//! authentication check rather than reaching that connection's DTLS and SRTP.
 #![no_main]
 
 use std::net::{Ipv4Addr, SocketAddr};

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use chrono::{Duration, Utc};
-use rounds_proto::{CreateVisitRequest, Phi, SessionClaims};
+use rounds_proto::{CreateVisitRequest, Phi};
 
 use crate::AppState;
 use crate::sessions::hash_password;
@@ -48,20 +48,10 @@ pub async fn seed(state: &AppState, time_zone: &str) -> anyhow::Result<Demo> {
                 .await?
         }
     };
-    let session = SessionClaims {
-        iss: state.tokens.issuer().to_owned(),
-        aud: rounds_proto::SESSION_AUDIENCE.into(),
-        sub: clinician.id.clone(),
-        clinic: clinic.id.clone(),
-        sid: "demo".into(),
-        iat: now.timestamp(),
-        nbf: now.timestamp(),
-        exp: now.timestamp() + 60,
-        jti: rounds_auth::random_id(),
-    };
     let created = crate::visits::create(
         state,
-        &session,
+        &clinic.id,
+        &clinician.id,
         CreateVisitRequest {
             scheduled_at: now + Duration::minutes(5),
             duration_minutes: Some(30),

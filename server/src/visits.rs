@@ -22,9 +22,12 @@ pub fn link_url(state: &AppState, code: &str) -> String {
     format!("{}/join/{code}", state.config.public_url())
 }
 
+/// Creates a visit in `clinic_id`'s queue for `clinician_id`, with its patient link. Callers
+/// have already established who the clinician is (a session, the demo, an EHR launch).
 pub async fn create(
     state: &AppState,
-    session: &SessionClaims,
+    clinic_id: &str,
+    clinician_id: &str,
     req: CreateVisitRequest,
 ) -> ApiResult<CreatedVisit> {
     let now = Utc::now();
@@ -58,8 +61,8 @@ pub async fn create(
         .insert_visit(
             &NewVisit {
                 id: &id,
-                clinic_id: &session.clinic,
-                clinician_id: &session.sub,
+                clinic_id,
+                clinician_id,
                 scheduled_at: req.scheduled_at,
                 duration_minutes: duration,
                 patient_name: req.patient_name.as_ref(),
@@ -73,7 +76,7 @@ pub async fn create(
         .store
         .create_link(&id, Role::Patient, PATIENT_INVITEE, expires_at, now)
         .await?;
-    let actor = format!("clinician:{}", session.sub);
+    let actor = format!("clinician:{clinician_id}");
     state
         .audit
         .record(

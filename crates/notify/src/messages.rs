@@ -195,7 +195,7 @@ fn one_line(text: &str, max_chars: usize) -> String {
 }
 
 /// Escapes text for HTML element content and double- or single-quoted attribute values.
-fn escape_html(text: &str) -> String {
+pub fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use rounds_proto::{CreateVisitRequest, Phi, SessionClaims};
+use rounds_proto::{CreateVisitRequest, Phi};
 
 use crate::AppState;
 use crate::audit::{Action, Event};
@@ -591,21 +591,10 @@ async fn find_or_create_visit(
         return Ok((visit_id, false));
     }
     let now = Utc::now();
-    // The visit is created on the clinician's behalf, as if from their queue.
-    let session = SessionClaims {
-        iss: state.config.issuer(),
-        aud: state.config.issuer(),
-        sub: clinician.id.clone(),
-        clinic: clinician.clinic_id.clone(),
-        sid: "ehr-launch".into(),
-        iat: now.timestamp(),
-        nbf: now.timestamp(),
-        exp: now.timestamp() + 60,
-        jti: rounds_auth::random_id(),
-    };
     let created = crate::visits::create(
         state,
-        &session,
+        &clinician.clinic_id,
+        &clinician.id,
         CreateVisitRequest {
             scheduled_at: now,
             duration_minutes: None,

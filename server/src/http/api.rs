@@ -83,7 +83,7 @@ pub async fn create_visit(
 ) -> ApiResult<(StatusCode, Json<CreatedVisit>)> {
     Ok((
         StatusCode::CREATED,
-        Json(visits::create(&state, &s, req).await?),
+        Json(visits::create(&state, &s.clinic, &s.sub, req).await?),
     ))
 }
 

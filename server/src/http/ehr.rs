@@ -8,6 +8,7 @@
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use rounds_notify::messages::escape_html;
 use serde::Deserialize;
 
 use crate::AppState;
@@ -107,19 +108,6 @@ async fn start(
     }
 }
 
-fn escape(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '&' => "&amp;".into(),
-            '<' => "&lt;".into(),
-            '>' => "&gt;".into(),
-            '"' => "&quot;".into(),
-            '\'' => "&#39;".into(),
-            c => c.to_string(),
-        })
-        .collect()
-}
-
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;line-height:1.5;color:#1d2b2a;font-size:1.0625rem}\
     .button{display:inline-block;background:#0b6e6e;color:#fff;padding:.7rem 1.3rem;border-radius:.4rem;text-decoration:none;font-weight:600}\
     .muted{color:#4b5d5b;font-size:.95rem}";
@@ -129,7 +117,7 @@ fn page(status: StatusCode, title: &str, body: &str, head_extra: &str) -> Respon
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">{head_extra}\
          <title>{title} | Rounds</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>",
-        title = escape(title)
+        title = escape_html(title)
     );
     let mut response = (status, Html(html)).into_response();
     response
@@ -140,7 +128,7 @@ fn page(status: StatusCode, title: &str, body: &str, head_extra: &str) -> Respon
 
 /// Opens the visit in the desktop app at once, with a button for browsers that ask first.
 fn handoff_page(handoff: &Handoff) -> Response {
-    let link = escape(&handoff.link);
+    let link = escape_html(&handoff.link);
     let body = format!(
         "<h1>Opening the video visit in Rounds</h1>\
          <p>Your Rounds app opens this patient's video visit now. If it does not, select the button.</p>\
@@ -177,16 +165,16 @@ fn failure(headers: &HeaderMap, e: &LaunchError) -> Response {
         .map(|d| {
             format!(
                 "<p class=\"muted\">Your EHR said: \u{201c}{}\u{201d}</p>",
-                escape(d)
+                escape_html(d)
             )
         })
         .unwrap_or_default();
     let body = format!(
         "<h1>{title}</h1><p>{sentence}</p>{said}<p><strong>What to do:</strong> {next}</p>\
          <p class=\"muted\">Reason code for IT: {slug}</p>",
-        title = escape(f.title()),
-        sentence = escape(f.sentence()),
-        next = escape(f.next_step()),
+        title = escape_html(f.title()),
+        sentence = escape_html(f.sentence()),
+        next = escape_html(f.next_step()),
         slug = f.slug(),
     );
     page(status, f.title(), &body, "")

@@ -259,16 +259,18 @@ impl Browser {
         iss: &str,
         launch: &str,
     ) -> (StatusCode, String) {
-        let authorize = self
-            .launch(&format!(
-                "{}/ehr/launch?iss={}&launch={launch}",
-                server.url,
-                urlencode(iss)
-            ))
-            .await;
+        let authorize = self.launch(&launch_url(&server.url, iss, launch)).await;
         let cb = self.authorize(&authorize, Some("dr-okafor")).await;
         self.finish(&cb).await
     }
+}
+
+/// What the EHR opens from the chart: Rounds' launch endpoint with `iss` and `launch`.
+pub fn launch_url(server_url: &str, iss: &str, launch: &str) -> String {
+    format!(
+        "{server_url}/ehr/launch?iss={}&launch={launch}",
+        urlencode(iss)
+    )
 }
 
 pub fn urlencode(s: &str) -> String {
@@ -328,11 +330,7 @@ async fn ehr_launch_opens_the_encounters_visit_in_the_app() {
 
     // The authorization request Rounds sends: PKCE S256, aud = iss, the SMART scopes, a long state.
     let authorize = browser
-        .launch(&format!(
-            "{}/ehr/launch?iss={}&launch={launch}",
-            server.url,
-            urlencode(&ehr.fhir)
-        ))
+        .launch(&launch_url(&server.url, &ehr.fhir, &launch))
         .await;
     let q: std::collections::HashMap<String, String> = url::Url::parse(&authorize)
         .unwrap()
@@ -453,11 +451,7 @@ async fn launches_that_go_wrong_end_on_a_clear_page() {
     let browser = Browser::new();
     let launch = ehr.new_launch("pat-1001", Some("enc-2001")).await;
     let authorize = browser
-        .launch(&format!(
-            "{}/ehr/launch?iss={}&launch={launch}",
-            server.url,
-            urlencode(&ehr.fhir)
-        ))
+        .launch(&launch_url(&server.url, &ehr.fhir, &launch))
         .await;
     let cb = browser.authorize(&authorize, None).await;
     let (status, page) = browser.finish(&cb).await;
@@ -472,11 +466,7 @@ async fn launches_that_go_wrong_end_on_a_clear_page() {
     let launch = ehr.new_launch("pat-1001", Some("enc-2001")).await;
     let browser = Browser::new();
     let authorize = browser
-        .launch(&format!(
-            "{}/ehr/launch?iss={}&launch={launch}",
-            server.url,
-            urlencode(&ehr.fhir)
-        ))
+        .launch(&launch_url(&server.url, &ehr.fhir, &launch))
         .await;
     let cb = browser.authorize(&authorize, Some("dr-okafor")).await;
     let (status, _) = browser.finish(&cb).await;
@@ -494,11 +484,7 @@ async fn launches_that_go_wrong_end_on_a_clear_page() {
         .into_owned();
     let launch = ehr.new_launch("pat-1001", Some("enc-2001")).await;
     let authorize = browser
-        .launch(&format!(
-            "{}/ehr/launch?iss={}&launch={launch}",
-            server.url,
-            urlencode(&ehr.fhir)
-        ))
+        .launch(&launch_url(&server.url, &ehr.fhir, &launch))
         .await;
     let fresh_state = url::Url::parse(&authorize)
         .unwrap()
@@ -527,11 +513,7 @@ async fn launches_that_go_wrong_end_on_a_clear_page() {
     let launch = ehr.new_launch("pat-1001", Some("enc-2001")).await;
     let browser = Browser::new();
     let authorize = browser
-        .launch(&format!(
-            "{}/ehr/launch?iss={}&launch={launch}",
-            server.url,
-            urlencode(&ehr.fhir)
-        ))
+        .launch(&launch_url(&server.url, &ehr.fhir, &launch))
         .await;
     let cb = browser.authorize(&authorize, Some("dr-okafor")).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -549,11 +531,7 @@ async fn launches_that_go_wrong_end_on_a_clear_page() {
     let launch = ehr.new_launch("pat-1001", Some("enc-2001")).await;
     let browser = Browser::new();
     let authorize = browser
-        .launch(&format!(
-            "{}/ehr/launch?iss={}&launch={launch}",
-            server.url,
-            urlencode(&ehr.fhir_alias)
-        ))
+        .launch(&launch_url(&server.url, &ehr.fhir_alias, &launch))
         .await;
     assert!(
         authorize.contains(&format!("aud={}", urlencode(&ehr.fhir_alias))),
@@ -604,11 +582,7 @@ async fn launches_that_go_wrong_end_on_a_clear_page() {
     let launch = ehr.new_launch("pat-1001", Some("enc-2001")).await;
     let browser = Browser::new();
     let authorize = browser
-        .launch(&format!(
-            "{}/ehr/launch?iss={}&launch={launch}",
-            server.url,
-            urlencode(&ehr.fhir)
-        ))
+        .launch(&launch_url(&server.url, &ehr.fhir, &launch))
         .await;
     let cb = browser.authorize(&authorize, Some("dr-nobody")).await;
     let (status, page) = browser.finish(&cb).await;
@@ -688,11 +662,7 @@ async fn the_ehr_requires_pkce_and_rounds_always_sends_it() {
     // Rounds' own requests always carry S256.
     for _ in 0..3 {
         let authorize = Browser::new()
-            .launch(&format!(
-                "{}/ehr/launch?iss={}&launch={launch}",
-                server.url,
-                urlencode(&ehr.fhir)
-            ))
+            .launch(&launch_url(&server.url, &ehr.fhir, &launch))
             .await;
         assert!(
             authorize.contains("code_challenge_method=S256"),
@@ -756,11 +726,7 @@ async fn ending_a_launched_visit_writes_back_the_encounter_status() {
     let launch = ehr.new_launch("pat-1001", Some("enc-2002")).await;
     let browser = Browser::new();
     let authorize = browser
-        .launch(&format!(
-            "{}/ehr/launch?iss={}&launch={launch}",
-            server.url,
-            urlencode(&ehr.fhir)
-        ))
+        .launch(&launch_url(&server.url, &ehr.fhir, &launch))
         .await;
     assert!(
         authorize.contains("patient%2FEncounter.u"),

@@ -11,6 +11,9 @@ use crate::idp::{Attempt, Browser, Idp, Landing, OKAFOR, Person, REYES, param};
 const SCOPE: &str = "openid email profile fhirUser";
 const REDIRECT: &str = "http://127.0.0.1:53682/callback";
 
+/// Accounts created on first sign-in, in the fixture clinic.
+const AUTO: &str = "provisioning = \"auto\"\nauto_clinic = \"St. Mary's Clinic\"";
+
 async fn server_for(idp: &Idp, extra: &str) -> Server {
     Server::start_with(&idp.server_config(extra), "info").await
 }
@@ -36,16 +39,26 @@ fn token_request(code: &str, attempt: &Attempt) -> Value {
     })
 }
 
+/// The app's call that finishes a sign-in.
+async fn exchange(server: &Server, body: Value) -> (StatusCode, Value) {
+    server.post("/api/v1/auth/oidc/token", None, body).await
+}
+
 async fn sign_in(server: &Server, idp: &Idp, who: &Person) -> (StatusCode, Value) {
     let attempt = Attempt::new(REDIRECT);
     let code = authorize(idp, who, &attempt).await;
-    server
-        .post(
-            "/api/v1/auth/oidc/token",
-            None,
-            token_request(&code, &attempt),
-        )
-        .await
+    exchange(server, token_request(&code, &attempt)).await
+}
+
+/// The problem's sentence says `words`.
+fn assert_detail(problem: &Value, words: &str) {
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(words),
+        "{problem}"
+    );
 }
 
 /// `(actor, action, detail)` of every audit row.
@@ -100,13 +113,7 @@ async fn the_app_learns_how_to_start_and_unconfigured_servers_say_so() {
     let plain = Server::start().await;
     let (status, problem) = plain.get("/api/v1/auth/oidc", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(
-        problem["detail"]
-            .as_str()
-            .unwrap()
-            .contains("no hospital sign-in"),
-        "{problem}"
-    );
+    assert_detail(&problem, "no hospital sign-in");
 }
 
 #[tokio::test]
@@ -226,151 +233,86 @@ async fn registered_mode_links_known_clinicians_and_refuses_strangers() {
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
-    assert!(
-        problem["detail"]
-            .as_str()
-            .unwrap()
-            .contains("hospital account"),
-        "{problem}"
-    );
+    assert_detail(&problem, "hospital account");
 }
 
 #[tokio::test]
 async fn an_id_token_for_another_application_is_refused() {
     let idp = Idp::start_with(json!({ "tamper": { "aud": "some-other-app" } }));
-    let server = server_for(
-        &idp,
-        "provisioning = \"auto\"\nauto_clinic = \"St. Mary's Clinic\"",
-    )
-    .await;
+    let server = server_for(&idp, AUTO).await;
     let (status, problem) = sign_in(&server, &idp, &REYES).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{problem}");
     assert_eq!(
         problem["type"],
         "https://rounds.health/problems/sso-token-invalid"
     );
-    assert!(
-        problem["detail"]
-            .as_str()
-            .unwrap()
-            .contains("issued for a different application"),
-        "{problem}"
-    );
+    assert_detail(&problem, "issued for a different application");
     assert!(refused_for(&server, "id-token-audience").await);
 }
 
 #[tokio::test]
 async fn an_id_token_with_another_nonce_is_refused() {
     let idp = Idp::start();
-    let server = server_for(
-        &idp,
-        "provisioning = \"auto\"\nauto_clinic = \"St. Mary's Clinic\"",
-    )
-    .await;
+    let server = server_for(&idp, AUTO).await;
     let attempt = Attempt::new(REDIRECT);
     let code = authorize(&idp, &REYES, &attempt).await;
     let mut body = token_request(&code, &attempt);
     body["nonce"] = json!("a-nonce-from-another-sign-in");
-    let (status, problem) = server.post("/api/v1/auth/oidc/token", None, body).await;
+    let (status, problem) = exchange(&server, body).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{problem}");
-    assert!(
-        problem["detail"]
-            .as_str()
-            .unwrap()
-            .contains("does not belong to this sign-in"),
-        "{problem}"
-    );
+    assert_detail(&problem, "does not belong to this sign-in");
     assert!(refused_for(&server, "id-token-nonce").await);
 }
 
 #[tokio::test]
 async fn a_code_works_once() {
     let idp = Idp::start();
-    let server = server_for(
-        &idp,
-        "provisioning = \"auto\"\nauto_clinic = \"St. Mary's Clinic\"",
-    )
-    .await;
+    let server = server_for(&idp, AUTO).await;
     let attempt = Attempt::new(REDIRECT);
     let code = authorize(&idp, &REYES, &attempt).await;
-    let (status, first) = server
-        .post(
-            "/api/v1/auth/oidc/token",
-            None,
-            token_request(&code, &attempt),
-        )
-        .await;
+    let (status, first) = exchange(&server, token_request(&code, &attempt)).await;
     assert_eq!(status, StatusCode::OK, "{first}");
-    let (status, problem) = server
-        .post(
-            "/api/v1/auth/oidc/token",
-            None,
-            token_request(&code, &attempt),
-        )
-        .await;
+    let (status, problem) = exchange(&server, token_request(&code, &attempt)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{problem}");
     assert_eq!(
         problem["type"],
         "https://rounds.health/problems/sso-code-rejected"
     );
-    assert!(
-        problem["detail"].as_str().unwrap().contains("already used"),
-        "{problem}"
-    );
+    assert_detail(&problem, "already used");
     assert!(refused_for(&server, "code-rejected").await);
 }
 
 #[tokio::test]
 async fn an_expired_code_is_refused() {
     let idp = Idp::start_with(json!({ "codeTtlSecs": 1 }));
-    let server = server_for(
-        &idp,
-        "provisioning = \"auto\"\nauto_clinic = \"St. Mary's Clinic\"",
-    )
-    .await;
+    let server = server_for(&idp, AUTO).await;
     let attempt = Attempt::new(REDIRECT);
     let code = authorize(&idp, &REYES, &attempt).await;
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    let (status, problem) = server
-        .post(
-            "/api/v1/auth/oidc/token",
-            None,
-            token_request(&code, &attempt),
-        )
-        .await;
+    let (status, problem) = exchange(&server, token_request(&code, &attempt)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{problem}");
-    assert!(
-        problem["detail"].as_str().unwrap().contains("expired"),
-        "{problem}"
-    );
+    assert_detail(&problem, "expired");
     assert!(refused_for(&server, "code-rejected").await);
 }
 
 #[tokio::test]
 async fn pkce_is_required_and_checked() {
     let idp = Idp::start();
-    let server = server_for(
-        &idp,
-        "provisioning = \"auto\"\nauto_clinic = \"St. Mary's Clinic\"",
-    )
-    .await;
+    let server = server_for(&idp, AUTO).await;
     let attempt = Attempt::new(REDIRECT);
     let code = authorize(&idp, &REYES, &attempt).await;
 
     let mut body = token_request(&code, &attempt);
     body["code_verifier"] = json!("");
-    let (status, problem) = server.post("/api/v1/auth/oidc/token", None, body).await;
+    let (status, problem) = exchange(&server, body).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
-    assert!(
-        problem["detail"].as_str().unwrap().contains("PKCE"),
-        "{problem}"
-    );
+    assert_detail(&problem, "PKCE");
     assert!(refused_for(&server, "pkce-missing").await);
 
     // A verifier that is not the one behind the challenge: the provider refuses the code.
     let mut body = token_request(&code, &attempt);
     body["code_verifier"] = json!(Attempt::new(REDIRECT).verifier);
-    let (status, problem) = server.post("/api/v1/auth/oidc/token", None, body).await;
+    let (status, problem) = exchange(&server, body).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{problem}");
     assert_eq!(
         problem["type"],
@@ -380,42 +322,23 @@ async fn pkce_is_required_and_checked() {
     // Only the app's loopback redirect is finished here.
     let mut body = token_request(&code, &attempt);
     body["redirect_uri"] = json!("https://elsewhere.example/callback");
-    let (status, problem) = server.post("/api/v1/auth/oidc/token", None, body).await;
+    let (status, problem) = exchange(&server, body).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
-    assert!(
-        problem["detail"].as_str().unwrap().contains("127.0.0.1"),
-        "{problem}"
-    );
+    assert_detail(&problem, "127.0.0.1");
 }
 
 #[tokio::test]
 async fn an_unreachable_identity_provider_is_a_clear_503() {
     let mut idp = Idp::start();
-    let server = server_for(
-        &idp,
-        "provisioning = \"auto\"\nauto_clinic = \"St. Mary's Clinic\"",
-    )
-    .await;
+    let server = server_for(&idp, AUTO).await;
     let attempt = Attempt::new(REDIRECT);
     let code = authorize(&idp, &REYES, &attempt).await;
     idp.stop();
 
     let (status, problem) = server.get("/api/v1/auth/oidc", None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
-    assert!(
-        problem["detail"]
-            .as_str()
-            .unwrap()
-            .contains("cannot reach your hospital's sign-in service"),
-        "{problem}"
-    );
-    let (status, problem) = server
-        .post(
-            "/api/v1/auth/oidc/token",
-            None,
-            token_request(&code, &attempt),
-        )
-        .await;
+    assert_detail(&problem, "cannot reach your hospital's sign-in service");
+    let (status, problem) = exchange(&server, token_request(&code, &attempt)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
     assert_eq!(
         problem["type"],
@@ -427,23 +350,13 @@ async fn an_unreachable_identity_provider_is_a_clear_503() {
 #[tokio::test]
 async fn the_provider_going_down_after_discovery_is_a_clear_503_too() {
     let mut idp = Idp::start();
-    let server = server_for(
-        &idp,
-        "provisioning = \"auto\"\nauto_clinic = \"St. Mary's Clinic\"",
-    )
-    .await;
+    let server = server_for(&idp, AUTO).await;
     let (status, _) = server.get("/api/v1/auth/oidc", None).await;
     assert_eq!(status, StatusCode::OK);
     let attempt = Attempt::new(REDIRECT);
     let code = authorize(&idp, &REYES, &attempt).await;
     idp.stop();
-    let (status, problem) = server
-        .post(
-            "/api/v1/auth/oidc/token",
-            None,
-            token_request(&code, &attempt),
-        )
-        .await;
+    let (status, problem) = exchange(&server, token_request(&code, &attempt)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
     assert_eq!(
         problem["type"],
@@ -492,8 +405,5 @@ async fn registered_accounts_can_be_found_by_fhir_user() {
     // The harness's clinician has a matching email but no FHIR user: not registered here.
     let (status, problem) = sign_in(&server, &idp, &OKAFOR).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
-    assert!(
-        problem["detail"].as_str().unwrap().contains("fhirUser"),
-        "{problem}"
-    );
+    assert_detail(&problem, "fhirUser");
 }

@@ -77,6 +77,23 @@ export async function inboundStats(page) {
   });
 }
 
+/** The transport ("udp" or "tcp") of the selected candidate pair of each connected peer connection. */
+export async function selectedTransports(page) {
+  return page.evaluate(async () => {
+    const out = [];
+    for (const pc of window.__pcs) {
+      if (pc.connectionState !== "connected") continue;
+      const report = await pc.getStats();
+      report.forEach((s) => {
+        if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") {
+          out.push(report.get(s.localCandidateId)?.protocol);
+        }
+      });
+    }
+    return out;
+  });
+}
+
 /** Polls `inboundStats` until `predicate` holds, or throws with the last stats. */
 export async function waitForStats(page, predicate, timeoutMs = 20000) {
   const deadline = Date.now() + timeoutMs;

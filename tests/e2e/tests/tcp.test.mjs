@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { launch, phonePage, waitForStats } from "../lib/browser.mjs";
+import { launch, phonePage, selectedTransports, waitForStats } from "../lib/browser.mjs";
 import { joinWhenReady, toWaitingRoom } from "../lib/flow.mjs";
 import { openClinician } from "../lib/harness.mjs";
 import { RoundsServer } from "../lib/server.mjs";
@@ -25,23 +25,6 @@ after(async () => {
   await server?.stop();
 });
 
-/** The transport of the selected candidate pair of each connected peer connection. */
-async function transports(page) {
-  return page.evaluate(async () => {
-    const out = [];
-    for (const pc of window.__pcs) {
-      if (pc.connectionState !== "connected") continue;
-      const stats = await pc.getStats();
-      stats.forEach((s) => {
-        if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") {
-          out.push(stats.get(s.localCandidateId)?.protocol);
-        }
-      });
-    }
-    return out;
-  });
-}
-
 test("media over ICE-TCP when UDP is off", async () => {
   const access = await server.login();
   const { visit, link } = await server.createVisit(access);
@@ -55,7 +38,7 @@ test("media over ICE-TCP when UDP is off", async () => {
   await joinWhenReady(page);
   await waitForStats(page, (s) => s.framesDecoded > 0, 30000);
   await waitForStats(clinician, (s) => s.framesDecoded > 0, 30000);
-  const used = await transports(page);
+  const used = await selectedTransports(page);
   assert.ok(used.length > 0 && used.every((p) => p === "tcp"), `transports: ${used}`);
 });
 

@@ -6,7 +6,7 @@
 //
 //   node tests/e2e/tools/patient-call.mjs LINK [SECONDS_IN_CALL]
 
-import { launch, phonePage, waitForStats } from "../lib/browser.mjs";
+import { launch, phonePage, selectedTransports, waitForStats } from "../lib/browser.mjs";
 import { joinWhenReady, toWaitingRoom } from "../lib/flow.mjs";
 
 const [link, hold = "10"] = process.argv.slice(2);
@@ -49,19 +49,7 @@ try {
     console.error(JSON.stringify(ice, null, 1));
     throw e;
   }
-  const transports = await page.evaluate(async () => {
-    const out = [];
-    for (const pc of window.__pcs) {
-      if (pc.connectionState !== "connected") continue;
-      const report = await pc.getStats();
-      report.forEach((s) => {
-        if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") {
-          out.push(report.get(s.localCandidateId)?.protocol);
-        }
-      });
-    }
-    return out;
-  });
+  const transports = await selectedTransports(page);
   step("decoding the clinic's video");
   console.log(JSON.stringify({ framesDecoded: stats.framesDecoded, transports }));
   await new Promise((r) => setTimeout(r, Number(hold) * 1000));

@@ -265,9 +265,7 @@ pub fn browsers_refuse_ice_tcp(ip: IpAddr, port: u16) -> Option<&'static str> {
     }
     let private = match ip {
         IpAddr::V4(v4) => v4.is_private() || v4.is_loopback() || v4.is_link_local(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00 || v6.is_unicast_link_local()
-        }
+        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unique_local() || v6.is_unicast_link_local(),
     };
     private.then_some("the port is 80 or 443 and the advertised address is private")
 }
