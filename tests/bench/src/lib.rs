@@ -7,6 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+pub mod clip;
+pub mod lean;
+pub mod sfu;
+
 /// A `rounds-server` process with its own data directory.
 pub struct ServerProcess {
     pub child: Child,
@@ -37,6 +41,16 @@ pub fn free_port() -> anyhow::Result<u16> {
 impl ServerProcess {
     /// Starts the server with `extra` TOML appended, and a clinician to sign in as.
     pub async fn start(bin: &Path, extra: &str) -> anyhow::Result<(Self, String, String)> {
+        Self::start_on(bin, extra, None).await
+    }
+
+    /// Like [`ServerProcess::start`], pinned to one CPU core with `taskset` when `core` is
+    /// given.
+    pub async fn start_on(
+        bin: &Path,
+        extra: &str,
+        core: Option<usize>,
+    ) -> anyhow::Result<(Self, String, String)> {
         if !bin.exists() {
             bail!(
                 "{} does not exist; build it with `cargo build --release -p rounds-server`",
@@ -81,7 +95,15 @@ impl ServerProcess {
         if !status.success() {
             bail!("could not create the benchmark clinician");
         }
-        let child = Command::new(bin)
+        let mut command = match core {
+            Some(core) => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(core.to_string()).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let child = command
             .arg("--config")
             .arg(&config)
             .arg("serve")
@@ -151,9 +173,11 @@ pub fn machine() -> String {
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    // Counted from /proc/cpuinfo: a pinned process sees only its own core.
+    let cores = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|c| c.lines().filter(|l| l.starts_with("processor")).count())
+        .unwrap_or(1)
+        .max(1);
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
@@ -182,4 +206,72 @@ pub fn write_section(path: &Path, name: &str, body: &str) -> anyhow::Result<()> 
     };
     std::fs::write(path, updated)?;
     Ok(())
+}
+
+/// Pins this process (every thread, present and future) to one core with `taskset`.
+pub fn pin_self(core: usize) -> anyhow::Result<()> {
+    let status = Command::new("taskset")
+        .args([
+            "-a",
+            "-p",
+            "-c",
+            &core.to_string(),
+            &std::process::id().to_string(),
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .context("running taskset")?;
+    if !status.success() {
+        bail!("taskset could not pin the load generator to core {core}");
+    }
+    Ok(())
+}
+
+/// The `p` quantile (0..=1) of sorted values; NaN when empty.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+/// Resident memory of a process in KiB, from `/proc/<pid>/status`.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Open file descriptors of a process.
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// The address media runs over in benchmarks: this machine's first global IPv4 address, or
+/// loopback. Janus does not gather candidates on loopback, so both SFUs and the load
+/// generator use this address (traffic to it still never leaves the kernel).
+pub fn bench_ip() -> std::net::IpAddr {
+    Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout).lines().find_map(|l| {
+                l.split_whitespace()
+                    .skip_while(|w| *w != "inet")
+                    .nth(1)
+                    .and_then(|cidr| cidr.split('/').next())
+                    .and_then(|ip| ip.parse().ok())
+            })
+        })
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
 }

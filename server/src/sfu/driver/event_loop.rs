@@ -36,6 +36,7 @@ use super::demux::{
     PacketClass, Routes, binding_request_is_authentic, binding_request_ufrag, classify,
 };
 use super::keyframe::KeyframeThrottle;
+use super::latency::ForwardDelay;
 use super::peer::{PcEntry, TrackKey, guard, pc_state};
 use super::timers::TimerHeap;
 use super::{
@@ -194,6 +195,9 @@ pub(crate) struct Driver {
     pub(super) timers: TimerHeap,
     /// Keyframe requests deferred by the throttle, with the latest reason.
     pub(super) pending_keyframes: BTreeMap<TrackKey, KeyframeReason>,
+    /// When the datagram being processed was read, while it is.
+    pub(super) ingress: Option<Instant>,
+    pub(super) forward_delay: ForwardDelay,
 }
 
 fn host_candidate(
@@ -277,6 +281,8 @@ impl Driver {
             routes: Routes::default(),
             timers: TimerHeap::default(),
             pending_keyframes: BTreeMap::new(),
+            ingress: None,
+            forward_delay: ForwardDelay::default(),
         })
     }
 
@@ -465,8 +471,9 @@ impl Driver {
         };
         entry.counters.packets_in += 1;
         entry.counters.bytes_in += data.len() as u64;
+        let now = Instant::now();
         let msg = TaggedBytesMut {
-            now: Instant::now(),
+            now,
             transport,
             message: BytesMut::from(data),
         };
@@ -478,7 +485,9 @@ impl Driver {
                 return;
             }
         }
+        self.ingress = Some(now);
         self.service(id);
+        self.ingress = None;
     }
 
     // ---- Servicing a connection ----------------------------------------------------------
@@ -587,6 +596,7 @@ impl Driver {
 
     fn housekeeping(&mut self, now: Instant) {
         self.run_deferred_keyframes(now);
+        self.forward_delay.export();
         let expired: Vec<ConnId> = self
             .io
             .conns

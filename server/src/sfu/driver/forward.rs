@@ -302,6 +302,10 @@ impl Driver {
             if flush_and_rearm(&self.io, &mut self.timers, sub).is_err() {
                 poisoned.push(sub_id);
             }
+            if let Some(ingress) = self.ingress {
+                self.forward_delay
+                    .record(Instant::now().saturating_duration_since(ingress));
+            }
         }
         for sub_id in poisoned {
             self.poison(sub_id);

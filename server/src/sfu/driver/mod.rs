@@ -45,6 +45,7 @@ mod event_loop;
 mod forward;
 mod framing;
 mod keyframe;
+mod latency;
 mod negotiation;
 mod peer;
 mod rewrite;
