@@ -29,6 +29,19 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Member {
     pub peer: Arc<LeanPeer>,
     _tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Rounds signaling, to say `leave`.
+    rounds_out: Option<mpsc::UnboundedSender<ClientMessage>>,
+}
+
+impl Member {
+    /// Leaves the room the way a client does (Rounds: a `leave` message), then closes.
+    pub async fn leave(self) {
+        if let Some(out) = &self.rounds_out {
+            let _ = out.send(ClientMessage::Leave);
+            // Let the writer put it on the wire before the socket closes.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 // ---- Rounds ------------------------------------------------------------------------------
@@ -94,6 +107,18 @@ impl RoundsSfu {
 
     /// A guest joins room `room`, is admitted, and receives through `peer`.
     pub async fn subscribe(&self, room: usize, peer: LeanPeer, n: usize) -> anyhow::Result<Member> {
+        self.guest(room, peer, n, false).await
+    }
+
+    /// A guest joins room `room` and is admitted; it publishes `peer`'s tracks when
+    /// `publish`, and receives through it otherwise.
+    pub async fn guest(
+        &self,
+        room: usize,
+        peer: LeanPeer,
+        n: usize,
+        publish: bool,
+    ) -> anyhow::Result<Member> {
         let r = &self.rooms[room];
         let guest = self
             .api
@@ -104,7 +129,7 @@ impl RoundsSfu {
                 RoomRole::Guest,
             )
             .await?;
-        let (member, id) = self.join_inner(guest.token, peer, false).await?;
+        let (member, id) = self.join_inner(guest.token, peer, publish).await?;
         self.api.admit(&self.access, &r.visit_id, &id).await?;
         Ok(member)
     }
@@ -183,6 +208,7 @@ impl RoundsSfu {
         if publish && me.state == ParticipantState::Admitted {
             start_publishing.clone()().await;
         }
+        let leave_out = out.clone();
         let reader_peer = peer.clone();
         let reader = tokio::spawn(async move {
             let peer = reader_peer;
@@ -217,15 +243,14 @@ impl RoundsSfu {
                         Err(error) => eprintln!("subscriber answer failed: {error:#}"),
                     },
                     ServerMessage::Ice { pc, candidate }
-                        if (pc == PcKind::Publisher) == publish =>
+                        if (pc == PcKind::Publisher) == publish
+                            && !candidate.candidate.is_empty() =>
                     {
-                        if !candidate.candidate.is_empty() {
-                            peer.add_candidate(
-                                candidate.candidate,
-                                candidate.sdp_mid,
-                                candidate.sdp_mline_index,
-                            );
-                        }
+                        peer.add_candidate(
+                            candidate.candidate,
+                            candidate.sdp_mid,
+                            candidate.sdp_mline_index,
+                        );
                     }
                     _ => {}
                 }
@@ -235,6 +260,7 @@ impl RoundsSfu {
             Member {
                 peer,
                 _tasks: vec![reader, writer],
+                rounds_out: Some(leave_out),
             },
             me.id,
         ))
@@ -550,6 +576,7 @@ impl JanusSfu {
         Ok(Member {
             peer: Arc::new(peer),
             _tasks: s.tasks,
+            rounds_out: None,
         })
     }
 
@@ -585,6 +612,7 @@ impl JanusSfu {
         Ok(Member {
             peer: Arc::new(peer),
             _tasks: s.tasks,
+            rounds_out: None,
         })
     }
 }

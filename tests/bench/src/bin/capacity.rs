@@ -46,9 +46,9 @@ struct Args {
     /// Seconds measured per step.
     #[arg(long, default_value_t = 5)]
     window: u64,
-    /// Core for the SFU (taskset).
-    #[arg(long, default_value_t = 0)]
-    server_core: usize,
+    /// Core for the SFU (taskset); a negative value leaves it unpinned.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    server_core: i64,
     /// Core for this generator (taskset); a negative value leaves it unpinned.
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     generator_core: i64,
@@ -61,7 +61,11 @@ struct Args {
     /// The address media runs over (default: this machine's first global IPv4 address).
     #[arg(long, default_value_t = bench_ip())]
     ip: std::net::IpAddr,
-    /// Write results into this Markdown file (section `capacity`).
+    /// Skip the ramp: take this many subscribers as the capacity found earlier and only
+    /// measure the latency at 50 % and 80 % of it (Rounds).
+    #[arg(long)]
+    capacity_subscribers: Option<usize>,
+    /// Write results into this Markdown file (sections `capacity` and `latency`).
     #[arg(long)]
     report: Option<std::path::PathBuf>,
     /// A tiny run that checks everything still works (for CI).
@@ -105,7 +109,7 @@ impl Step {
 
 enum Sfu {
     Rounds {
-        sfu: RoundsSfu,
+        sfu: Box<RoundsSfu>,
         _process: ServerProcess,
         metrics: url::Url,
     },
@@ -149,7 +153,8 @@ fn metric(text: &str, name: &str) -> Option<f64> {
 /// Cumulative histogram buckets `(le, count)` of `name`.
 fn buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
     let prefix = format!("{name}_bucket{{le=\"");
-    text.lines()
+    let mut out: Vec<(f64, f64)> = text
+        .lines()
         .filter_map(|l| l.strip_prefix(&prefix))
         .filter_map(|rest| {
             let (le, count) = rest.split_once("\"}")?;
@@ -160,7 +165,10 @@ fn buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
             };
             Some((le, count.trim().parse().ok()?))
         })
-        .collect()
+        .collect();
+    // The exporter orders series by label text, not by bound.
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    out
 }
 
 /// The `p` quantile from the difference of two cumulative bucket sets, interpolated inside
@@ -225,7 +233,7 @@ impl Run {
                 let (process, email, password) = ServerProcess::start_on(
                     &bin,
                     &format!("[media]\nenabled = true\nudp_listen = \"{}:0\"\n", args.ip),
-                    Some(args.server_core),
+                    (args.server_core >= 0).then_some(args.server_core as usize),
                 )
                 .await?;
                 let url: url::Url = process.url.parse()?;
@@ -233,7 +241,7 @@ impl Run {
                 let sfu = RoundsSfu::new(url.clone(), &email, &password, args.rooms).await?;
                 (
                     Sfu::Rounds {
-                        sfu,
+                        sfu: Box::new(sfu),
                         _process: process,
                         metrics: url.join("/metrics")?,
                     },
@@ -241,7 +249,11 @@ impl Run {
                 )
             }
             _ => {
-                let process = JanusProcess::start(Some(args.server_core), args.ip).await?;
+                let process = JanusProcess::start(
+                    (args.server_core >= 0).then_some(args.server_core as usize),
+                    args.ip,
+                )
+                .await?;
                 let pid = process.child.id();
                 let sfu = JanusSfu::new(process.url.clone(), args.rooms).await?;
                 (
@@ -410,6 +422,19 @@ struct Outcome {
 }
 
 async fn ramp(which: &str, args: &Args, clip: Arc<Clip>) -> anyhow::Result<Outcome> {
+    if let Some(subscribers) = args.capacity_subscribers {
+        let best = Step {
+            subscribers,
+            ..Step::default()
+        };
+        return Ok(Outcome {
+            name: if which == "rounds" { "Rounds" } else { "Janus" },
+            steps: Vec::new(),
+            latency: latency(which, args, clip, &best).await?,
+            best: Some(best),
+            stop: "given".into(),
+        });
+    }
     let mut run = Run::start(which, args, clip.clone()).await?;
     let name = run.sfu.name();
     eprintln!("==> {name}: {} publishers connected; ramping", args.rooms);
@@ -441,21 +466,10 @@ async fn ramp(which: &str, args: &Args, clip: Arc<Clip>) -> anyhow::Result<Outco
     }
     drop(run);
     let best = steps.iter().rev().find(|s| s.within(args)).cloned();
-    let mut latency = Vec::new();
-    // Measure 3: the latency the SFU adds, at 50 % and 80 % of the capacity found.
-    if which == "rounds"
-        && let Some(best) = &best
-    {
-        for fraction in [0.5, 0.8] {
-            let subs = ((best.subscribers as f64 * fraction).round() as usize).max(1);
-            let mut run = Run::start(which, args, clip.clone()).await?;
-            run.add_subscribers(subs).await?;
-            let step = run.measure(args.settle, args.window * 2).await;
-            eprintln!("==> {name} at {:.0} % of capacity:", fraction * 100.0);
-            print_step(name, &step);
-            latency.push((fraction, step));
-        }
-    }
+    let latency = match &best {
+        Some(best) if which == "rounds" => latency(which, args, clip, best).await?,
+        _ => Vec::new(),
+    };
     Ok(Outcome {
         name,
         steps,
@@ -463,6 +477,26 @@ async fn ramp(which: &str, args: &Args, clip: Arc<Clip>) -> anyhow::Result<Outco
         stop,
         latency,
     })
+}
+
+/// Measure 3: the latency the SFU adds, at 50 % and 80 % of the capacity found.
+async fn latency(
+    which: &str,
+    args: &Args,
+    clip: Arc<Clip>,
+    best: &Step,
+) -> anyhow::Result<Vec<(f64, Step)>> {
+    let mut out = Vec::new();
+    for fraction in [0.5, 0.8] {
+        let subs = ((best.subscribers as f64 * fraction).round() as usize).max(1);
+        let mut run = Run::start(which, args, clip.clone()).await?;
+        run.add_subscribers(subs).await?;
+        let step = run.measure(args.settle, args.window * 2).await;
+        eprintln!("==> at {:.0} % of capacity:", fraction * 100.0);
+        print_step(run.sfu.name(), &step);
+        out.push((fraction, step));
+    }
+    Ok(out)
 }
 
 fn report(args: &Args, clip: &Clip, outcomes: &[Outcome]) -> String {
@@ -557,9 +591,18 @@ fn report(args: &Args, clip: &Clip, outcomes: &[Outcome]) -> String {
             ));
         }
     }
+    out.push_str(&format!(
+        "\nRerun: `scripts/bench.sh capacity` (or `$CARGO_TARGET_DIR/release/capacity --rooms {} --step {} --report docs/benchmarks.md`).\n",
+        args.rooms, args.step
+    ));
+    out
+}
+
+fn latency_report(args: &Args, outcomes: &[Outcome]) -> String {
+    let mut out = String::new();
     let latency: Vec<&(f64, Step)> = outcomes.iter().flat_map(|o| o.latency.iter()).collect();
     if !latency.is_empty() {
-        out.push_str("\n## Latency the SFU adds (measure 3)\n\nInside the server: from the moment a datagram is read off the socket to the moment each forwarded copy is handed to the kernel (histogram `rounds_sfu_forward_delay_seconds`, read from /metrics before and after the window). Same load as above at 50 % and 80 % of the Rounds capacity found; the end-to-end delay seen by subscribers (relative, see above) is shown beside it.\n\n| load | subscribers | packets/s | in-server p50 | in-server p99 | target p50 / p99 | end-to-end p50 / p99 |\n|---|---:|---:|---:|---:|---:|---:|\n");
+        out.push_str("## Latency the SFU adds (measure 3)\n\nInside the server: from the moment a datagram is read off the socket to the moment each forwarded copy is handed to the kernel (histogram `rounds_sfu_forward_delay_seconds`, read from /metrics before and after the window). Same load as above at 50 % and 80 % of the Rounds capacity found; the end-to-end delay seen by subscribers (relative, see above) is shown beside it.\n\n| load | subscribers | packets/s | in-server p50 | in-server p99 | target p50 / p99 | end-to-end p50 / p99 |\n|---|---:|---:|---:|---:|---:|---:|\n");
         for (fraction, s) in latency {
             let (p50, p99) = s
                 .sfu_delay
@@ -583,8 +626,8 @@ fn report(args: &Args, clip: &Clip, outcomes: &[Outcome]) -> String {
         }
     }
     out.push_str(&format!(
-        "\nRerun: `scripts/bench.sh capacity` (or `$CARGO_TARGET_DIR/release/capacity --rooms {} --step {} --report docs/benchmarks.md`).\n",
-        args.rooms, args.step
+        "\nRerun: `scripts/bench.sh capacity` (or, with the capacity in subscribers from the table above, `$CARGO_TARGET_DIR/release/capacity --sfu rounds --rooms {} --capacity-subscribers N --report docs/benchmarks.md`).\n",
+        args.rooms
     ));
     out
 }
@@ -598,6 +641,9 @@ async fn main() -> anyhow::Result<()> {
         args.max_subscribers = 2;
         args.settle = 1;
         args.window = 2;
+        // CI machines may have one core.
+        args.server_core = -1;
+        args.generator_core = -1;
         // Smoke runs check that the pieces work, not the limits.
         args.max_loss = 100.0;
         args.max_p99_ms = f64::INFINITY;
@@ -626,7 +672,8 @@ async fn main() -> anyhow::Result<()> {
         outcomes.push(ramp(w, &args, clip.clone()).await?);
     }
     let text = report(&args, &clip, &outcomes);
-    println!("{text}");
+    let latency_text = latency_report(&args, &outcomes);
+    println!("{text}\n{latency_text}");
     if args.smoke {
         for o in &outcomes {
             let Some(step) = o.steps.last() else {
@@ -638,7 +685,12 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     if let Some(path) = &args.report {
-        write_section(path, "capacity", &text)?;
+        if args.capacity_subscribers.is_none() {
+            write_section(path, "capacity", &text)?;
+        }
+        if !latency_text.is_empty() {
+            write_section(path, "latency", &latency_text)?;
+        }
         eprintln!("==> wrote {}", path.display());
     }
     Ok(())
