@@ -139,6 +139,7 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
 fn spawn_background(state: &AppState) {
     invitations::spawn_reminders(state.clone());
     ratelimit::spawn_cleanup(state.limits.clone());
+    metrics::spawn_upkeep();
     let s = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));

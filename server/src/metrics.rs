@@ -22,3 +22,20 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
         })
         .as_ref()
 }
+
+/// Folds recorded histogram samples into their buckets every few seconds.
+///
+/// The recorder keeps raw samples until a scrape or an upkeep drains them; on a server
+/// nobody scrapes, that is a few bytes per request for as long as it runs.
+pub fn spawn_upkeep() {
+    let Some(handle) = handle() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            handle.run_upkeep();
+        }
+    });
+}

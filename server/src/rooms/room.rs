@@ -153,7 +153,12 @@ struct Room {
     media_gate: BTreeMap<String, (bool, Vec<String>)>,
     /// Members whose peer connections belong to a page that is gone.
     media_reset: Vec<String>,
+    /// Shared with [`Rooms`]: which room each participant's media events go to.
+    routes: Routes,
 }
+
+/// Participant id → room id, for routing the SFU's events to the right room task.
+type Routes = Arc<Mutex<HashMap<String, String>>>;
 
 impl Room {
     fn admitted(&self) -> Vec<RoomParticipant> {
@@ -560,6 +565,23 @@ impl Room {
             self.engine
                 .set_admitted(&EnginePeer::new(m.id.clone()), allowed);
         }
+        let gone: Vec<String> = self
+            .media_gate
+            .keys()
+            .filter(|id| !wanted.contains_key(*id))
+            .cloned()
+            .collect();
+        {
+            let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+            for id in &gone {
+                if routes.get(id) == Some(&self.id) {
+                    routes.remove(id);
+                }
+            }
+        }
+        for id in &gone {
+            self.engine.remove_peer(&EnginePeer::new(id.clone()));
+        }
         let Some(sfu) = &self.sfu else {
             self.media_gate = wanted;
             return;
@@ -570,13 +592,8 @@ impl Room {
                 sfu.set_subscriptions(id, gate.1.clone()).await;
             }
         }
-        for gone in self
-            .media_gate
-            .keys()
-            .filter(|id| !wanted.contains_key(*id))
-        {
-            sfu.remove_peer(gone).await;
-            self.engine.remove_peer(&EnginePeer::new(gone.clone()));
+        for id in &gone {
+            sfu.remove_peer(id).await;
         }
         self.media_gate = wanted;
         self.drain_engine();
@@ -699,8 +716,12 @@ async fn run(mut room: Room, mut rx: mpsc::Receiver<Command>, registry: Arc<Regi
                 let Some(command) = command else { break };
                 match command {
                     Command::Connect { claims, participant, resume, out, reply } => {
+                        let sub = participant.id.clone();
                         match room.connect(claims, participant, resume, out) {
                             Ok((connected, joined)) => {
+                                // Inserted here, in order with this room's leaves, so that a
+                                // quick rejoin is never unrouted by its own earlier leave.
+                                room.routes.lock().unwrap_or_else(|e| e.into_inner()).insert(sub, room.id.clone());
                                 if let Some(m) = room.members.values().find(|m| m.conn.as_ref().is_some_and(|c| c.id == connected.conn)) {
                                     m.send(joined);
                                 }
@@ -786,8 +807,9 @@ impl Registry {
 pub struct Rooms {
     registry: Arc<Registry>,
     sfu: Arc<std::sync::OnceLock<Sfu>>,
-    /// Which room each connected participant is in, to route media events.
-    peers: Arc<Mutex<HashMap<String, String>>>,
+    /// Which room each connected participant is in, to route media events. A room task
+    /// removes its members once they are gone for good.
+    peers: Routes,
 }
 
 impl std::fmt::Debug for Rooms {
@@ -819,6 +841,7 @@ impl Rooms {
             engine: Engine::new(),
             media_gate: BTreeMap::new(),
             media_reset: Vec::new(),
+            routes: self.peers.clone(),
         };
         tokio::spawn(run(task, rx, self.registry.clone()));
         rooms.insert(room.to_owned(), tx.clone());
@@ -844,10 +867,6 @@ impl Rooms {
         out: mpsc::Sender<Outbound>,
     ) -> Result<Connected, ServerMessage> {
         let room = claims.room.clone();
-        self.peers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(claims.sub.clone(), room.clone());
         let (reply, wait) = oneshot::channel();
         let command = Command::Connect {
             claims,
@@ -973,4 +992,101 @@ fn unavailable() -> ServerMessage {
         ErrorCode::Internal,
         "The visit could not be opened just now. Try again.",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(room: &str, sub: &str, role: Role) -> RoomClaims {
+        RoomClaims {
+            iss: "rounds".into(),
+            aud: "rounds-room".into(),
+            sub: sub.into(),
+            name: "someone".into(),
+            room: room.into(),
+            role,
+            grants: Vec::new(),
+            iat: 0,
+            nbf: 0,
+            exp: i64::MAX,
+            jti: format!("jti-{sub}"),
+        }
+    }
+
+    fn row(room: &str, id: &str, role: Role, state: ParticipantState) -> ParticipantRow {
+        ParticipantRow {
+            id: id.into(),
+            visit_id: room.into(),
+            role,
+            invitee_id: None,
+            clinician_id: None,
+            display_name: Phi::new("someone".into()),
+            state,
+            joined_at: chrono::Utc::now(),
+            admitted_at: None,
+        }
+    }
+
+    fn routed(rooms: &Rooms) -> Vec<String> {
+        let mut ids: Vec<String> = rooms
+            .peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// A server that runs for months sees every participant once: the routing table for
+    /// media events must forget each one when they leave, or it grows with every visit.
+    #[tokio::test]
+    async fn participants_who_leave_are_no_longer_routed() {
+        let rooms = Rooms::default();
+        let settings = RoomSettings {
+            running_late_minutes: None,
+        };
+        let (out, _keep) = mpsc::channel(64);
+        rooms
+            .connect(
+                &settings,
+                claims("v1", "clinician", Role::Provider),
+                row(
+                    "v1",
+                    "clinician",
+                    Role::Provider,
+                    ParticipantState::Admitted,
+                ),
+                None,
+                out.clone(),
+            )
+            .await
+            .expect("the clinician connects");
+        for guest in ["guest-1", "guest-2"] {
+            rooms
+                .connect(
+                    &settings,
+                    claims("v1", guest, Role::Guest),
+                    row("v1", guest, Role::Guest, ParticipantState::Lobby),
+                    None,
+                    out.clone(),
+                )
+                .await
+                .expect("a guest connects");
+        }
+        // The snapshot is answered after everything queued before it.
+        rooms.snapshot("v1").await;
+        assert_eq!(routed(&rooms), ["clinician", "guest-1", "guest-2"]);
+
+        rooms
+            .admission("v1", "guest-1", ParticipantState::Left)
+            .await;
+        rooms
+            .admission("v1", "guest-2", ParticipantState::Denied)
+            .await;
+        rooms.snapshot("v1").await;
+        assert_eq!(routed(&rooms), ["clinician"]);
+    }
 }

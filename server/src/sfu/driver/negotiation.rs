@@ -22,8 +22,8 @@ use rtc::statistics::report::RTCStatsReportEntry;
 
 use super::event_loop::{Driver, flush_and_rearm};
 use super::peer::{
-    AUDIO_LEVEL_URI, MAX_PENDING_CANDIDATES, PcEntry, SendSlot, TrackKey, build_peer_connection,
-    guard, random_credential, sdp_attribute, sdp_fingerprint, sdp_token,
+    AUDIO_LEVEL_URI, MAX_PENDING_CANDIDATES, PcEntry, RETIRED_REWRITE_TTL, SendSlot, TrackKey,
+    build_peer_connection, guard, random_credential, sdp_attribute, sdp_fingerprint, sdp_token,
 };
 use super::{
     IceProtocol, MediaKind, PcId, PcKind, PcStats, PeerId, PeerStats, SelectedPair, SfuError,
@@ -451,12 +451,18 @@ impl Driver {
             .map(|(key, _)| key.clone())
             .collect();
         let mut removed = Vec::new();
+        let now = Instant::now();
+        entry
+            .retired_rewrites
+            .retain(|_, (at, _)| now.duration_since(*at) < RETIRED_REWRITE_TTL);
         for key in stale {
             let Some(slot) = entry.slots.remove(&key) else {
                 continue;
             };
             entry.slot_by_track_id.remove(&slot.track_id);
-            entry.retired_rewrites.insert(key.clone(), slot.rewrite);
+            entry
+                .retired_rewrites
+                .insert(key.clone(), (now, slot.rewrite));
             // Stopping the sender also unbinds it from the NACK responder's buffer.
             if let Ok(Err(error)) = guard(|| entry.pc.remove_track(slot.sender_id)) {
                 tracing::debug!(peer = %peer, %error, "removing a sender failed");
@@ -512,7 +518,11 @@ impl Driver {
                         forwarding: false,
                         negotiated: false,
                         params: None,
-                        rewrite: entry.retired_rewrites.remove(key).unwrap_or_default(),
+                        rewrite: entry
+                            .retired_rewrites
+                            .remove(key)
+                            .map(|(_, rewrite)| rewrite)
+                            .unwrap_or_default(),
                     },
                 );
                 added.push(key.clone());

@@ -229,9 +229,15 @@ pub(crate) struct PcEntry {
     /// Subscriber: our track id -> published track, to route RTCP feedback.
     pub(crate) slot_by_track_id: HashMap<String, TrackKey>,
     /// Subscriber: where the numbering of a removed slot stopped, so that the slot that
-    /// replaces it (the publisher rebuilt its connection) continues it.
-    pub(crate) retired_rewrites: HashMap<TrackKey, super::rewrite::StreamRewriter>,
+    /// replaces it (the publisher rebuilt its connection) continues it. Kept for
+    /// [`RETIRED_REWRITE_TTL`], so a long-lived subscriber does not collect one per departed
+    /// publisher.
+    pub(crate) retired_rewrites: HashMap<TrackKey, (Instant, super::rewrite::StreamRewriter)>,
 }
+
+/// How long a subscriber remembers the numbering of a removed slot: well past the time a
+/// publisher takes to rebuild its connection or reload its page.
+pub(crate) const RETIRED_REWRITE_TTL: std::time::Duration = std::time::Duration::from_secs(120);
 
 impl PcEntry {
     pub(crate) fn new(
