@@ -58,6 +58,10 @@ impl Default for EhrConfig {
 pub struct EhrIssuer {
     /// The FHIR base URL, exactly as the EHR sends it in `iss`.
     pub iss: String,
+    /// What clinicians call this EHR, on the app's "Start from the EHR" button. Default:
+    /// the host of `iss`.
+    #[serde(default)]
+    pub name: Option<String>,
     pub client_id: String,
     /// The client secret, sent as `client_secret_basic`.
     pub client_secret: String,

@@ -20,6 +20,7 @@ const FROM_PROTO: &[&str] = &[
     "CreateInvitationRequest",
     "CreateVisitRequest",
     "CreatedVisit",
+    "EhrChoice",
     "HostAction",
     "Invitation",
     "Participant",

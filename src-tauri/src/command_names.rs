@@ -5,6 +5,8 @@ pub const COMMAND_NAMES: &[&str] = &[
     "sign_in",
     "sso_options",
     "sign_in_sso",
+    "ehr_options",
+    "start_ehr_launch",
     "sign_out",
     "open_link",
     "queue",

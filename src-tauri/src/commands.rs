@@ -7,8 +7,8 @@ use rounds_desktop_core::controller::{
 };
 use rounds_desktop_core::{ApiError, CallState, Controller, Devices, Settings};
 use rounds_proto::{
-    CreateInvitationRequest, CreateVisitRequest, CreatedVisit, HostAction, Invitation, Participant,
-    Queue, Visit,
+    CreateInvitationRequest, CreateVisitRequest, CreatedVisit, EhrChoice, HostAction, Invitation,
+    Participant, Queue, Visit,
 };
 use tauri::State;
 
@@ -60,6 +60,10 @@ commands! {
     fn sso_options(server_url: Option<String>) -> SsoOptions = |c| c.sso_options(server_url).await;
     /// Sign in with the hospital account, in the system browser.
     fn sign_in_sso(server_url: Option<String>) -> AppStatus = |c| c.sign_in_sso(server_url).await;
+    /// The EHRs a visit can be started from (standalone SMART launch).
+    fn ehr_options(server_url: Option<String>) -> Vec<EhrChoice> = |c| c.ehr_options(server_url).await;
+    /// Start a standalone launch at that EHR, in the system browser; the visit opens in the app.
+    fn start_ehr_launch(server_url: Option<String>, iss: String) -> () = |c| c.start_ehr_launch(server_url, iss).await;
     /// Sign out: the server ends the session and the keychain forgets it.
     fn sign_out() -> AppStatus = |c| c.sign_out().await;
     /// Follow a `rounds://` link (sign-in ticket, open a visit).

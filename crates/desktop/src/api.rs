@@ -192,6 +192,12 @@ impl ServerApi {
             .await
     }
 
+    /// The EHRs this server can start a standalone launch at.
+    pub async fn ehr_options(&self) -> Result<EhrLaunchOptions, ApiError> {
+        self.call::<(), _>(Method::GET, "/api/v1/ehr", None, None)
+            .await
+    }
+
     /// Finishes a hospital sign-in with what the browser brought back.
     pub async fn oidc_token(&self, req: &OidcTokenRequest) -> Result<SessionResponse, ApiError> {
         self.call(Method::POST, "/api/v1/auth/oidc/token", None, Some(req))

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rounds_proto::{
-    Clinician, CreateInvitationRequest, CreateVisitRequest, CreatedVisit, Invitation, Participant,
-    Queue, QueueEvent, SessionResponse, Visit,
+    Clinician, CreateInvitationRequest, CreateVisitRequest, CreatedVisit, EhrChoice, Invitation,
+    Participant, Queue, QueueEvent, SessionResponse, Visit,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -389,6 +389,56 @@ impl Controller {
             }),
             Err(e) => Err(e),
         }
+    }
+
+    /// The EHRs the clinician can start a visit from, for the "Start from the EHR" button.
+    /// An older server without EHR support, or one that cannot be reached, offers none.
+    pub async fn ehr_options(&self, server_url: Option<String>) -> UiResult<Vec<EhrChoice>> {
+        let server = self.server_for(server_url.as_deref())?;
+        match ServerApi::new(server)?.ehr_options().await {
+            Ok(options) => Ok(options.ehrs),
+            Err(e) if e.status == Some(404) || e.is_unreachable() => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A standalone SMART launch: opens the EHR's sign-in in the system browser, where the
+    /// clinician picks the patient and encounter. The EHR then returns to the Rounds server,
+    /// whose page hands the visit to this app with a `rounds://visit/...` link, as a launch
+    /// from the chart does. Works signed in or not: the link carries its own sign-in.
+    pub async fn start_ehr_launch(&self, server_url: Option<String>, iss: String) -> UiResult<()> {
+        let server = self.server_for(server_url.as_deref())?;
+        let options = ServerApi::new(server.clone())?.ehr_options().await?;
+        let Some(choice) = options
+            .ehrs
+            .into_iter()
+            .find(|e| e.iss.trim_end_matches('/') == iss.trim_end_matches('/'))
+        else {
+            return Err(ApiError::new(
+                "no-such-ehr",
+                "Rounds is not set up for that EHR any more. Ask your IT department.",
+            ));
+        };
+        // Only ever open a page of the server this app signs in to.
+        let url = Url::parse(&choice.standalone_url)
+            .ok()
+            .filter(|u| u.origin() == server.origin())
+            .ok_or_else(|| {
+                ApiError::new(
+                    "bad-launch-url",
+                    "The Rounds server sent an EHR launch address that is not its own, so Rounds did not open it.",
+                )
+            })?;
+        let browser = lock(&self.inner.browser).clone();
+        browser.open(&url).map_err(|e| {
+            tracing::warn!(error = %e, "could not open the browser for an EHR launch");
+            ApiError::new(
+                "no-browser",
+                "Rounds could not open your web browser. Check that a default browser is set.",
+            )
+        })?;
+        tracing::info!("standalone EHR launch opened in the browser");
+        Ok(())
     }
 
     /// Signs in with the hospital's identity provider: its page opens in the system

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "controller/ehr.rs"]
+mod ehr;
 #[path = "../../client/tests/e2e/harness.rs"]
 mod harness;
 #[path = "../../../server/tests/integration/idp.rs"]

@@ -34,6 +34,8 @@ pub fn typescript_bindings() -> String {
         LogoutRequest::decl(),
         OidcSignIn::decl(),
         OidcTokenRequest::decl(),
+        EhrLaunchOptions::decl(),
+        EhrChoice::decl(),
         Clinician::decl(),
         SessionResponse::decl(),
         SignInTicket::decl(),

@@ -66,6 +66,25 @@ pub struct OidcSignIn {
     pub password_login: bool,
 }
 
+/// The EHRs a clinician can start a visit from (`GET /api/v1/ehr`). Empty when none is
+/// configured.
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+pub struct EhrLaunchOptions {
+    pub ehrs: Vec<EhrChoice>,
+}
+
+/// One EHR, and the page that starts a standalone SMART launch there: the clinician signs
+/// in at the EHR, picks the patient and encounter, and the visit opens in the app.
+#[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
+pub struct EhrChoice {
+    /// What the hospital calls it ("Epic", "Cerner at St Mary's"); the EHR's host otherwise.
+    pub name: String,
+    /// Its FHIR base URL (the `iss` of its launches).
+    pub iss: String,
+    /// Open this in the clinician's browser to start the launch.
+    pub standalone_url: String,
+}
+
 /// The result of the browser part of an OIDC sign-in, for the server to finish
 /// (`POST /api/v1/auth/oidc/token`).
 #[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]

@@ -9,6 +9,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use rounds_notify::messages::escape_html;
+use rounds_proto::{EhrChoice, EhrLaunchOptions};
 use serde::Deserialize;
 
 use crate::AppState;
@@ -28,6 +29,40 @@ pub struct LaunchParams {
 pub struct StandaloneParams {
     /// The EHR's FHIR base URL; may be left out when only one EHR is configured.
     pub iss: Option<String>,
+}
+
+/// The EHRs the desktop app can start a standalone launch at (none when none is configured).
+#[utoipa::path(get, path = "/api/v1/ehr", tag = "ehr",
+    responses((status = 200, body = EhrLaunchOptions)))]
+pub async fn options(State(state): State<AppState>) -> super::extract::Json<EhrLaunchOptions> {
+    let base = state.config.public_url().trim_end_matches('/').to_owned();
+    let ehrs = state
+        .config
+        .ehr
+        .issuers
+        .iter()
+        .map(|issuer| {
+            let name = issuer
+                .name
+                .clone()
+                .filter(|n| !n.trim().is_empty())
+                .or_else(|| {
+                    url::Url::parse(&issuer.iss)
+                        .ok()
+                        .and_then(|u| u.host_str().map(str::to_owned))
+                })
+                .unwrap_or_else(|| issuer.iss.clone());
+            let mut standalone = url::Url::parse(&format!("{base}/ehr/standalone"))
+                .expect("the public URL is validated at start-up");
+            standalone.query_pairs_mut().append_pair("iss", &issuer.iss);
+            EhrChoice {
+                name,
+                iss: issuer.iss.clone(),
+                standalone_url: standalone.into(),
+            }
+        })
+        .collect();
+    super::extract::Json(EhrLaunchOptions { ehrs })
 }
 
 /// The EHR launch URL registered with the EHR: sends the browser to the EHR's authorize endpoint.

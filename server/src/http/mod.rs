@@ -96,6 +96,7 @@ fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(patient_api::wait))
         .routes(routes!(patient_api::survey))
         .routes(routes!(patient_api::visit_check_in))
+        .routes(routes!(ehr::options))
         .routes(routes!(ehr::launch))
         .routes(routes!(ehr::standalone))
         .routes(routes!(ehr::callback))

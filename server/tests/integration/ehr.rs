@@ -403,13 +403,23 @@ async fn ehr_launch_opens_the_encounters_visit_in_the_app() {
 #[tokio::test]
 async fn standalone_launch_lets_the_ehr_pick_the_patient() {
     let (server, ehr) = start("").await;
+    // The app learns which EHRs it can start from, and the page that starts each.
+    let options: Value = reqwest::get(format!("{}/api/v1/ehr", server.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ehrs = options["ehrs"].as_array().unwrap();
+    assert_eq!(ehrs.len(), 2, "{options}");
+    let choice = ehrs.iter().find(|e| e["iss"] == ehr.fhir.as_str()).unwrap();
+    assert_eq!(
+        choice["name"], "127.0.0.1",
+        "unnamed EHRs are shown by host"
+    );
     let browser = Browser::new();
     let authorize = browser
-        .launch(&format!(
-            "{}/ehr/standalone?iss={}",
-            server.url,
-            urlencode(&ehr.fhir)
-        ))
+        .launch(choice["standalone_url"].as_str().unwrap())
         .await;
     assert!(authorize.contains("launch%2Fpatient"), "{authorize}");
     assert!(!authorize.contains("launch="), "{authorize}");

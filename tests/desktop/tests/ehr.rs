@@ -176,6 +176,7 @@ async fn an_ehr_launch_opens_the_encounters_visit_in_the_app() {
         c.server.public_url = public_for_config;
         c.ehr.issuers.push(EhrIssuer {
             iss: iss_for_config,
+            name: None,
             client_id: "rounds".into(),
             client_secret: "rounds-ehr-client-secret-for-tests-only".into(),
             clinicians: [(

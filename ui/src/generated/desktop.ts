@@ -2,7 +2,7 @@
 // Regenerate: ROUNDS_WRITE_BINDINGS=1 cargo test -p rounds-desktop bindings
 
 import { invoke, Channel } from "@tauri-apps/api/core";
-import type { ChatMessage, Clinician, CreateInvitationRequest, CreateVisitRequest, CreatedVisit, HostAction, Invitation, Participant, ParticipantState, Queue, Role, Visit } from "./proto";
+import type { ChatMessage, Clinician, CreateInvitationRequest, CreateVisitRequest, CreatedVisit, EhrChoice, HostAction, Invitation, Participant, ParticipantState, Queue, Role, Visit } from "./proto";
 
 export type ApiError = { 
 /**
@@ -111,6 +111,8 @@ export const commands = {
   signIn: (req: SignInRequest): Promise<AppStatus> => invoke<AppStatus>("sign_in", { req }),
   ssoOptions: (server_url: string | null): Promise<SsoOptions> => invoke<SsoOptions>("sso_options", { server_url }),
   signInSso: (server_url: string | null): Promise<AppStatus> => invoke<AppStatus>("sign_in_sso", { server_url }),
+  ehrOptions: (server_url: string | null): Promise<Array<EhrChoice>> => invoke<Array<EhrChoice>>("ehr_options", { server_url }),
+  startEhrLaunch: (server_url: string | null, iss: string): Promise<null> => invoke<null>("start_ehr_launch", { server_url, iss }),
   signOut: (): Promise<AppStatus> => invoke<AppStatus>("sign_out"),
   openLink: (link: string): Promise<LinkOutcome> => invoke<LinkOutcome>("open_link", { link }),
   queue: (): Promise<Queue> => invoke<Queue>("queue"),

@@ -80,6 +80,22 @@ redirect_uri: string,
  */
 nonce: string, };
 
+export type EhrLaunchOptions = { ehrs: Array<EhrChoice>, };
+
+export type EhrChoice = { 
+/**
+ * What the hospital calls it ("Epic", "Cerner at St Mary's"); the EHR's host otherwise.
+ */
+name: string, 
+/**
+ * Its FHIR base URL (the `iss` of its launches).
+ */
+iss: string, 
+/**
+ * Open this in the clinician's browser to start the launch.
+ */
+standalone_url: string, };
+
 export type Clinician = { id: string, clinic_id: string, clinic_name: string, email: string, display_name: string, };
 
 export type SessionResponse = { access_token: string, 

@@ -4,7 +4,7 @@ import { listen } from "@tauri-apps/api/event";
 import { h, replace } from "../components/dom";
 import { commands, EVENT } from "../generated/desktop";
 import type { ApiError, AppEvent, AppStatus, Alert, Devices, Settings, SsoOptions } from "../generated/desktop";
-import type { Participant, Queue, Visit, Channel, Invitee } from "../generated/proto";
+import type { Participant, Queue, Visit, Channel, Invitee, EhrChoice } from "../generated/proto";
 import { CallView } from "./call";
 import { clock, connectionWords, deviceWords, queueOrder, stateWords, waited } from "./format";
 
@@ -20,9 +20,11 @@ interface View {
   busy: boolean;
   /** What the server shown on the sign-in screen offers: hospital sign-in, passwords. */
   sso: { server: string | null; options: SsoOptions } | null;
+  /** The EHRs a visit can be started from (standalone SMART launch). */
+  ehrs: EhrChoice[];
 }
 
-const view: View = { settingsOpen: false, devices: null, settings: null, status: null, queue: null, selected: null, participants: [], notice: null, busy: false, sso: null };
+const view: View = { settingsOpen: false, devices: null, settings: null, status: null, queue: null, selected: null, participants: [], notice: null, busy: false, sso: null, ehrs: [] };
 let root: HTMLElement;
 const call = new CallView(() => render());
 
@@ -180,7 +182,32 @@ async function loadSso(server: string | null): Promise<void> {
   } catch {
     view.sso = null;
   }
+  await loadEhrs(server);
   render();
+}
+
+/** Which EHRs the server can start a visit from; none if it cannot be asked. */
+async function loadEhrs(server: string | null): Promise<void> {
+  view.ehrs = await commands.ehrOptions(server).catch(() => []);
+}
+
+/** A standalone EHR launch: the EHR opens in the browser, the chosen visit opens here. */
+async function startEhrLaunch(ehr: EhrChoice, server: string | null): Promise<void> {
+  await act(
+    () => commands.startEhrLaunch(server, ehr.iss),
+    `${ehr.name} is open in your web browser. Sign in there and choose the patient; their visit opens here.`,
+  );
+}
+
+function ehrButtons(server: string | null): HTMLElement | null {
+  if (view.ehrs.length === 0) return null;
+  return h(
+    "div",
+    { class: "ehr-launch" },
+    view.ehrs.map((ehr) =>
+      h("button", { type: "button", disabled: view.busy, "data-ehr": ehr.iss, onclick: () => startEhrLaunch(ehr, server) },
+        `Open a patient from ${ehr.name}`)),
+  );
 }
 
 async function signInSso(status: AppStatus, server: string): Promise<void> {
@@ -188,6 +215,7 @@ async function signInSso(status: AppStatus, server: string): Promise<void> {
   await act(async () => {
     view.status = await commands.signInSso(status.server_locked ? null : server);
     view.queue = await commands.queue();
+    await loadEhrs(null);
   });
 }
 
@@ -224,6 +252,7 @@ function signInScreen(status: AppStatus): HTMLElement {
             password: password.value,
           });
           view.queue = await commands.queue();
+          await loadEhrs(null);
         });
       },
     },
@@ -240,6 +269,9 @@ function signInScreen(status: AppStatus): HTMLElement {
           password,
           h("button", { class: sso?.available ? "" : "primary", type: "submit", disabled: view.busy }, view.busy ? "Signing in…" : "Sign in"),
         ]
+      : null,
+    view.ehrs.length
+      ? [h("p", { class: "muted" }, "Or start from the patient's chart:"), ehrButtons(status.server_locked ? null : server.value || null)]
       : null,
     h("p", { class: "muted small" }, `Your sign-in is kept in ${status.keychain}, never in a file.`),
   );
@@ -393,6 +425,7 @@ function queueScreen(status: AppStatus): HTMLElement[] {
         "section",
         { class: "queue", id: "queue" },
         h("h2", {}, q ? `Today, ${q.day}` : "Today"),
+        ehrButtons(null),
         !q ? h("p", { class: "muted" }, "Loading the queue…") : null,
         q && q.visits.length === 0 ? h("p", { class: "muted" }, "No visits today.") : null,
         q ? h("ul", {}, queueOrder(q.visits).map((v) => visitRow(v, tz))) : null,
@@ -432,6 +465,7 @@ export async function start(el: HTMLElement): Promise<void> {
     } catch (e) {
       view.notice = { text: message(e), error: true };
     }
+    await loadEhrs(null);
   }
   const pending = await commands.takePendingOpen().catch(() => null);
   if (pending && view.status.clinician) {

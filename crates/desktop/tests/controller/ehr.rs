@@ -1,0 +1,190 @@
+//! A standalone SMART launch started from the app: the controller opens the Rounds
+//! server's launch page in a scripted "system browser", which signs in at a real SMART EHR
+//! (`tests/sso/ehr.mjs`), picks the patient there and lands on the handoff page. The
+//! `rounds://visit/...` link on that page signs the app in and opens that patient's visit.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::LOCATION;
+use rounds_desktop_core::{Browser, Policy};
+use rounds_server::config::EhrIssuer;
+use tokio::sync::mpsc;
+use url::Url;
+
+use super::app;
+use crate::harness::{EMAIL, TestServer};
+
+struct Ehr {
+    child: Child,
+}
+
+impl Drop for Ehr {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_ehr(auth: u16, fhir: u16, redirect_uri: &str) -> Ehr {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/sso/ehr.mjs");
+    let mut child = Command::new("node")
+        .arg(script)
+        .args(["--auth-port", &auth.to_string()])
+        .args(["--fhir-port", &fhir.to_string()])
+        .args(["--redirect-uri", redirect_uri])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node runs tests/sso/ehr.mjs (npm ci --ignore-scripts in tests/sso)");
+    let mut ready = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert!(ready.contains("issuer"), "the EHR did not start: {ready}");
+    Ehr { child }
+}
+
+/// Follows the launch through the EHR's sign-in and patient picker, as the clinician would,
+/// and reports the page it ends on.
+struct ScriptedBrowser {
+    opened: mpsc::UnboundedSender<Url>,
+    pages: mpsc::UnboundedSender<String>,
+}
+
+impl Browser for ScriptedBrowser {
+    fn open(&self, url: &Url) -> Result<(), String> {
+        let _ = self.opened.send(url.clone());
+        let (start, pages) = (url.to_string(), self.pages.clone());
+        tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap();
+            let mut url = start;
+            for _ in 0..12 {
+                let r = if url.contains("/interaction/") {
+                    http.get(&url).send().await.unwrap();
+                    http.post(format!("{url}/confirm"))
+                        .form(&[("practitioner", "dr-okafor")])
+                        .send()
+                        .await
+                        .unwrap()
+                } else {
+                    http.get(&url).send().await.unwrap()
+                };
+                if !r.status().is_redirection() {
+                    let _ = pages.send(r.text().await.unwrap());
+                    return;
+                }
+                let base = r.url().clone();
+                url = base
+                    .join(r.headers()[LOCATION].to_str().unwrap())
+                    .unwrap()
+                    .to_string();
+            }
+            let _ = pages.send(format!("too many redirects, stopped at {url}"));
+        });
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standalone_launch_from_the_app_opens_the_chosen_patients_visit() {
+    let (auth, fhir) = (free_port(), free_port());
+    let iss = format!("http://127.0.0.1:{fhir}/4_0_0");
+    let iss_for_config = iss.clone();
+    let server = TestServer::start_with(move |c| {
+        c.ehr.issuers.push(EhrIssuer {
+            iss: iss_for_config,
+            name: Some("Test EHR".into()),
+            client_id: "rounds".into(),
+            client_secret: "rounds-ehr-client-secret-for-tests-only".into(),
+            clinicians: [("Practitioner/dr-okafor".to_owned(), EMAIL.to_owned())].into(),
+            match_email: false,
+        });
+    })
+    .await;
+    let base = server.url.as_str().trim_end_matches('/').to_owned();
+    let _ehr = start_ehr(auth, fhir, &format!("{base}/ehr/callback"));
+
+    // Not signed in: the launch signs the app in.
+    let a = app(Policy::default());
+    let (opened, mut opened_rx) = mpsc::unbounded_channel();
+    let (pages, mut pages_rx) = mpsc::unbounded_channel();
+    a.controller
+        .set_browser(Arc::new(ScriptedBrowser { opened, pages }));
+
+    let ehrs = a.controller.ehr_options(Some(base.clone())).await.unwrap();
+    assert_eq!(ehrs.len(), 1);
+    assert_eq!(ehrs[0].name, "Test EHR");
+
+    // An EHR the server does not know is refused before any browser opens.
+    let err = a
+        .controller
+        .start_ehr_launch(Some(base.clone()), "https://elsewhere.example/fhir".into())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "no-such-ehr");
+    assert!(
+        opened_rx.try_recv().is_err(),
+        "no browser for an unknown EHR"
+    );
+
+    a.controller
+        .start_ehr_launch(Some(base.clone()), iss.clone())
+        .await
+        .unwrap();
+    let url = opened_rx.recv().await.unwrap();
+    assert_eq!(
+        url.origin(),
+        server.url.origin(),
+        "only the server's own page opens"
+    );
+    assert_eq!(url.path(), "/ehr/standalone");
+
+    let page = tokio::time::timeout(Duration::from_secs(30), pages_rx.recv())
+        .await
+        .expect("the browser reached a page")
+        .unwrap();
+    let start = page
+        .find("href=\"rounds://visit/")
+        .unwrap_or_else(|| panic!("no handoff link on the page: {page}"))
+        + 6;
+    let link = page[start..start + page[start..].find('"').unwrap()].replace("&amp;", "&");
+
+    // The browser hands the link to the app.
+    let outcome = a.controller.open_link(link.clone()).await.unwrap();
+    assert!(outcome.signed_in, "the link signed the app in");
+    let visit_id = outcome.open_visit.expect("the link opens a visit");
+    assert_eq!(
+        Url::parse(&link).unwrap().path().trim_start_matches('/'),
+        visit_id
+    );
+    let status = a.controller.status();
+    assert_eq!(status.clinician.unwrap().email, EMAIL);
+    // The visit is the patient the clinician picked in the EHR.
+    let queue = a.controller.queue().await.unwrap();
+    let visit = queue
+        .visits
+        .iter()
+        .find(|v| v.id == visit_id)
+        .expect("the launched visit is in today's queue");
+    assert_eq!(
+        visit.patient_name.as_ref().map(|n| n.expose().as_str()),
+        Some("Theodore Vasquez-Lind")
+    );
+}
