@@ -8,7 +8,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 # shellcheck source=scripts/env.sh
 source scripts/env.sh
 
-say() { printf '==> %s\n' "$*"; }
+started=$SECONDS
+# Each line carries the minutes and seconds since the start, so slow steps stand out.
+say() {
+    local t=$((SECONDS - started))
+    printf '==> [%02d:%02d] %s\n' $((t / 60)) $((t % 60)) "$*"
+}
 
 bash scripts/install-deps.sh || exit 1
 # A long-lived build cache fills the disk otherwise, and then everything fails at once.
