@@ -6,6 +6,8 @@
 
 #[path = "controller/ehr.rs"]
 mod ehr;
+#[path = "../../../tests/sso/ehr_process.rs"]
+mod ehr_process;
 #[path = "../../client/tests/e2e/harness.rs"]
 mod harness;
 #[path = "../../../server/tests/integration/idp.rs"]

@@ -8,29 +8,23 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../sso/ehr_process.rs"]
+mod ehr_process;
 #[path = "../../../crates/client/tests/e2e/harness.rs"]
 mod harness;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ehr_process::{free_port, start_ehr};
 use harness::TestServer;
 use reqwest::StatusCode;
 use reqwest::header::LOCATION;
 use rounds_desktop_tests::{Desktop, app_binary};
 use rounds_server::config::EhrIssuer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Relays TCP from `listen` to `upstream`, keeping the request lines clients send.
 async fn relay(listen: u16, upstream: u16) -> Arc<Mutex<Vec<String>>> {
@@ -77,45 +71,6 @@ async fn relay(listen: u16, upstream: u16) -> Arc<Mutex<Vec<String>>> {
         }
     });
     seen
-}
-
-struct Ehr {
-    child: Child,
-    issuer: String,
-}
-
-impl Drop for Ehr {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_ehr(auth: u16, fhir: u16, redirect_uri: &str) -> Ehr {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sso/ehr.mjs");
-    let mut child = Command::new("node")
-        .arg(script)
-        .args([
-            "--auth-port",
-            &auth.to_string(),
-            "--fhir-port",
-            &fhir.to_string(),
-        ])
-        .args(["--redirect-uri", redirect_uri])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node runs tests/sso/ehr.mjs (npm ci --ignore-scripts in tests/sso)");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
-    Ehr {
-        child,
-        issuer: ready["issuer"].as_str().unwrap().to_owned(),
-    }
 }
 
 fn artifacts() -> PathBuf {

@@ -3,9 +3,6 @@
 //! (`tests/sso/ehr.mjs`), picks the patient there and lands on the handoff page. The
 //! `rounds://visit/...` link on that page signs the app in and opens that patient's visit.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,46 +13,8 @@ use tokio::sync::mpsc;
 use url::Url;
 
 use super::app;
+use crate::ehr_process::{free_port, start_ehr};
 use crate::harness::{EMAIL, TestServer};
-
-struct Ehr {
-    child: Child,
-}
-
-impl Drop for Ehr {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_ehr(auth: u16, fhir: u16, redirect_uri: &str) -> Ehr {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/sso/ehr.mjs");
-    let mut child = Command::new("node")
-        .arg(script)
-        .args(["--auth-port", &auth.to_string()])
-        .args(["--fhir-port", &fhir.to_string()])
-        .args(["--redirect-uri", redirect_uri])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node runs tests/sso/ehr.mjs (npm ci --ignore-scripts in tests/sso)");
-    let mut ready = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut ready)
-        .unwrap();
-    assert!(ready.contains("issuer"), "the EHR did not start: {ready}");
-    Ehr { child }
-}
 
 /// Follows the launch through the EHR's sign-in and patient picker, as the clinician would,
 /// and reports the page it ends on.
@@ -119,7 +78,8 @@ async fn a_standalone_launch_from_the_app_opens_the_chosen_patients_visit() {
     })
     .await;
     let base = server.url.as_str().trim_end_matches('/').to_owned();
-    let _ehr = start_ehr(auth, fhir, &format!("{base}/ehr/callback"));
+    let ehr = start_ehr(auth, fhir, &format!("{base}/ehr/callback"));
+    assert!(ehr.issuer.contains(&auth.to_string()), "{}", ehr.issuer);
 
     // Not signed in: the launch signs the app in.
     let a = app(Policy::default());
