@@ -57,3 +57,48 @@ pub fn start_ehr(auth: u16, fhir: u16, redirect_uri: &str) -> EhrProcess {
         issuer: ready["issuer"].as_str().unwrap().to_owned(),
     }
 }
+
+/// The clinician's browser, from a Rounds launch URL (`/ehr/launch` or `/ehr/standalone`)
+/// through the EHR's sign-in and patient picker (as dr-okafor) to the page it ends on.
+pub async fn browse_launch(launch_url: &str) -> String {
+    let http = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut url = launch_url.to_owned();
+    for _ in 0..12 {
+        let r = if url.contains("/interaction/") {
+            let page = http.get(&url).send().await.unwrap();
+            assert_eq!(page.status(), reqwest::StatusCode::OK, "{url}");
+            http.post(format!("{url}/confirm"))
+                .form(&[("practitioner", "dr-okafor")])
+                .send()
+                .await
+                .unwrap()
+        } else {
+            http.get(&url).send().await.unwrap()
+        };
+        if !r.status().is_redirection() {
+            let status = r.status();
+            let page = r.text().await.unwrap();
+            assert_eq!(status, reqwest::StatusCode::OK, "{url}: {page}");
+            return page;
+        }
+        let base = r.url().clone();
+        url = base
+            .join(r.headers()[reqwest::header::LOCATION].to_str().unwrap())
+            .unwrap()
+            .to_string();
+    }
+    panic!("too many redirects from {launch_url}");
+}
+
+/// The `rounds://visit/{id}?ticket=...` link on the handoff page.
+pub fn handoff_link(page: &str) -> String {
+    let start = page
+        .find("href=\"rounds://visit/")
+        .unwrap_or_else(|| panic!("no handoff link on the page: {page}"))
+        + 6;
+    page[start..start + page[start..].find('"').unwrap()].replace("&amp;", "&")
+}

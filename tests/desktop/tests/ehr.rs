@@ -18,10 +18,9 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ehr_process::{free_port, start_ehr};
+use ehr_process::{browse_launch, free_port, handoff_link, start_ehr};
 use harness::TestServer;
 use reqwest::StatusCode;
-use reqwest::header::LOCATION;
 use rounds_desktop_tests::{Desktop, app_binary};
 use rounds_server::config::EhrIssuer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -84,41 +83,6 @@ fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-/// The clinician's browser, from Rounds' launch URL to the handoff page.
-async fn browse_launch(launch_url: &str) -> String {
-    let http = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let mut url = launch_url.to_owned();
-    for _ in 0..12 {
-        let r = if url.contains("/interaction/") {
-            let page = http.get(&url).send().await.unwrap();
-            assert_eq!(page.status(), StatusCode::OK, "{url}");
-            http.post(format!("{url}/confirm"))
-                .form(&[("practitioner", "dr-okafor")])
-                .send()
-                .await
-                .unwrap()
-        } else {
-            http.get(&url).send().await.unwrap()
-        };
-        if !r.status().is_redirection() {
-            let status = r.status();
-            let page = r.text().await.unwrap();
-            assert_eq!(status, StatusCode::OK, "{url}: {page}");
-            return page;
-        }
-        let base = r.url().clone();
-        url = base
-            .join(r.headers()[LOCATION].to_str().unwrap())
-            .unwrap()
-            .to_string();
-    }
-    panic!("too many redirects from {launch_url}");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_ehr_launch_opens_the_encounters_visit_in_the_app() {
     let desktop = Desktop::start();
@@ -162,8 +126,7 @@ async fn an_ehr_launch_opens_the_encounters_visit_in_the_app() {
         launch["launch"].as_str().unwrap()
     ))
     .await;
-    let start = page.find("href=\"rounds://visit/").expect("a handoff link") + 6;
-    let link = page[start..start + page[start..].find('"').unwrap()].replace("&amp;", "&");
+    let link = handoff_link(&page);
     let visit_id = url::Url::parse(&link)
         .unwrap()
         .path()

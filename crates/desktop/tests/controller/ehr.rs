@@ -6,14 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::LOCATION;
 use rounds_desktop_core::{Browser, Policy};
 use rounds_server::config::EhrIssuer;
 use tokio::sync::mpsc;
 use url::Url;
 
 use super::app;
-use crate::ehr_process::{free_port, start_ehr};
+use crate::ehr_process::{browse_launch, free_port, handoff_link, start_ehr};
 use crate::harness::{EMAIL, TestServer};
 
 /// Follows the launch through the EHR's sign-in and patient picker, as the clinician would,
@@ -28,34 +27,7 @@ impl Browser for ScriptedBrowser {
         let _ = self.opened.send(url.clone());
         let (start, pages) = (url.to_string(), self.pages.clone());
         tokio::spawn(async move {
-            let http = reqwest::Client::builder()
-                .cookie_store(true)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap();
-            let mut url = start;
-            for _ in 0..12 {
-                let r = if url.contains("/interaction/") {
-                    http.get(&url).send().await.unwrap();
-                    http.post(format!("{url}/confirm"))
-                        .form(&[("practitioner", "dr-okafor")])
-                        .send()
-                        .await
-                        .unwrap()
-                } else {
-                    http.get(&url).send().await.unwrap()
-                };
-                if !r.status().is_redirection() {
-                    let _ = pages.send(r.text().await.unwrap());
-                    return;
-                }
-                let base = r.url().clone();
-                url = base
-                    .join(r.headers()[LOCATION].to_str().unwrap())
-                    .unwrap()
-                    .to_string();
-            }
-            let _ = pages.send(format!("too many redirects, stopped at {url}"));
+            let _ = pages.send(browse_launch(&start).await);
         });
         Ok(())
     }
@@ -120,11 +92,7 @@ async fn a_standalone_launch_from_the_app_opens_the_chosen_patients_visit() {
         .await
         .expect("the browser reached a page")
         .unwrap();
-    let start = page
-        .find("href=\"rounds://visit/")
-        .unwrap_or_else(|| panic!("no handoff link on the page: {page}"))
-        + 6;
-    let link = page[start..start + page[start..].find('"').unwrap()].replace("&amp;", "&");
+    let link = handoff_link(&page);
 
     // The browser hands the link to the app.
     let outcome = a.controller.open_link(link.clone()).await.unwrap();
