@@ -125,6 +125,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 print!("{}", rounds_server::firewall::table(&rules));
             }
         }
+        Command::Check { url, json, timeout } => {
+            let proxy_var = |name: &str| std::env::var(name).ok();
+            let timeout = std::time::Duration::from_secs(timeout);
+            return Ok(rounds_server::check::run(&url, json, timeout, proxy_var).await);
+        }
         Command::Audit {
             command: AuditCommand::Verify,
         } => {
