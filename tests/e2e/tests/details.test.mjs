@@ -168,6 +168,9 @@ test("device choices, the level meter and a phone's 640x480", async () => {
   await page.waitForFunction(() => Number(document.querySelector("#mic-level")?.value) > 0, null, { timeout: 15000 });
   await page.getByText("We can hear you.").waitFor({ timeout: 15000 });
   assert.ok((await page.getByLabel("Choose a speaker").locator("option").count()) >= 2);
+  // The test sound says in words what it plays.
+  await page.locator("[data-action=test-sound]").click();
+  await page.getByText("Playing three short tones").waitFor();
   await page.context().close();
 });
 

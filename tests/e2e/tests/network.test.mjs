@@ -48,6 +48,10 @@ test("a media port that answers is reported as the direct path, and the grade re
   const net = await networkResult(page);
   assert.equal(net.path, "udp", net.text);
   assert.match(net.text, /Direct \(best\)/);
+  // Round trip, download and upload, measured against this server.
+  assert.match(net.text, /Response time\s+\d+ ms/);
+  assert.match(net.text, /Download\s+[\d.]+ Mbps/);
+  assert.match(net.text, /Upload\s+[\d.]+ Mbps/);
   assert.ok((await udpProbesAnswered()) > before, "the server answered the page's STUN request");
   await checkIn(page);
 

@@ -56,9 +56,19 @@ test("patient, guest and clinician each see the two others", async () => {
   const seenByClinician = await waitForSenders(clinician, { ids: [p.id, g.id] });
   console.log(JSON.stringify({ seenByPatient, seenByGuest, seenByClinician }));
 
-  // With three people the room asks for simulcast.
+  // With three people the room asks for simulcast, and a computer sends its layers.
   const video = await clinician.evaluate(() => window.harness.call.video);
   assert.equal(video.simulcast, true);
+  const rids = await clinician.evaluate(async () => {
+    const out = new Set();
+    for (const pc of window.__pcs) {
+      (await pc.getStats()).forEach((s) => {
+        if (s.type === "outbound-rtp" && s.kind === "video" && s.rid) out.add(s.rid);
+      });
+    }
+    return [...out].sort();
+  });
+  assert.ok(rids.length >= 2, `simulcast layers sent: ${JSON.stringify(rids)}`);
   // The grid: one large tile, the others as thumbnails.
   await patient.locator(".stage .tile").waitFor();
   assert.equal(await patient.locator(".strip .tile").count(), 2);
