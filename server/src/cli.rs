@@ -22,7 +22,8 @@ use crate::config::Overrides;
         rounds-server audit verify --data-dir /var/lib/rounds"
 )]
 pub struct Cli {
-    #[command(flatten)]
+    // A heading of their own, so a command's own options (e.g. `check --json`) stand apart.
+    #[command(flatten, next_help_heading = "Server settings")]
     pub overrides: Overrides,
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -77,7 +78,7 @@ pub enum Command {
             Web and signaling go through the proxy in HTTPS_PROXY / HTTP_PROXY (ALL_PROXY, \
             NO_PROXY) when set, and trust this computer's certificate store; media connects \
             directly, as browsers and the desktop app do. Run it from the network people will \
-            use, for example a clinician's computer.",
+            use, for example a clinician's computer. The server settings do not apply to it.",
         after_help = "Exit status:\n  \
             0  every path works\n  \
             1  video visits cannot work from here (web, signaling, or both media paths failed)\n  \

@@ -197,8 +197,15 @@ pub(crate) async fn web(
             None,
         );
     }
-    let start = Instant::now();
-    let rtt = match get_health().await {
+    // A proxy may close a kept-alive connection just as it is reused: such a request fails
+    // without saying anything about the path, so the timed one gets a second try.
+    let mut start = Instant::now();
+    let mut timed = get_health().await;
+    if timed.is_err() {
+        start = Instant::now();
+        timed = get_health().await;
+    }
+    let rtt = match timed {
         Ok(_) => start.elapsed(),
         Err(e) => {
             let kind = failure::classify(&e);
@@ -213,12 +220,16 @@ pub(crate) async fn web(
             );
         }
     };
-    let connectivity = match server.join("api/v1/connectivity") {
-        Ok(url) => match client.get(url).send().await {
+    let get_connectivity = || async {
+        let url = server.join("api/v1/connectivity").ok()?;
+        match client.get(url).send().await {
             Ok(r) if r.status().is_success() => r.json::<Connectivity>().await.ok(),
             _ => None,
-        },
-        Err(_) => None,
+        }
+    };
+    let connectivity = match get_connectivity().await {
+        Some(c) => Some(c),
+        None => get_connectivity().await,
     };
     let mut detail = format!("The server answered over {scheme}");
     if let Some(p) = &proxy {

@@ -109,8 +109,13 @@ async fn every_path_passes_against_a_running_server() {
         );
     }
 
-    // The same as JSON, for scripts; progress goes to standard error.
-    let out = check(&server.url, &["--json"], &[]);
+    // The same as JSON, for scripts; progress goes to standard error. No server
+    // configuration is read, so a missing one does not matter.
+    let out = check(
+        &server.url,
+        &["--json"],
+        &[("ROUNDS_CONFIG", "/nonexistent/rounds.toml")],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let json: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
     assert_eq!(json["verdict"], "ready");
