@@ -325,6 +325,22 @@ mod tests {
         assert!(server_url("https://").is_err());
     }
 
+    /// The desktop app runs the check on a spawned task, reporting progress to its window.
+    #[test]
+    fn the_check_can_run_on_a_spawned_task() {
+        fn spawnable<T: std::future::Future + Send + 'static>(_: &T) {}
+        let server = server_url("http://127.0.0.1:9").expect("url");
+        let (tx, _rx) = std::sync::mpsc::channel::<String>();
+        let check = async move {
+            let options = Options::default();
+            run(&server, &options, move |p| {
+                let _ = tx.send(format!("{p:?}"));
+            })
+            .await
+        };
+        spawnable(&check);
+    }
+
     #[test]
     fn round_trips_are_reported_in_milliseconds() {
         let mut r = result(Path::Web, Status::Pass);
