@@ -134,7 +134,7 @@ mod tests {
         };
         assert_eq!(
             result_lines(&pass),
-            "PASS  web (HTTPS)       12.3 ms  https://rounds.example.org/healthz\n"
+            "PASS  web               12.3 ms  https://rounds.example.org/healthz\n"
         );
         let fail = CheckResult {
             path: Path::MediaUdp,

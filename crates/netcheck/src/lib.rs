@@ -51,7 +51,7 @@ impl Path {
     /// A short name for people.
     pub fn label(self) -> &'static str {
         match self {
-            Path::Web => "web (HTTPS)",
+            Path::Web => "web",
             Path::Signaling => "signaling",
             Path::MediaUdp => "media over UDP",
             Path::MediaTcp => "media over TCP",
