@@ -777,6 +777,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_certificate_this_computer_does_not_trust_is_named() {
+        // HTTPS with a self-signed certificate, as behind a proxy that inspects TLS with a
+        // certificate the computer lacks.
+        let certified =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+        let key =
+            rustls::pki_types::PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key.into())
+        .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let _ = acceptor.accept(stream).await;
+                });
+            }
+        });
+        let server = Url::parse(&format!("https://localhost:{port}/")).expect("url");
+        let (r, media) = web(&server, &quick(), tls_config()).await;
+        assert_eq!(r.status, Status::Fail, "{r:?}");
+        assert!(media.is_none());
+        assert!(r.detail.starts_with("The secure connection to"), "{r:?}");
+        assert!(
+            r.advice.expect("advice").contains("certificate store"),
+            "says where the missing certificate belongs"
+        );
+    }
+
+    #[tokio::test]
     async fn a_server_without_udp_media_fails_udp_but_names_the_tcp_port() {
         let tcp: SocketAddr = "127.0.0.1:8443".parse().expect("addr");
         let r = udp(&addresses(None, Some(tcp)), &quick()).await;
