@@ -23,6 +23,7 @@ SYSTEM_PACKAGES=(
     iproute2         # ip netns and veth for the reliability suite (tests/reliability)
     nftables         # the reliability suite's firewalls, counters, loss and link cuts
     janus            # the benchmark peer: capacity against Janus' VideoRoom (tests/bench)
+    tinyproxy        # a real HTTP proxy for `rounds-server check` through HTTPS_PROXY (server tests)
     # The clinician desktop app (src-tauri): Tauri 2 on WebKitGTK, tray, keychain, sound.
     file
     libwebkit2gtk-4.1-dev

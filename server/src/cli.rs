@@ -1,5 +1,5 @@
-//! The command line: `serve` (default), `demo`, `migrate`, `token`, `firewall`, `audit verify`,
-//! `keys rotate` and `clinician add`.
+//! The command line: `serve` (default), `demo`, `migrate`, `token`, `firewall`, `check`,
+//! `audit verify`, `keys rotate` and `clinician add`.
 
 use std::path::PathBuf;
 
@@ -17,10 +17,13 @@ use crate::config::Overrides;
         REST API and the patient pages.\n\nSettings come from a TOML file (--config, see \
         rounds.sample.toml), then ROUNDS_* environment variables, then flags.",
     after_help = "Examples:\n  rounds-server demo                      try it out on this machine\n  \
-        rounds-server --config /etc/rounds.toml serve\n  rounds-server audit verify --data-dir /var/lib/rounds"
+        rounds-server --config /etc/rounds.toml serve\n  \
+        rounds-server check https://rounds.example.org   can this network reach it?\n  \
+        rounds-server audit verify --data-dir /var/lib/rounds"
 )]
 pub struct Cli {
-    #[command(flatten)]
+    // A heading of their own, so a command's own options (e.g. `check --json`) stand apart.
+    #[command(flatten, next_help_heading = "Server settings")]
     pub overrides: Overrides,
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -62,6 +65,38 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Check, from this computer, every path a video visit needs to a Rounds server: the web
+    /// port, the signaling WebSocket, media over UDP and the media fallback over TCP.
+    #[command(
+        long_about = "Check, from this computer, every path a video visit needs to a Rounds \
+            server, and say what to ask IT to open for each one that fails.\n\n\
+            It checks the web port (GET /healthz over HTTPS, or HTTP for a demo server), the \
+            signaling WebSocket (/rtc), media over UDP (a STUN binding request to the media \
+            port) and media over TCP (the same request as ICE-TCP on the web port), and prints \
+            one line per path with its round-trip time.\n\n\
+            Web and signaling go through the proxy in HTTPS_PROXY / HTTP_PROXY (ALL_PROXY, \
+            NO_PROXY) when set, and trust this computer's certificate store; media connects \
+            directly, as browsers and the desktop app do. Run it from the network people will \
+            use, for example a clinician's computer. The server settings do not apply to it.",
+        after_help = "Exit status:\n  \
+            0  every path works\n  \
+            1  video visits cannot work from here (web, signaling, or both media paths failed)\n  \
+            2  the command was used wrongly (a bad address or proxy setting)\n  \
+            3  visits work, but media only through the TCP fallback (UDP failed)\n\n\
+            Examples:\n  \
+            rounds-server check https://rounds.example.org\n  \
+            rounds-server check --json rounds.example.org > check.json"
+    )]
+    Check {
+        /// The server's address, e.g. https://rounds.example.org (a bare host name means HTTPS).
+        url: String,
+        /// Print the results as JSON on standard output (progress still goes to standard error).
+        #[arg(long)]
+        json: bool,
+        /// Seconds each step may take before it counts as blocked.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=120))]
+        timeout: u64,
     },
     /// Work with the audit log.
     Audit {

@@ -8,6 +8,7 @@
 pub mod access;
 pub mod audit;
 pub mod chat;
+pub mod check;
 pub mod cli;
 pub mod clinic_content;
 pub mod config;

@@ -12,14 +12,6 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(&cli.overrides) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("rounds-server: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    init_logging(config.server.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -30,6 +22,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The self-test reads no server configuration: it may run on any computer.
+    if let Some(Command::Check { url, json, timeout }) = &cli.command {
+        return runtime.block_on(check(url, *json, *timeout));
+    }
+    let config = match Config::load(&cli.overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rounds-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.server.log_format);
     match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config)) {
         Ok(code) => code,
         Err(e) => {
@@ -38,6 +42,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `rounds-server check`: no configuration and no logging (it prints what it finds).
+async fn check(url: &str, json: bool, timeout: u64) -> ExitCode {
+    let proxy_var = |name: &str| std::env::var(name).ok();
+    let timeout = std::time::Duration::from_secs(timeout);
+    rounds_server::check::run(url, json, timeout, proxy_var).await
 }
 
 fn init_logging(format: LogFormat) {
@@ -125,6 +136,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 print!("{}", rounds_server::firewall::table(&rules));
             }
         }
+        // Normally run before the configuration is read (see `main`).
+        Command::Check { url, json, timeout } => return Ok(check(&url, json, timeout).await),
         Command::Audit {
             command: AuditCommand::Verify,
         } => {

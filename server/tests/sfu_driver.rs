@@ -1091,3 +1091,139 @@ async fn raw_ice_tcp_binding_request_is_routed_by_ufrag() {
     .await
     .expect("test finished in time");
 }
+
+/// Plain STUN binding requests (no USERNAME: a page's or `rounds-server check`'s reachability
+/// probe) are answered on the UDP port and over ICE-TCP, decoded here with `rtc`'s own STUN
+/// code, while a call over the same UDP port keeps flowing. With UDP media off, the UDP port
+/// stays silent and the TCP fallback still answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_stun_probes_are_answered_beside_a_call() {
+    use rtc::stun::message::{BINDING_REQUEST, BINDING_SUCCESS, Getter, Message, TransactionId};
+    use rtc::stun::xoraddr::XorMappedAddress;
+
+    fn request() -> (Vec<u8>, TransactionId) {
+        let mut m = Message::new();
+        m.set_type(BINDING_REQUEST);
+        m.transaction_id = TransactionId::new();
+        m.write_header();
+        (m.raw.clone(), m.transaction_id)
+    }
+
+    /// The address a binding success for `txid` reports.
+    fn mapped(answer: &[u8], txid: TransactionId) -> SocketAddr {
+        let mut m = Message {
+            raw: answer.to_vec(),
+            ..Message::default()
+        };
+        m.decode().expect("a STUN message");
+        assert_eq!(m.typ, BINDING_SUCCESS);
+        assert_eq!(m.transaction_id, txid);
+        let mut xor = XorMappedAddress::default();
+        xor.get_from(&m).expect("XOR-MAPPED-ADDRESS");
+        SocketAddr::new(xor.ip, xor.port)
+    }
+
+    async fn tcp_probe(port: u16) -> (SocketAddr, SocketAddr) {
+        let mut stream = TcpStream::connect((LOCALHOST, port))
+            .await
+            .expect("connect");
+        let (req, txid) = request();
+        let mut framed = (req.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&req);
+        stream.write_all(&framed).await.expect("send");
+        let mut len = [0u8; 2];
+        stream.read_exact(&mut len).await.expect("a framed answer");
+        let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        stream.read_exact(&mut answer).await.expect("answer");
+        (mapped(&answer, txid), stream.local_addr().expect("addr"))
+    }
+
+    init_tracing();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let (listener, tcp_port) = spawn_ice_tcp_listener().await;
+        let sfu = start_sfu(Some(tcp_port), true).await;
+        serve_listener(listener, sfu.clone());
+        let clients = Arc::new(Mutex::new(HashMap::new()));
+        let _events = spawn_signaling(&sfu, clients.clone());
+        let (alice, bob) = ("alice".to_owned(), "bob".to_owned());
+        for (me, other) in [(&alice, &bob), (&bob, &alice)] {
+            sfu.set_allowed(me, true).await;
+            sfu.set_subscriptions(me, vec![other.clone()]).await;
+        }
+        let a = join(&clients, &alice, false).await;
+        let b = join(&clients, &bob, false).await;
+        for client in [&a, &b] {
+            client.publish(&sfu).await;
+            client.negotiate_subscriber(&sfu).await;
+        }
+        wait_until("media both ways", Duration::from_secs(30), || {
+            a.received.get(&bob, true) > 50 && b.received.get(&alice, true) > 50
+        })
+        .await;
+
+        // Probes from one socket, during the call: each answered with where it came from.
+        let probe = UdpSocket::bind((LOCALHOST, 0)).await.expect("bind");
+        let me = probe.local_addr().expect("addr");
+        let mut buf = [0u8; 1500];
+        for _ in 0..10 {
+            let (req, txid) = request();
+            probe.send_to(&req, sfu.udp_addr()).await.expect("send");
+            let (n, from) = tokio::time::timeout(Duration::from_secs(5), probe.recv_from(&mut buf))
+                .await
+                .expect("an answer in time")
+                .expect("recv");
+            assert_eq!(from, sfu.udp_addr());
+            assert!(n <= 44, "a small fixed-size answer: {n} bytes");
+            assert_eq!(mapped(&buf[..n], txid), me);
+        }
+        // A flood from the same source is cut to its burst, not answered in full.
+        for _ in 0..200 {
+            let (req, _) = request();
+            let _ = probe.send_to(&req, sfu.udp_addr()).await;
+        }
+        let mut answered = 0;
+        while let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_millis(500), probe.recv_from(&mut buf)).await
+        {
+            answered += 1;
+        }
+        assert!(
+            answered < 100,
+            "{answered} of 200 flooded probes were answered"
+        );
+        let (seen, local) = tcp_probe(tcp_port).await;
+        assert_eq!(
+            seen, local,
+            "the ICE-TCP answer names the connection's address"
+        );
+
+        // The call never noticed.
+        let (from_bob, from_alice) = (a.received.get(&bob, true), b.received.get(&alice, true));
+        wait_until("media keeps flowing", Duration::from_secs(20), || {
+            a.received.get(&bob, true) > from_bob + 50
+                && b.received.get(&alice, true) > from_alice + 50
+        })
+        .await;
+        assert_eq!(sfu.counters().poisoned_connections, 0);
+        for client in [&a, &b] {
+            client.close().await;
+        }
+
+        // UDP media off: silence on UDP (media would not take it), the fallback answers.
+        let (listener, tcp_port) = spawn_ice_tcp_listener().await;
+        let tcp_only = start_sfu(Some(tcp_port), false).await;
+        serve_listener(listener, tcp_only.clone());
+        let (req, _) = request();
+        probe
+            .send_to(&req, tcp_only.udp_addr())
+            .await
+            .expect("send");
+        let silent =
+            tokio::time::timeout(Duration::from_millis(700), probe.recv_from(&mut buf)).await;
+        assert!(silent.is_err(), "UDP answered with UDP media off");
+        let (seen, local) = tcp_probe(tcp_port).await;
+        assert_eq!(seen, local);
+    })
+    .await
+    .expect("test finished in time");
+}

@@ -83,6 +83,7 @@ pub fn typescript_bindings() -> String {
         WaitEstimate::decl(),
         NetworkTestInfo::decl(),
         NetworkTestUpload::decl(),
+        Connectivity::decl(),
         PcKind::decl(),
         TrackKind::decl(),
         TrackInfo::decl(),

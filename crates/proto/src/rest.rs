@@ -658,6 +658,20 @@ pub struct NetworkTestInfo {
     pub max_upload_bytes: u32,
 }
 
+/// Where this server takes media, for connectivity checks before a visit
+/// (`GET /api/v1/connectivity`, public: every client learns the same from its SDP).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
+pub struct Connectivity {
+    /// The media UDP address (`ip:port`) every participant sends to; it answers a plain STUN
+    /// binding request. `null` when UDP media is off.
+    pub udp: Option<String>,
+    /// The ICE-TCP address (`ip:port`, the web listener's port) media falls back to when UDP
+    /// is blocked; it answers an RFC 4571-framed STUN binding request. `null` when off.
+    pub ice_tcp: Option<String>,
+    /// The path of the signaling WebSocket on this server's URL.
+    pub signaling_path: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, TS, ToSchema)]
 pub struct NetworkTestUpload {
     /// Bytes the server received.

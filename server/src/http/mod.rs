@@ -85,6 +85,7 @@ fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::jwks))
+        .routes(routes!(ops::connectivity))
         .routes(routes!(pages::join_page))
         .routes(routes!(pages::asset))
         .routes(routes!(pages::content_file))

@@ -3,7 +3,9 @@
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use rounds_proto::{Health, Jwks, Problem};
+use std::net::SocketAddr;
+
+use rounds_proto::{Connectivity, Health, Jwks, Problem};
 
 use super::extract::Json;
 use crate::AppState;
@@ -33,6 +35,34 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
                 .into_response()
         }
     }
+}
+
+/// Where media goes, from the running SFU: the UDP address (when UDP media is on) and the
+/// ICE-TCP address (when the web port takes media too), as clients are told to reach them.
+pub fn media_addresses(state: &AppState) -> (Option<SocketAddr>, Option<SocketAddr>) {
+    let media = &state.config.media;
+    let Some(sfu) = state.rooms.sfu().filter(|_| media.enabled) else {
+        return (None, None);
+    };
+    let ip = state.config.media_advertise_ip();
+    let udp = media
+        .udp_enabled
+        .then(|| SocketAddr::new(ip, sfu.udp_addr().port()));
+    let tcp = sfu.ice_tcp_port().map(|port| SocketAddr::new(ip, port));
+    (udp, tcp)
+}
+
+/// Where this server takes media and signaling, for connectivity checks before a visit
+/// (`rounds-server check`, the desktop app's network check). Public and cheap: it holds
+/// nothing a client does not learn from its first SDP.
+#[utoipa::path(get, path = "/api/v1/connectivity", tag = "operations", responses((status = 200, body = Connectivity)))]
+pub async fn connectivity(State(state): State<AppState>) -> Json<Connectivity> {
+    let (udp, ice_tcp) = media_addresses(&state);
+    Json(Connectivity {
+        udp: udp.map(|a| a.to_string()),
+        ice_tcp: ice_tcp.map(|a| a.to_string()),
+        signaling_path: "/rtc".into(),
+    })
 }
 
 /// Prometheus metrics in the text exposition format.

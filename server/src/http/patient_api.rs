@@ -86,17 +86,10 @@ pub async fn network_test(
     Path(code): Path<String>,
 ) -> ApiResult<Json<NetworkTestInfo>> {
     network_test_allowed(&state, ip, &code).await?;
-    let media = &state.config.media;
-    let udp = match (media.enabled && media.udp_enabled, state.rooms.sfu()) {
-        (true, Some(sfu)) => Some(
-            std::net::SocketAddr::new(state.config.media_advertise_ip(), sfu.udp_addr().port())
-                .to_string(),
-        ),
-        _ => None,
-    };
+    let (udp, ice_tcp) = super::ops::media_addresses(&state);
     Ok(Json(NetworkTestInfo {
-        udp,
-        ice_tcp: media.enabled && media.ice_tcp,
+        udp: udp.map(|a| a.to_string()),
+        ice_tcp: ice_tcp.is_some(),
         max_download_bytes: MAX_DOWNLOAD_BYTES,
         max_upload_bytes: u32::try_from(state.config.limits.max_body_bytes).unwrap_or(u32::MAX),
     }))

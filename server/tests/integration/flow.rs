@@ -381,6 +381,7 @@ async fn openapi_documents_every_route_and_health_endpoints_answer() {
         "/readyz",
         "/metrics",
         "/.well-known/jwks.json",
+        "/api/v1/connectivity",
         "/join/{code}",
         "/api/v1/openapi.json",
     ] {

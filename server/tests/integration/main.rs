@@ -5,6 +5,7 @@
 
 mod abuse;
 mod bad_input;
+mod check;
 mod cli;
 mod common;
 mod desktop_feed;

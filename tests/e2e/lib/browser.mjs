@@ -105,3 +105,41 @@ export async function waitForStats(page, predicate, timeoutMs = 20000) {
   }
   throw new Error(`stats never matched: ${JSON.stringify(last)}`);
 }
+
+/** Decoded video frames per remote participant (the SFU's stream id is the participant id), on one page. */
+export async function framesBySender(page) {
+  return page.evaluate(async () => {
+    const out = {};
+    for (const pc of window.__pcs) {
+      if (pc.connectionState === "closed" || !pc.remoteDescription) continue;
+      const mids = {};
+      let mid = null;
+      for (const line of pc.remoteDescription.sdp.split(/\r?\n/)) {
+        if (line.startsWith("a=mid:")) mid = line.slice(6);
+        if (line.startsWith("a=msid:") && mid !== null) mids[mid] = line.slice(7).split(" ")[0];
+      }
+      const stats = await pc.getStats();
+      const transceivers = pc.getTransceivers();
+      stats.forEach((s) => {
+        if (s.type !== "inbound-rtp" || s.kind !== "video") return;
+        const t = transceivers.find((x) => x.receiver.track?.id === s.trackIdentifier);
+        const who = (t && mids[t.mid]) || (s.mid && mids[s.mid]) || "unknown";
+        out[who] = (out[who] ?? 0) + (s.framesDecoded ?? 0);
+      });
+    }
+    return out;
+  });
+}
+
+/** Polls `framesBySender` until every one of `count` senders (or of the ids given) has more than `min` frames decoded. */
+export async function waitForSenders(page, { ids, count, min = 0, timeoutMs = 40000 }) {
+  const deadline = Date.now() + timeoutMs;
+  let last = {};
+  while (Date.now() < deadline) {
+    last = await framesBySender(page);
+    const decoding = Object.entries(last).filter(([id, n]) => id !== "unknown" && n > min).map(([id]) => id);
+    if (ids ? ids.every((id) => decoding.includes(id)) : decoding.length >= count) return last;
+    await page.waitForTimeout(500);
+  }
+  throw new Error(`video not decoded from ${ids ? ids.join(", ") : `${count} senders`}: ${JSON.stringify(last)}`);
+}

@@ -180,6 +180,18 @@ test("removed by the clinician", async () => {
   await audit(page, "20-removed");
 });
 
+test("not let in by the clinician", async () => {
+  const { visit, link } = await server.createVisit(access);
+  const page = await phonePage(browser);
+  await throughDeviceCheck(page, link);
+  await checkIn(page);
+  const waiting = await server.waitForWaiting(access, visit.id, { role: "patient" });
+  await server.call("POST", `/api/v1/visits/${visit.id}/deny/${waiting.id}`, { token: access });
+  await page.waitForSelector("[data-screen=closed]");
+  await page.getByText("You were not let into this visit").waitFor();
+  await audit(page, "21-denied");
+});
+
 test("everything works from the keyboard alone", async () => {
   const { visit, link } = await server.createVisit(access);
   const page = await phonePage(browser);

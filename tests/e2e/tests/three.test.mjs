@@ -1,11 +1,11 @@
 // Three parties: the patient and a guest (family member) in Chromium from their own links,
-// and the clinician. The clinician is the UI's own call code in a third page until the Rust
-// client (crates/client) can stand in.
+// and the clinician as the UI's own call code in a third page. The same visit with the Rust
+// client as the clinician is `crates/client/tests/e2e/browsers.rs`.
 
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { launch, phonePage } from "../lib/browser.mjs";
+import { launch, phonePage, waitForSenders } from "../lib/browser.mjs";
 import { joinWhenReady, toWaitingRoom } from "../lib/flow.mjs";
 import { openClinician } from "../lib/harness.mjs";
 import { RoundsServer } from "../lib/server.mjs";
@@ -25,42 +25,6 @@ after(async () => {
   await harnessBrowser?.close();
   await server?.stop();
 });
-
-/** Decoded video frames per remote participant (by the SFU's stream id), on one page. */
-async function framesBySender(page) {
-  return page.evaluate(async () => {
-    const out = {};
-    for (const pc of window.__pcs) {
-      if (pc.connectionState === "closed" || !pc.remoteDescription) continue;
-      const mids = {};
-      let mid = null;
-      for (const line of pc.remoteDescription.sdp.split(/\r?\n/)) {
-        if (line.startsWith("a=mid:")) mid = line.slice(6);
-        if (line.startsWith("a=msid:") && mid !== null) mids[mid] = line.slice(7).split(" ")[0];
-      }
-      const stats = await pc.getStats();
-      const transceivers = pc.getTransceivers();
-      stats.forEach((s) => {
-        if (s.type !== "inbound-rtp" || s.kind !== "video") return;
-        const t = transceivers.find((x) => x.receiver.track?.id === s.trackIdentifier);
-        const who = (t && mids[t.mid]) || s.mid && mids[s.mid] || "unknown";
-        out[who] = (out[who] ?? 0) + (s.framesDecoded ?? 0);
-      });
-    }
-    return out;
-  });
-}
-
-async function waitForFramesFrom(page, ids, timeoutMs = 40000) {
-  const deadline = Date.now() + timeoutMs;
-  let last = {};
-  while (Date.now() < deadline) {
-    last = await framesBySender(page);
-    if (ids.every((id) => (last[id] ?? 0) > 0)) return last;
-    await page.waitForTimeout(500);
-  }
-  throw new Error(`video not decoded from all of ${ids.join(", ")}: ${JSON.stringify(last)}`);
-}
 
 test("patient, guest and clinician each see the two others", async () => {
   const access = await server.login();
@@ -87,14 +51,24 @@ test("patient, guest and clinician each see the two others", async () => {
   await server.admit(access, visit.id, g.id);
   await joinWhenReady(guest);
 
-  const seenByPatient = await waitForFramesFrom(patient, [provider.participant_id, g.id]);
-  const seenByGuest = await waitForFramesFrom(guest, [provider.participant_id, p.id]);
-  const seenByClinician = await waitForFramesFrom(clinician, [p.id, g.id]);
+  const seenByPatient = await waitForSenders(patient, { ids: [provider.participant_id, g.id] });
+  const seenByGuest = await waitForSenders(guest, { ids: [provider.participant_id, p.id] });
+  const seenByClinician = await waitForSenders(clinician, { ids: [p.id, g.id] });
   console.log(JSON.stringify({ seenByPatient, seenByGuest, seenByClinician }));
 
-  // With three people the room asks for simulcast.
+  // With three people the room asks for simulcast, and a computer sends its layers.
   const video = await clinician.evaluate(() => window.harness.call.video);
   assert.equal(video.simulcast, true);
+  const rids = await clinician.evaluate(async () => {
+    const out = new Set();
+    for (const pc of window.__pcs) {
+      (await pc.getStats()).forEach((s) => {
+        if (s.type === "outbound-rtp" && s.kind === "video" && s.rid) out.add(s.rid);
+      });
+    }
+    return [...out].sort();
+  });
+  assert.ok(rids.length >= 2, `simulcast layers sent: ${JSON.stringify(rids)}`);
   // The grid: one large tile, the others as thumbnails.
   await patient.locator(".stage .tile").waitFor();
   assert.equal(await patient.locator(".strip .tile").count(), 2);

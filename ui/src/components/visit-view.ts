@@ -20,6 +20,8 @@ export interface VisitViewOptions {
   onLeave: () => void;
   /** Said aloud (and shown) for short notices. */
   announce: (text: string) => void;
+  /** The speaker chosen in the device check, where the browser lets pages choose (`setSinkId`). */
+  speakerId?: string;
 }
 
 interface TileRef {
@@ -338,6 +340,10 @@ export class VisitView {
     for (const stream of wanted) {
       if (this.audios.has(stream)) continue;
       const el = h("audio", { autoplay: true });
+      const speakerId = this.opts.speakerId;
+      if (speakerId && "setSinkId" in el) {
+        void (el as HTMLAudioElement & { setSinkId(id: string): Promise<void> }).setSinkId(speakerId).catch(() => undefined);
+      }
       el.srcObject = stream;
       this.audioSink.appendChild(el);
       this.audios.set(stream, el);

@@ -1,6 +1,6 @@
 // The network test: round-trip time, a short download and upload against this server, and
-// whether the media UDP port answers. The grade is in plain words for the patient and goes
-// to the clinician's queue.
+// whether the media UDP port answers a STUN binding request. The grade is in plain words for
+// the patient and goes to the clinician's queue.
 
 import type { NetworkGrade, NetworkTestInfo } from "../generated/proto";
 
@@ -15,11 +15,13 @@ export interface NetworkResult {
   path: MediaPath;
 }
 
+/** What the STUN probe of the media UDP port found: `unknown` when this browser cannot tell. */
+export type UdpProbe = "reachable" | "unreachable" | "unknown";
+
 export interface NetworkTestDeps {
   fetch: typeof fetch;
   now: () => number;
-  /** Resolves true when the media UDP port answers a STUN probe. */
-  probeUdp: (address: string) => Promise<boolean>;
+  probeUdp: (address: string) => Promise<UdpProbe>;
 }
 
 const defaults: NetworkTestDeps = {
@@ -43,7 +45,7 @@ export async function runNetworkTest(code: string, info: NetworkTestInfo | null,
     const body = await r.arrayBuffer();
     return { ms: deps.now() - start, bytes: body.byteLength };
   };
-  const udpProbe = info?.udp ? deps.probeUdp(info.udp).catch(() => false) : Promise.resolve(false);
+  const udpProbe: Promise<UdpProbe> = info?.udp ? deps.probeUdp(info.udp).catch(() => "unknown" as const) : Promise.resolve("unreachable");
 
   let rttMs: number | null = null;
   let downMbps: number | null = null;
@@ -81,9 +83,15 @@ export async function runNetworkTest(code: string, info: NetworkTestInfo | null,
   } catch {
     // Whatever was measured stands; what was not is null.
   }
-  const udp = await udpProbe;
-  const path: MediaPath = udp ? "udp" : info?.ice_tcp ? (info.udp ? "unknown" : "tcp") : info?.udp ? "unknown" : "none";
+  const path = mediaPath(await udpProbe, info);
   return { grade: grade({ rttMs, downMbps, upMbps, path }), rttMs, downMbps, upMbps, path };
+}
+
+/** Which way media will go: UDP when its port answered, else the ICE-TCP fallback if the server offers it. */
+export function mediaPath(udp: UdpProbe, info: NetworkTestInfo | null): MediaPath {
+  if (udp === "reachable") return "udp";
+  if (udp === "unknown" && info?.udp) return "unknown";
+  return info?.ice_tcp ? "tcp" : "none";
 }
 
 function round1(v: number): number {
@@ -106,24 +114,74 @@ export function grade(r: Omit<NetworkResult, "grade">): NetworkGrade {
   return "good";
 }
 
+/** What an `RTCPeerConnection` reports while it gathers candidates against one STUN server. */
+export type GatheringEvent =
+  | { kind: "candidate"; type: string | null; protocol: string | null }
+  | { kind: "error" }
+  | { kind: "complete" };
+
 /**
- * Asks the media UDP port for our address with a STUN binding request, the way ICE will:
- * a server-reflexive candidate means UDP reaches the server. Times out after 2.5 s.
+ * Reads candidate gathering as an answer to "does the STUN server at the media UDP port
+ * answer?". A server-reflexive candidate says yes. But Chromium drops a server-reflexive
+ * candidate equal to the host candidate it was asked from (no NAT in between, as on a
+ * clinic's flat network or on loopback), so an answered probe may produce no candidate at
+ * all: then gathering completing without an error, from at least one UDP host candidate,
+ * says yes too, because Chromium keeps gathering until every STUN request is answered or
+ * has timed out (about ten seconds, much longer than the probe waits). An ICE candidate
+ * error, or no end before the probe's deadline, says no. Without any UDP host candidate the
+ * browser had nothing to send from, and nothing can be said.
  */
-export async function probeUdp(address: string): Promise<boolean> {
-  if (typeof RTCPeerConnection !== "function") return false;
+export class UdpProbeReader {
+  private hostUdp = false;
+  private failed = false;
+
+  /** The verdict once the events settle it, else `null`. */
+  observe(event: GatheringEvent): UdpProbe | null {
+    switch (event.kind) {
+      case "candidate":
+        if (event.type === "srflx") return "reachable";
+        if (event.type === "host" && event.protocol === "udp") this.hostUdp = true;
+        return null;
+      case "error":
+        this.failed = true;
+        return null;
+      case "complete":
+        if (this.failed) return "unreachable";
+        return this.hostUdp ? "reachable" : "unknown";
+    }
+  }
+
+  /** The verdict when the deadline passes first. */
+  timedOut(): UdpProbe {
+    return "unreachable";
+  }
+}
+
+/** How long the probe waits for the STUN answer: an answered probe settles within milliseconds. */
+export const UDP_PROBE_TIMEOUT_MS = 4000;
+
+/**
+ * Sends a STUN binding request to the media UDP port from an `RTCPeerConnection`, the way
+ * ICE will during the visit, and reads the result with {@link UdpProbeReader}.
+ */
+export async function probeUdp(address: string): Promise<UdpProbe> {
+  if (typeof RTCPeerConnection !== "function") return "unknown";
   const pc = new RTCPeerConnection({ iceServers: [{ urls: `stun:${address}` }] });
+  const reader = new UdpProbeReader();
   try {
-    pc.createDataChannel("probe");
-    const found = new Promise<boolean>((resolve) => {
-      pc.onicecandidate = (e) => {
-        if (e.candidate?.type === "srflx") resolve(true);
-        if (!e.candidate) resolve(false);
+    const verdict = new Promise<UdpProbe>((resolve) => {
+      const settle = (v: UdpProbe | null) => {
+        if (v !== null) resolve(v);
       };
-      window.setTimeout(() => resolve(false), 2500);
+      pc.onicecandidate = (e) => {
+        settle(e.candidate ? reader.observe({ kind: "candidate", type: e.candidate.type, protocol: e.candidate.protocol }) : reader.observe({ kind: "complete" }));
+      };
+      pc.onicecandidateerror = () => settle(reader.observe({ kind: "error" }));
+      window.setTimeout(() => resolve(reader.timedOut()), UDP_PROBE_TIMEOUT_MS);
     });
+    pc.createDataChannel("probe");
     await pc.setLocalDescription(await pc.createOffer());
-    return await found;
+    return await verdict;
   } finally {
     pc.close();
   }

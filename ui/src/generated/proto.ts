@@ -360,6 +360,22 @@ export type NetworkTestUpload = {
  */
 bytes: number, };
 
+export type Connectivity = { 
+/**
+ * The media UDP address (`ip:port`) every participant sends to; it answers a plain STUN
+ * binding request. `null` when UDP media is off.
+ */
+udp: string | null, 
+/**
+ * The ICE-TCP address (`ip:port`, the web listener's port) media falls back to when UDP
+ * is blocked; it answers an RFC 4571-framed STUN binding request. `null` when off.
+ */
+ice_tcp: string | null, 
+/**
+ * The path of the signaling WebSocket on this server's URL.
+ */
+signaling_path: string, };
+
 export type PcKind = "publisher" | "subscriber";
 
 export type TrackKind = "audio" | "video" | "screen";

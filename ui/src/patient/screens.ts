@@ -139,7 +139,7 @@ function networkSummary(result: NetworkResult | null): HTMLElement {
   const path: Record<NetworkResult["path"], Key> = { udp: "net.path.udp", tcp: "net.path.tcp", unknown: "net.path.unknown", none: "net.path.none" };
   return h(
     "div",
-    { class: `net-result grade-${result.grade}`, role: "status", "data-grade": result.grade },
+    { class: `net-result grade-${result.grade}`, role: "status", "data-grade": result.grade, "data-path": result.path },
     h("p", { class: "status" }, svg(result.grade === "good" ? "check" : result.grade === "fair" ? "wifi" : "alert"), h("strong", {}, t(title))),
     h("p", {}, t(body)),
     h(
@@ -655,6 +655,7 @@ export function visit(app: App): Screen {
     chat,
     onLeave: () => dialog.showModal(),
     announce: (text) => app.announce(text),
+    speakerId: app.speakerId,
   });
   if (app.token) {
     void app.api.chatLog(app.token.room).then((log) => chat.add(log.messages)).catch(() => undefined);

@@ -38,6 +38,7 @@ use super::demux::{
 use super::keyframe::KeyframeThrottle;
 use super::latency::ForwardDelay;
 use super::peer::{PcEntry, TrackKey, guard, pc_state};
+use super::probe::{ProbeTransport, Prober, Verdict};
 use super::timers::TimerHeap;
 use super::{
     Command, ConnId, Counters, KeyframeReason, MediaKind, PcId, PcKind, PcState, PeerId, SfuConfig,
@@ -198,6 +199,8 @@ pub(crate) struct Driver {
     /// When the datagram being processed was read, while it is.
     pub(super) ingress: Option<Instant>,
     pub(super) forward_delay: ForwardDelay,
+    /// Answers plain STUN binding requests (reachability probes) on both media ports.
+    prober: Prober,
 }
 
 fn host_candidate(
@@ -283,6 +286,7 @@ impl Driver {
             pending_keyframes: BTreeMap::new(),
             ingress: None,
             forward_delay: ForwardDelay::default(),
+            prober: Prober::new(cfg.udp_enabled, Instant::now()),
         })
     }
 
@@ -423,7 +427,17 @@ impl Driver {
                         return;
                     }
                 },
-                None => self.routes.by_addr(&from),
+                None => match self
+                    .prober
+                    .answer(ProbeTransport::Udp, from, data, Instant::now())
+                {
+                    Verdict::NotAProbe => self.routes.by_addr(&from),
+                    Verdict::Answer(reply) => {
+                        let _ = self.io.udp.try_send_to(reply.as_bytes(), from);
+                        return;
+                    }
+                    Verdict::Ignore => return,
+                },
             },
             PacketClass::Dtls | PacketClass::Rtp => self.routes.by_addr(&from),
             PacketClass::Other => {
@@ -751,6 +765,19 @@ impl Driver {
             return;
         };
         let (remote, bound) = (state.remote, state.pc);
+        match self
+            .prober
+            .answer(ProbeTransport::Tcp, remote, frame, Instant::now())
+        {
+            Verdict::NotAProbe => {}
+            Verdict::Answer(reply) => {
+                let _ = state
+                    .writer
+                    .try_send(Bytes::copy_from_slice(reply.as_bytes()));
+                return;
+            }
+            Verdict::Ignore => return,
+        }
         let target = match classify(frame) {
             PacketClass::Stun => match binding_request_ufrag(frame) {
                 Some(ufrag) => match self.routes.by_ufrag(ufrag) {

@@ -37,6 +37,7 @@
 //! - `peer`: building an `rtc` connection the way we need it, and the state kept beside it.
 //! - `demux`: classifying datagrams and the routing tables (ufrag, then address).
 //! - `framing`, `tcp`: RFC 4571 ICE-TCP.
+//! - `probe`: answering plain STUN binding requests, for reachability checks before a visit.
 //! - `keyframe`: getting PLI/FIR out of `rtc` and throttling them.
 //! - `timers`: one deadline per connection in a heap.
 
@@ -48,6 +49,7 @@ mod keyframe;
 mod latency;
 mod negotiation;
 mod peer;
+mod probe;
 mod rewrite;
 mod tcp;
 mod timers;
@@ -344,6 +346,7 @@ pub struct Sfu {
     tcp_inbound: mpsc::Sender<TcpInbound>,
     events: broadcast::Sender<SfuEvent>,
     udp_addr: SocketAddr,
+    tcp_port: Option<u16>,
     counters: Arc<Counters>,
     next_conn: Arc<AtomicU64>,
 }
@@ -376,6 +379,7 @@ impl Sfu {
             tcp_inbound,
             events,
             udp_addr,
+            tcp_port: cfg.tcp_port,
             counters,
             next_conn: Arc::new(AtomicU64::new(1)),
         })
@@ -384,6 +388,11 @@ impl Sfu {
     /// The address the media socket is actually bound to.
     pub fn udp_addr(&self) -> SocketAddr {
         self.udp_addr
+    }
+
+    /// The HTTP listener's port when it also takes ICE-TCP media.
+    pub fn ice_tcp_port(&self) -> Option<u16> {
+        self.tcp_port
     }
 
     /// Client's publisher offer -> our answer. Creates the publisher connection if needed;
