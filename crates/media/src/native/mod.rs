@@ -85,13 +85,27 @@ pub fn list_devices(kind: DeviceKind) -> Result<Vec<DeviceInfo>, MediaError> {
 pub fn default_device(kind: DeviceKind) -> Result<Option<DeviceInfo>, MediaError> {
     match kind {
         DeviceKind::Camera => Ok(list_cameras()?.into_iter().next()),
-        DeviceKind::Microphone => Ok(cpal::default_host()
+        DeviceKind::Microphone => Ok(audio_host()?
             .default_input_device()
             .and_then(|d| audio_info(&d, kind))),
-        DeviceKind::Speaker => Ok(cpal::default_host()
+        DeviceKind::Speaker => Ok(audio_host()?
             .default_output_device()
             .and_then(|d| audio_info(&d, kind))),
     }
+}
+
+/// The audio host: on Linux the sound server (PulseAudio, or PipeWire's PulseAudio service)
+/// whenever its socket exists, so the devices are its own and plugging one in or out shows;
+/// ALSA only without one. A sound server that exists but does not answer in time is an error,
+/// not a quiet switch to ALSA: ALSA lists other devices, and a watcher would take that for
+/// every device being unplugged.
+pub(crate) fn audio_host() -> Result<cpal::Host, MediaError> {
+    #[cfg(target_os = "linux")]
+    if cpal::available_hosts().contains(&cpal::HostId::PulseAudio) {
+        return cpal::host_from_id(cpal::HostId::PulseAudio)
+            .map_err(|e| MediaError::Device(format!("the sound server does not answer: {e}")));
+    }
+    Ok(cpal::default_host())
 }
 
 fn list_cameras() -> Result<Vec<DeviceInfo>, MediaError> {
@@ -109,7 +123,7 @@ fn list_cameras() -> Result<Vec<DeviceInfo>, MediaError> {
 }
 
 fn list_audio(kind: DeviceKind) -> Result<Vec<DeviceInfo>, MediaError> {
-    let host = cpal::default_host();
+    let host = audio_host()?;
     let devices: Vec<cpal::Device> = if kind == DeviceKind::Microphone {
         host.input_devices()
             .map_err(|e| MediaError::Device(format!("the microphones cannot be listed: {e}")))?
