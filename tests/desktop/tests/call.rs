@@ -1,0 +1,484 @@
+//! The app's call (its controller, without the window) in a real desktop session: screen
+//! share on the X server (Xvfb) and devices plugged in and out of the sound server
+//! (PulseAudio) while the call runs, each heard or seen by a patient's Rust client.
+//!
+//! The display and the sound server are found through the environment, as in a clinician's
+//! session. So each test starts the session, then runs its body in a fresh copy of this test
+//! binary inside it (the pattern of `crates/media/tests/native.rs`).
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../../crates/client/tests/e2e/harness.rs"]
+mod harness;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use harness::{EMAIL, PASSWORD, TestServer};
+use rounds_desktop_core::{AppEvent, Controller, DeviceSlot, MemoryStore, Policy, SignInRequest};
+use rounds_desktop_tests::Desktop;
+
+/// The size `Desktop` gives its X screen.
+const SCREEN: (u32, u32) = (1280, 800);
+
+/// Set in the copy of this binary that runs a test's body inside the session.
+const CHILD_ENV: &str = "ROUNDS_DESKTOP_SESSION_CHILD";
+
+/// Runs `body` inside a desktop session: in the parent, starts the session and this test in
+/// a child process within it; in that child, runs the body.
+fn in_session<F: std::future::Future<Output = ()>>(name: &str, body: impl FnOnce() -> F) {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        let desktop = Desktop::start();
+        let out = desktop
+            .command(std::env::current_exe().unwrap())
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, "1")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "the test failed in the desktop session:\n{stdout}\n{stderr}"
+        );
+        print!("{stdout}");
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(body());
+}
+
+/// A signed-in controller whose IT policy allows the labelled synthetic camera (none exists
+/// here).
+async fn signed_in(server: &TestServer) -> (Controller, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let controller = Controller::new(
+        Policy {
+            synthetic_media: Some(true),
+            ..Policy::default()
+        },
+        dir.path().join("settings.json"),
+        Arc::new(MemoryStore::default()),
+    );
+    controller
+        .sign_in(SignInRequest {
+            server_url: Some(server.url.to_string()),
+            email: EMAIL.into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap();
+    (controller, dir)
+}
+
+#[test]
+fn sharing_the_screen_reaches_the_patient_at_the_screen_size() {
+    in_session(
+        "sharing_the_screen_reaches_the_patient_at_the_screen_size",
+        share,
+    );
+}
+
+async fn share() {
+    harness::init_tracing();
+    let server = TestServer::start().await;
+    // No camera exists here: the labelled test card is the camera, so the share is beside it.
+    let (controller, _dir) = signed_in(&server).await;
+    let access = server.access_token().await;
+    let visit = server
+        .api
+        .create_visit_now(&access, 30, "Pat Example")
+        .await
+        .unwrap();
+    let code = rounds_client::link_code(&visit.patient_link.url)
+        .unwrap()
+        .to_owned();
+
+    // What the window would draw: which keys got frames, and the patient's screen's size.
+    let (tx, mut drawn) = tokio::sync::mpsc::unbounded_channel::<(String, u32, u32)>();
+    let render: rounds_desktop_core::call::RenderSink = Arc::new(move |who, f| {
+        let _ = tx.send((who.to_owned(), f.width, f.height));
+    });
+    let state = controller
+        .start_call(visit.visit.id.clone(), render)
+        .await
+        .unwrap();
+    assert!(!state.sharing_screen);
+    let me = state
+        .participants
+        .iter()
+        .find(|p| p.me)
+        .map(|p| p.id.clone())
+        .unwrap();
+
+    let token = server
+        .api
+        .join_link(&code, Some("Pat Example"))
+        .await
+        .unwrap();
+    let patient = rounds_client::Client::join(server.config(&token, 5))
+        .await
+        .unwrap();
+    let patient_id = patient.participant_id().to_owned();
+    controller
+        .admit(visit.visit.id.clone(), patient_id.clone())
+        .await
+        .unwrap();
+    patient
+        .wait_admitted(Duration::from_secs(10))
+        .await
+        .unwrap();
+    patient
+        .wait_stats(Duration::from_secs(30), |s| s.frames_decoded_from(&me) > 5)
+        .await
+        .expect("the patient sees the app's camera first");
+
+    // Share: the patient decodes a second video, the size of the X screen, and the camera
+    // goes on beside it.
+    let state = controller.share_screen(true).await.unwrap();
+    assert!(state.sharing_screen, "the window shows that we share");
+    // Generous: the first screen keyframe waits for the renegotiations, and this machine may
+    // be busy.
+    let shared = match patient
+        .wait_stats(Duration::from_secs(60), |s| {
+            s.remote(&me).is_some_and(|r| r.screen_frames_decoded > 5)
+        })
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => panic!(
+            "the patient did not decode the shared screen ({e}): {:#?}",
+            patient.stats().remote(&me)
+        ),
+    };
+    let r = shared.remote(&me).unwrap();
+    assert_eq!(
+        (r.screen_width, r.screen_height),
+        SCREEN,
+        "the shared video is the screen's size"
+    );
+    assert_eq!(
+        (r.width, r.height),
+        (1280, 720),
+        "the camera keeps its own size"
+    );
+    let camera_before = r.frames_decoded;
+    patient
+        .wait_stats(Duration::from_secs(15), |s| {
+            s.frames_decoded_from(&me) > camera_before + 10
+        })
+        .await
+        .expect("the camera keeps coming while the screen is shared");
+    assert!(
+        patient.participants().iter().any(|p| p.id == me
+            && p.tracks
+                .iter()
+                .any(|t| t.kind == rounds_proto::TrackKind::Screen)),
+        "the room was told the app shares a screen"
+    );
+
+    // The patient shares a screen too (a test pattern stands in for it): the app's render
+    // path gets it under its own key, apart from the patient's camera.
+    let patient_screen = rounds_client::ExternalVideo::new(800, 600, 10, 600);
+    let feeding = Arc::new(AtomicBool::new(true));
+    let feeder = {
+        let (source, feeding) = (patient_screen.clone(), feeding.clone());
+        std::thread::spawn(move || {
+            let mut pattern = rounds_media::TestPattern::with_seed(800, 600, 10, 9);
+            while feeding.load(Ordering::Relaxed) {
+                source.push(pattern.next_frame());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    patient
+        .share_screen(Some(patient_screen.clone()))
+        .await
+        .unwrap();
+    let key = rounds_client::screen_key(&patient_id);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (who, w, h) = tokio::time::timeout_at(deadline, drawn.recv())
+            .await
+            .expect("the patient's screen reaches the window")
+            .unwrap();
+        if who == key {
+            assert!(w <= 800 && h <= 600, "drawn at most at its size: {w}x{h}");
+            break;
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = controller.call_state().await.unwrap();
+        if state
+            .participants
+            .iter()
+            .any(|p| p.id == patient_id && p.screen)
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the call state never said the patient shares a screen"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    patient.share_screen(None).await.unwrap();
+    feeding.store(false, Ordering::Relaxed);
+    feeder.join().unwrap();
+
+    // Stop: the room hears the track is gone, and no more screen frames arrive.
+    let state = controller.share_screen(false).await.unwrap();
+    assert!(!state.sharing_screen);
+    patient
+        .wait_until(Duration::from_secs(10), |c| {
+            c.participants().iter().any(|p| {
+                p.id == me
+                    && !p
+                        .tracks
+                        .iter()
+                        .any(|t| t.kind == rounds_proto::TrackKind::Screen)
+            })
+        })
+        .await
+        .expect("the room was told the share stopped");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stopped = patient.stats().remote(&me).unwrap().screen_frames_decoded;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        patient.stats().remote(&me).unwrap().screen_frames_decoded,
+        stopped,
+        "screen frames stop with the share"
+    );
+
+    // Sharing again works on the same connection.
+    controller.share_screen(true).await.unwrap();
+    patient
+        .wait_stats(Duration::from_secs(60), |s| {
+            s.remote(&me)
+                .is_some_and(|r| r.screen_frames_decoded > stopped + 5)
+        })
+        .await
+        .expect("a second share reaches the patient");
+
+    controller.leave_call().await.unwrap();
+    patient.leave().await;
+}
+
+#[test]
+fn devices_plugged_in_and_out_during_a_call() {
+    in_session("devices_plugged_in_and_out_during_a_call", hot_plug);
+}
+
+/// Runs `pactl` against the session's sound server.
+fn pactl(args: &[&str]) -> String {
+    let out = std::process::Command::new("pactl")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pactl {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Waits until the last half second the patient heard is a tone at `hz`.
+async fn hears(heard: &mut tokio::sync::mpsc::Receiver<(String, Vec<i16>)>, hz: f64, what: &str) {
+    let mut samples: Vec<i16> = Vec::new();
+    let mut last = 0.0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokio::time::timeout_at(deadline, heard.recv()).await {
+            Ok(Some((_, s))) => samples.extend(s),
+            _ => panic!("{what}: the patient never heard {hz} Hz (last {last:.0} Hz)"),
+        }
+        if samples.len() >= 24_000 {
+            let tail = &samples[samples.len() - 24_000..];
+            last = harness::zero_crossing_hz(tail);
+            if (last - hz).abs() < 15.0 {
+                return;
+            }
+            samples.drain(..samples.len() - 24_000);
+        }
+    }
+}
+
+/// The next event that `pick` accepts.
+async fn next_event<T>(
+    events: &mut tokio::sync::broadcast::Receiver<AppEvent>,
+    what: &str,
+    mut pick: impl FnMut(&AppEvent) -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(e)) => {
+                if let Some(v) = pick(&e) {
+                    return v;
+                }
+            }
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            other => panic!("no {what}: {other:?}"),
+        }
+    }
+}
+
+async fn hot_plug() {
+    harness::init_tracing();
+    let server = TestServer::start().await;
+    let (controller, _dir) = signed_in(&server).await;
+    let mut events = controller.subscribe();
+
+    // A USB headset (a second sine source, at 880 Hz) is plugged in and chosen in settings.
+    let headset_module = pactl(&[
+        "load-module",
+        "module-sine-source",
+        "source_name=usb_headset",
+        "frequency=880",
+    ]);
+    let devices = controller.devices().await;
+    let headset = devices
+        .microphones
+        .iter()
+        .find(|d| d.id.contains("usb_headset"))
+        .unwrap_or_else(|| panic!("the headset is listed: {devices:?}"))
+        .clone();
+    assert!(
+        devices
+            .microphones
+            .iter()
+            .all(|d| !d.id.ends_with(".monitor")),
+        "a speaker's monitor is no microphone: {devices:?}"
+    );
+    let mut settings = controller.settings();
+    settings.microphone = Some(headset.id.clone());
+    controller.set_settings(settings).unwrap();
+
+    let access = server.access_token().await;
+    let visit = server
+        .api
+        .create_visit_now(&access, 30, "Pat Example")
+        .await
+        .unwrap();
+    let code = rounds_client::link_code(&visit.patient_link.url)
+        .unwrap()
+        .to_owned();
+    let render: rounds_desktop_core::call::RenderSink = Arc::new(|_, _| {});
+    let state = controller
+        .start_call(visit.visit.id.clone(), render)
+        .await
+        .unwrap();
+    assert_eq!(state.microphone_id.as_deref(), Some(headset.id.as_str()));
+    let token = server
+        .api
+        .join_link(&code, Some("Pat Example"))
+        .await
+        .unwrap();
+    let (sink, mut heard) = rounds_client::AudioSink::channel(1024);
+    let mut cfg = server.config(&token, 5);
+    cfg.audio_sink = Some(sink);
+    cfg.tone_hz = 300.0;
+    let patient = rounds_client::Client::join(cfg).await.unwrap();
+    controller
+        .admit(visit.visit.id.clone(), patient.participant_id().to_owned())
+        .await
+        .unwrap();
+    patient
+        .wait_admitted(Duration::from_secs(10))
+        .await
+        .unwrap();
+    hears(&mut heard, 880.0, "the chosen headset").await;
+
+    // Unplugged mid-call: the call falls back to the default microphone (the 440 Hz source)
+    // by itself, and says so on screen.
+    pactl(&["unload-module", &headset_module]);
+    let state = next_event(&mut events, "the fallback", |e| match e {
+        AppEvent::Call { call }
+            if call.microphone_id.as_deref() != Some(headset.id.as_str())
+                && call.notice.is_some() =>
+        {
+            Some(call.clone())
+        }
+        _ => None,
+    })
+    .await;
+    let notice = state.notice.clone().unwrap();
+    assert!(
+        notice.contains("disconnected") && notice.contains("switched to"),
+        "{notice}"
+    );
+    assert!(
+        state
+            .microphone_id
+            .as_deref()
+            .is_some_and(|id| id.contains("rounds_mic")),
+        "the default microphone: {state:?}"
+    );
+    hears(&mut heard, 440.0, "the fallback microphone").await;
+    let devices = next_event(&mut events, "the new device list", |e| match e {
+        AppEvent::Devices { devices } => Some(devices.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(
+        devices
+            .microphones
+            .iter()
+            .all(|d| !d.id.contains("usb_headset")),
+        "the unplugged headset is gone from the lists: {devices:?}"
+    );
+
+    // Another is plugged in: it is offered (listed, and the call says so), not forced.
+    pactl(&[
+        "load-module",
+        "module-sine-source",
+        "source_name=usb_headset_2",
+        "frequency=660",
+    ]);
+    let offered = next_event(&mut events, "the new microphone offered", |e| match e {
+        AppEvent::Devices { devices } => devices
+            .microphones
+            .iter()
+            .find(|d| d.id.contains("usb_headset_2"))
+            .cloned(),
+        _ => None,
+    })
+    .await;
+    let state = controller.call_state().await.unwrap();
+    assert!(
+        state
+            .notice
+            .as_deref()
+            .is_some_and(|n| n.contains("was connected")),
+        "{state:?}"
+    );
+    assert!(
+        state
+            .microphone_id
+            .as_deref()
+            .is_some_and(|id| id.contains("rounds_mic")),
+        "offered, not switched: {state:?}"
+    );
+
+    // The clinician picks it in the call: the patient hears it.
+    let state = controller
+        .switch_device(DeviceSlot::Microphone, Some(offered.id.clone()))
+        .await
+        .unwrap();
+    assert_eq!(state.microphone_id.as_deref(), Some(offered.id.as_str()));
+    hears(&mut heard, 660.0, "the newly chosen microphone").await;
+    assert_eq!(
+        controller.settings().microphone.as_deref(),
+        Some(offered.id.as_str()),
+        "kept for the next call"
+    );
+
+    controller.leave_call().await.unwrap();
+    patient.leave().await;
+}
