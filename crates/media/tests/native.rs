@@ -136,6 +136,8 @@ impl Pulse {
             .args([name, "--exact", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, "1")
             .env("PULSE_SERVER", self.server())
+            // The daemon's cookie (under its XDG_CONFIG_HOME), as a session's clients find it.
+            .env("PULSE_COOKIE", self.dir.path().join("config/pulse/cookie"))
             .env("HOME", self.dir.path())
             .output()
             .expect("run the child test");

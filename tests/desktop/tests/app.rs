@@ -34,8 +34,13 @@ impl App {
     }
 
     fn wait_log(&mut self, needle: &str, timeout: Duration) {
+        self.wait_log_count(needle, 1, timeout);
+    }
+
+    /// Waits until `needle` appears at least `count` times in the log.
+    fn wait_log_count(&mut self, needle: &str, count: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while !self.log().contains(needle) {
+        while self.log().matches(needle).count() < count {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!(
                     "the app exited ({status}) before logging {needle:?}:\n{}",
@@ -222,6 +227,7 @@ async fn the_release_app_in_a_real_desktop_session() {
             .any(|n| n.starts_with("WebKitWebProc"))
     };
     assert!(web_process(pid), "the open window has a web process");
+    let opened = app.log().matches("window opened").count();
     assert!(
         desktop.close_window("Rounds") >= 1,
         "no window titled Rounds to close"
@@ -277,7 +283,7 @@ async fn the_release_app_in_a_real_desktop_session() {
         &format!("visit={}", second_visit.visit.id),
         Duration::from_secs(10),
     );
-    app.wait_log("window opened", Duration::from_secs(20));
+    app.wait_log_count("window opened", opened + 1, Duration::from_secs(20));
     let deadline = Instant::now() + Duration::from_secs(30);
     while !web_process(pid) {
         assert!(

@@ -95,15 +95,37 @@ pub fn default_device(kind: DeviceKind) -> Result<Option<DeviceInfo>, MediaError
 }
 
 /// The audio host: on Linux the sound server (PulseAudio, or PipeWire's PulseAudio service)
-/// whenever its socket exists, so the devices are its own and plugging one in or out shows;
-/// ALSA only without one. A sound server that exists but does not answer in time is an error,
-/// not a quiet switch to ALSA: ALSA lists other devices, and a watcher would take that for
-/// every device being unplugged.
+/// when its socket exists, so the devices are its own and plugging one in or out shows; ALSA
+/// without one. If the sound server refuses us the first time (no cookie where cpal looks,
+/// say), this process uses ALSA throughout, whose `default` still reaches the sound server.
+/// Once it has answered, a later failure is an error rather than a quiet switch: ALSA lists
+/// other devices, and a watcher would take that for every device being unplugged.
 pub(crate) fn audio_host() -> Result<cpal::Host, MediaError> {
     #[cfg(target_os = "linux")]
-    if cpal::available_hosts().contains(&cpal::HostId::PulseAudio) {
-        return cpal::host_from_id(cpal::HostId::PulseAudio)
-            .map_err(|e| MediaError::Device(format!("the sound server does not answer: {e}")));
+    {
+        use std::sync::atomic::AtomicU8;
+        const UNKNOWN: u8 = 0;
+        const WORKS: u8 = 1;
+        const REFUSED: u8 = 2;
+        static SOUND_SERVER: AtomicU8 = AtomicU8::new(UNKNOWN);
+        let known = SOUND_SERVER.load(Ordering::Relaxed);
+        if known != REFUSED && cpal::available_hosts().contains(&cpal::HostId::PulseAudio) {
+            match cpal::host_from_id(cpal::HostId::PulseAudio) {
+                Ok(host) => {
+                    SOUND_SERVER.store(WORKS, Ordering::Relaxed);
+                    return Ok(host);
+                }
+                Err(e) if known == WORKS => {
+                    return Err(MediaError::Device(format!(
+                        "the sound server does not answer: {e}"
+                    )));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the sound server refused us; using ALSA");
+                    SOUND_SERVER.store(REFUSED, Ordering::Relaxed);
+                }
+            }
+        }
     }
     Ok(cpal::default_host())
 }
