@@ -1,9 +1,9 @@
 //! The native pipeline against real parts: a PulseAudio daemon of our own (user mode, in a
-//! temporary folder, with a null sink and a 440 Hz sine source) behind cpal's PulseAudio host,
-//! and the WebRTC audio processing module.
+//! temporary folder, with a null sink and a 440 Hz sine source) behind cpal's ALSA host, and
+//! the WebRTC audio processing module.
 //!
-//! Only the environment (`PULSE_SERVER`) tells cpal, and ALSA's pulse plugin, where our
-//! daemon is. So each device test starts the daemon, then runs
+//! ALSA reads its configuration once per process, and only the environment tells it (through
+//! the pulse plugin) where our daemon is. So each device test starts the daemon, then runs
 //! its body in a fresh copy of this test binary with `PULSE_SERVER` set. Nothing is skipped:
 //! without pulseaudio or the ALSA pulse plugin the tests fail and say what to install.
 //!
@@ -14,8 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rounds_media::native::{
-    AudioProcessor, AudioProcessorConfig, DeviceChange, DeviceKind, DeviceWatcher, MicCapture,
-    SpeakerOutput, list_devices,
+    AudioProcessor, AudioProcessorConfig, DeviceKind, MicCapture, SpeakerOutput, list_devices,
 };
 use rounds_media::{FRAME_SAMPLES_20MS, Tone};
 
@@ -136,8 +135,6 @@ impl Pulse {
             .args([name, "--exact", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, "1")
             .env("PULSE_SERVER", self.server())
-            // The daemon's cookie (under its XDG_CONFIG_HOME), as a session's clients find it.
-            .env("PULSE_COOKIE", self.dir.path().join("config/pulse/cookie"))
             .env("HOME", self.dir.path())
             .output()
             .expect("run the child test");
@@ -241,8 +238,8 @@ fn microphone_captures_the_sine_source() {
     }
     let mics = list_devices(DeviceKind::Microphone).expect("microphones");
     assert!(
-        mics.iter().any(|d| d.id.ends_with("rounds_sine")),
-        "the sound server's sources are listed: {mics:?}"
+        mics.iter().any(|d| d.id == "alsa:default"),
+        "the sound server's default PCM is listed: {mics:?}"
     );
     assert!(mics.iter().all(|d| !d.synthetic));
     let mic = MicCapture::open(None).expect("open the default microphone");
@@ -257,65 +254,6 @@ fn microphone_captures_the_sine_source() {
     assert!(share > 0.95, "440 Hz share {share}");
     // module-sine-source plays at half of full scale: -9 dBFS RMS.
     assert!((-12.0..=-6.0).contains(&level), "level {level} dBFS");
-}
-
-/// A microphone plugged in and out of the sound server while we watch (PulseAudio modules
-/// loaded and unloaded stand in for a USB headset): [`DeviceWatcher`] reports each change.
-#[test]
-fn device_watcher_sees_a_microphone_plugged_in_and_out() {
-    if !in_child() {
-        let pulse = Pulse::start();
-        pulse.run_child("device_watcher_sees_a_microphone_plugged_in_and_out");
-        return;
-    }
-    let pactl = |args: &[&str]| {
-        let out = Command::new("pactl").args(args).output().expect("pactl");
-        assert!(out.status.success(), "pactl {args:?}: {out:?}");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
-    let (_watcher, mut changes) =
-        DeviceWatcher::spawn(Duration::from_millis(200)).expect("watch devices");
-    // Let the first look set the baseline.
-    std::thread::sleep(Duration::from_millis(600));
-    let module = pactl(&[
-        "load-module",
-        "module-sine-source",
-        "source_name=usb_headset",
-        "frequency=880",
-    ]);
-    let next = |changes: &mut tokio::sync::mpsc::UnboundedReceiver<DeviceChange>| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match changes.try_recv() {
-                Ok(c) if c.kind == DeviceKind::Microphone => return c,
-                Ok(_) => {}
-                Err(_) => {
-                    assert!(Instant::now() < deadline, "no microphone change seen");
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-        }
-    };
-    let plugged = next(&mut changes);
-    println!("plugged: {plugged:?}");
-    assert!(
-        plugged.added.iter().any(|d| d.id.contains("usb_headset")),
-        "the new microphone is reported: {plugged:?}"
-    );
-    let listed = list_devices(DeviceKind::Microphone).expect("microphones");
-    assert!(
-        listed.iter().any(|d| d.id.contains("usb_headset")),
-        "{listed:?}"
-    );
-    pactl(&["unload-module", &module]);
-    let unplugged = next(&mut changes);
-    assert!(
-        unplugged
-            .removed
-            .iter()
-            .any(|d| d.id.contains("usb_headset")),
-        "its removal is reported: {unplugged:?}"
-    );
 }
 
 #[test]

@@ -1,9 +1,8 @@
 //! The app's call (its controller, without the window) in a real desktop session: screen
-//! share on the X server (Xvfb) and devices plugged in and out of the sound server
-//! (PulseAudio) while the call runs, each heard or seen by a patient's Rust client.
+//! share on the X server (Xvfb), seen by a patient's Rust client, and the patient's shared
+//! screen reaching the app's render path.
 //!
-//! The display and the sound server are found through the environment, as in a clinician's
-//! session. So each test starts the session, then runs its body in a fresh copy of this test
+//! The display is found through the environment, as in a clinician's session. So each test starts the session, then runs its body in a fresh copy of this test
 //! binary inside it (the pattern of `crates/media/tests/native.rs`).
 
 #![allow(clippy::unwrap_used)]
@@ -16,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use harness::{EMAIL, PASSWORD, TestServer};
-use rounds_desktop_core::{AppEvent, Controller, DeviceSlot, MemoryStore, Policy, SignInRequest};
+use rounds_desktop_core::{Controller, MemoryStore, Policy, SignInRequest};
 use rounds_desktop_tests::Desktop;
 
 /// The size `Desktop` gives its X screen.
@@ -275,216 +274,6 @@ async fn share() {
         })
         .await
         .expect("a second share reaches the patient");
-
-    controller.leave_call().await.unwrap();
-    patient.leave().await;
-}
-
-#[test]
-fn devices_plugged_in_and_out_during_a_call() {
-    in_session("devices_plugged_in_and_out_during_a_call", hot_plug);
-}
-
-/// Runs `pactl` against the session's sound server.
-fn pactl(args: &[&str]) -> String {
-    let out = std::process::Command::new("pactl")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "pactl {args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// Waits until the last half second the patient heard is a tone at `hz`.
-async fn hears(heard: &mut tokio::sync::mpsc::Receiver<(String, Vec<i16>)>, hz: f64, what: &str) {
-    let mut samples: Vec<i16> = Vec::new();
-    let mut last = 0.0;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        match tokio::time::timeout_at(deadline, heard.recv()).await {
-            Ok(Some((_, s))) => samples.extend(s),
-            _ => panic!("{what}: the patient never heard {hz} Hz (last {last:.0} Hz)"),
-        }
-        if samples.len() >= 24_000 {
-            let tail = &samples[samples.len() - 24_000..];
-            last = harness::zero_crossing_hz(tail);
-            if (last - hz).abs() < 15.0 {
-                return;
-            }
-            samples.drain(..samples.len() - 24_000);
-        }
-    }
-}
-
-/// The next event that `pick` accepts.
-async fn next_event<T>(
-    events: &mut tokio::sync::broadcast::Receiver<AppEvent>,
-    what: &str,
-    mut pick: impl FnMut(&AppEvent) -> Option<T>,
-) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Ok(e)) => {
-                if let Some(v) = pick(&e) {
-                    return v;
-                }
-            }
-            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
-            other => panic!("no {what}: {other:?}"),
-        }
-    }
-}
-
-async fn hot_plug() {
-    harness::init_tracing();
-    let server = TestServer::start().await;
-    let (controller, _dir) = signed_in(&server).await;
-    let mut events = controller.subscribe();
-
-    // A USB headset (a second sine source, at 880 Hz) is plugged in and chosen in settings.
-    let headset_module = pactl(&[
-        "load-module",
-        "module-sine-source",
-        "source_name=usb_headset",
-        "frequency=880",
-    ]);
-    let devices = controller.devices().await;
-    let headset = devices
-        .microphones
-        .iter()
-        .find(|d| d.id.contains("usb_headset"))
-        .unwrap_or_else(|| panic!("the headset is listed: {devices:?}"))
-        .clone();
-    assert!(
-        devices
-            .microphones
-            .iter()
-            .all(|d| !d.id.ends_with(".monitor")),
-        "a speaker's monitor is no microphone: {devices:?}"
-    );
-    let mut settings = controller.settings();
-    settings.microphone = Some(headset.id.clone());
-    controller.set_settings(settings).unwrap();
-
-    let access = server.access_token().await;
-    let visit = server
-        .api
-        .create_visit_now(&access, 30, "Pat Example")
-        .await
-        .unwrap();
-    let code = rounds_client::link_code(&visit.patient_link.url)
-        .unwrap()
-        .to_owned();
-    let render: rounds_desktop_core::call::RenderSink = Arc::new(|_, _| {});
-    let state = controller
-        .start_call(visit.visit.id.clone(), render)
-        .await
-        .unwrap();
-    assert_eq!(state.microphone_id.as_deref(), Some(headset.id.as_str()));
-    let token = server
-        .api
-        .join_link(&code, Some("Pat Example"))
-        .await
-        .unwrap();
-    let (sink, mut heard) = rounds_client::AudioSink::channel(1024);
-    let mut cfg = server.config(&token, 5);
-    cfg.audio_sink = Some(sink);
-    cfg.tone_hz = 300.0;
-    let patient = rounds_client::Client::join(cfg).await.unwrap();
-    controller
-        .admit(visit.visit.id.clone(), patient.participant_id().to_owned())
-        .await
-        .unwrap();
-    patient
-        .wait_admitted(Duration::from_secs(10))
-        .await
-        .unwrap();
-    hears(&mut heard, 880.0, "the chosen headset").await;
-
-    // Unplugged mid-call: the call falls back to the default microphone (the 440 Hz source)
-    // by itself, and says so on screen.
-    pactl(&["unload-module", &headset_module]);
-    let state = next_event(&mut events, "the fallback", |e| match e {
-        AppEvent::Call { call }
-            if call.microphone_id.as_deref() != Some(headset.id.as_str())
-                && call.notice.is_some() =>
-        {
-            Some(call.clone())
-        }
-        _ => None,
-    })
-    .await;
-    let notice = state.notice.clone().unwrap();
-    assert!(
-        notice.contains("disconnected") && notice.contains("switched to"),
-        "{notice}"
-    );
-    assert!(
-        state
-            .microphone_id
-            .as_deref()
-            .is_some_and(|id| id.contains("rounds_mic")),
-        "the default microphone: {state:?}"
-    );
-    hears(&mut heard, 440.0, "the fallback microphone").await;
-    let devices = next_event(&mut events, "the new device list", |e| match e {
-        AppEvent::Devices { devices } => Some(devices.clone()),
-        _ => None,
-    })
-    .await;
-    assert!(
-        devices
-            .microphones
-            .iter()
-            .all(|d| !d.id.contains("usb_headset")),
-        "the unplugged headset is gone from the lists: {devices:?}"
-    );
-
-    // Another is plugged in: it is offered (listed, and the call says so), not forced.
-    pactl(&[
-        "load-module",
-        "module-sine-source",
-        "source_name=usb_headset_2",
-        "frequency=660",
-    ]);
-    let offered = next_event(&mut events, "the new microphone offered", |e| match e {
-        AppEvent::Devices { devices } => devices
-            .microphones
-            .iter()
-            .find(|d| d.id.contains("usb_headset_2"))
-            .cloned(),
-        _ => None,
-    })
-    .await;
-    let state = controller.call_state().await.unwrap();
-    assert!(
-        state
-            .notice
-            .as_deref()
-            .is_some_and(|n| n.contains("was connected")),
-        "{state:?}"
-    );
-    assert!(
-        state
-            .microphone_id
-            .as_deref()
-            .is_some_and(|id| id.contains("rounds_mic")),
-        "offered, not switched: {state:?}"
-    );
-
-    // The clinician picks it in the call: the patient hears it.
-    let state = controller
-        .switch_device(DeviceSlot::Microphone, Some(offered.id.clone()))
-        .await
-        .unwrap();
-    assert_eq!(state.microphone_id.as_deref(), Some(offered.id.as_str()));
-    hears(&mut heard, 660.0, "the newly chosen microphone").await;
-    assert_eq!(
-        controller.settings().microphone.as_deref(),
-        Some(offered.id.as_str()),
-        "kept for the next call"
-    );
 
     controller.leave_call().await.unwrap();
     patient.leave().await;

@@ -94,39 +94,9 @@ pub fn default_device(kind: DeviceKind) -> Result<Option<DeviceInfo>, MediaError
     }
 }
 
-/// The audio host: on Linux the sound server (PulseAudio, or PipeWire's PulseAudio service)
-/// when its socket exists, so the devices are its own and plugging one in or out shows; ALSA
-/// without one. If the sound server refuses us the first time (no cookie where cpal looks,
-/// say), this process uses ALSA throughout, whose `default` still reaches the sound server.
-/// Once it has answered, a later failure is an error rather than a quiet switch: ALSA lists
-/// other devices, and a watcher would take that for every device being unplugged.
+/// The audio host: cpal's default (ALSA on Linux, where a sound server's devices are reached
+/// through its `default` PCM). One place, so listing and opening always agree.
 pub(crate) fn audio_host() -> Result<cpal::Host, MediaError> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::sync::atomic::AtomicU8;
-        const UNKNOWN: u8 = 0;
-        const WORKS: u8 = 1;
-        const REFUSED: u8 = 2;
-        static SOUND_SERVER: AtomicU8 = AtomicU8::new(UNKNOWN);
-        let known = SOUND_SERVER.load(Ordering::Relaxed);
-        if known != REFUSED && cpal::available_hosts().contains(&cpal::HostId::PulseAudio) {
-            match cpal::host_from_id(cpal::HostId::PulseAudio) {
-                Ok(host) => {
-                    SOUND_SERVER.store(WORKS, Ordering::Relaxed);
-                    return Ok(host);
-                }
-                Err(e) if known == WORKS => {
-                    return Err(MediaError::Device(format!(
-                        "the sound server does not answer: {e}"
-                    )));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "the sound server refused us; using ALSA");
-                    SOUND_SERVER.store(REFUSED, Ordering::Relaxed);
-                }
-            }
-        }
-    }
     Ok(cpal::default_host())
 }
 
