@@ -94,15 +94,6 @@ impl Desktop {
             ("XDG_DATA_HOME".into(), p("data")),
             ("XDG_CACHE_HOME".into(), p("cache")),
             ("PULSE_SERVER".into(), self.pulse.clone()),
-            // PulseAudio keeps its cookie under XDG_CONFIG_HOME; clients that look only in
-            // HOME (cpal's PulseAudio host) are told where it is, as in a real session.
-            (
-                "PULSE_COOKIE".into(),
-                self.path("config")
-                    .join("pulse/cookie")
-                    .display()
-                    .to_string(),
-            ),
             ("NO_AT_BRIDGE".into(), "1".into()),
             // WebKitGTK under Xvfb without a GPU.
             ("WEBKIT_DISABLE_COMPOSITING_MODE".into(), "1".into()),
