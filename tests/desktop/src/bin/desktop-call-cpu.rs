@@ -79,7 +79,7 @@ async fn main() {
         .await
         .expect("admit");
     let warm = patient
-        .wait_stats(Duration::from_secs(60), |s| s.frames_decoded > 48)
+        .wait_stats(Duration::from_secs(60), |s| s.frames_decoded > 24)
         .await
         .expect("the patient decodes the app's video");
     let (w, h) = warm
