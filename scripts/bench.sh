@@ -7,6 +7,8 @@
 #   scripts/bench.sh smoke      every measure in a tiny form, debug build (the test command's
 #                               "benchmark smoke runs" step); writes nothing
 #   scripts/bench.sh capacity|packet-cost|soak|tokens|join|loadgen   one measure
+#   scripts/bench.sh desktop    the clinician app: idle 10 min, cold start, CPU in a call
+#                               (prints the figures; docs/benchmarks.md gets them by hand)
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
@@ -35,11 +37,22 @@ join() {
             node bench/join-to-first-frame.mjs 100 0)
 }
 
+# The desktop app's measures run its release binary in an Xvfb session (tests/desktop).
+desktop() {
+    (cd ui && npm run build) &&
+        cargo build -q --release -p rounds-desktop &&
+        cargo build -q -p rounds-desktop-tests --bins || return 1
+    local debug="$CARGO_TARGET_DIR/debug"
+    "$debug/desktop-idle" --seconds 600 &&
+        "$debug/desktop-cold-start" --runs 10 &&
+        "$debug/desktop-call-cpu" --seconds 60
+}
+
 smoke() {
     local debug="$CARGO_TARGET_DIR/debug"
     cargo build -q -p rounds-server -p rounds-bench -p rounds-desktop-tests --bins || return 1
     local failed=0
-    for run in "token-bench --smoke" "loadgen --smoke" "desktop-idle --smoke" \
+    for run in "token-bench --smoke" "loadgen --smoke" "desktop-idle --smoke" "desktop-cold-start --smoke" "desktop-call-cpu --smoke" \
         "capacity --smoke" "packet-cost --smoke --core -1" "soak --smoke --server-core -1 --generator-core -1"; do
         say "smoke: $run"
         # shellcheck disable=SC2086
@@ -63,8 +76,9 @@ capacity | packet-cost | soak | tokens | loadgen)
     release_build && "${mode//-/_}"
     ;;
 join) join ;;
+desktop) desktop ;;
 *)
-    echo "usage: scripts/bench.sh [all|smoke|capacity|packet-cost|soak|tokens|loadgen|join]" >&2
+    echo "usage: scripts/bench.sh [all|smoke|capacity|packet-cost|soak|tokens|loadgen|join|desktop]" >&2
     exit 2
     ;;
 esac

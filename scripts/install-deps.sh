@@ -53,6 +53,7 @@ SYSTEM_PACKAGES=(
     alsa-utils
     xdg-utils
     desktop-file-utils
+    tinyproxy-bin    # a real HTTP proxy: the desktop app's REST, live queue and signaling through it
 )
 # ---------------------------------------------------------------------------------------
 

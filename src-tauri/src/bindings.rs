@@ -4,7 +4,7 @@
 //! `ROUNDS_WRITE_BINDINGS=1 cargo test -p rounds-desktop bindings` rewrites it.
 
 use rounds_desktop_core::alerts::{Alert, AlertKind};
-use rounds_desktop_core::call::{CallParticipant, CallState, Device, Devices};
+use rounds_desktop_core::call::{CallParticipant, CallState, Device, DeviceSlot, Devices};
 use rounds_desktop_core::controller::{
     AppEvent, AppStatus, Connection, LinkOutcome, OpenRequest, SignInRequest, SsoOptions,
 };
@@ -90,6 +90,7 @@ pub fn typescript() -> String {
         OpenRequest::decl(),
         Device::decl(),
         Devices::decl(),
+        DeviceSlot::decl(),
         CallParticipant::decl(),
         CallState::decl(),
     ] {

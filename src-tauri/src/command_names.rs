@@ -26,9 +26,12 @@ pub const COMMAND_NAMES: &[&str] = &[
     "call_state",
     "set_mic_muted",
     "set_camera_off",
+    "share_screen",
+    "switch_device",
     "host_action",
     "send_chat",
     "set_render_size",
     "leave_call",
     "start_call",
+    "shown",
 ];

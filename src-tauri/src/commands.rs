@@ -5,7 +5,7 @@
 use rounds_desktop_core::controller::{
     AppStatus, LinkOutcome, OpenRequest, SignInRequest, SsoOptions,
 };
-use rounds_desktop_core::{ApiError, CallState, Controller, Devices, Settings};
+use rounds_desktop_core::{ApiError, CallState, Controller, DeviceSlot, Devices, Settings};
 use rounds_proto::{
     CreateInvitationRequest, CreateVisitRequest, CreatedVisit, EhrChoice, HostAction, Invitation,
     Participant, Queue, Visit,
@@ -90,12 +90,18 @@ commands! {
     fn call_state() -> Option<CallState> = |c| Ok(c.call_state().await);
     fn set_mic_muted(muted: bool) -> CallState = |c| c.set_mic_muted(muted).await;
     fn set_camera_off(off: bool) -> CallState = |c| c.set_camera_off(off).await;
+    /// Share the whole screen with the call, or stop sharing.
+    fn share_screen(on: bool) -> CallState = |c| c.share_screen(on).await;
+    /// Use another camera, microphone or speaker in the call (none: the system default).
+    fn switch_device(slot: DeviceSlot, id: Option<String>) -> CallState = |c| c.switch_device(slot, id).await;
     /// Mute someone's microphone, stop their camera, or remove them.
     fn host_action(participant_id: String, action: HostAction) -> () = |c| c.host_action(participant_id, action).await;
     fn send_chat(text: String) -> () = |c| c.send_chat(text).await;
     /// The window draws this participant at this many device pixels.
     fn set_render_size(participant_id: String, width: u32, height: u32) -> () = |c| c.set_render_size(participant_id, width, height).await;
     fn leave_call() -> () = |c| c.leave_call().await;
+    /// The window drew something worth timing (the queue, for the cold-start benchmark).
+    fn shown(what: String) -> () = |_c| { crate::mark_shown(&what); Ok(()) };
 }
 
 /// Joins a visit's call. Remote video (and the self-view, as `local`) arrives on `frames`

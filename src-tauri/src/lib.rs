@@ -23,6 +23,22 @@ pub const EVENT: &str = "rounds://event";
 /// The main window's label (capabilities/main.json grants this window only).
 pub const MAIN: &str = "main";
 
+/// When this process started running Rust code, for the start-up measurements.
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// The window drew `what` (the queue): logged once per start with the time since the
+/// process started, which the cold-start benchmark reads (`desktop-cold-start`).
+pub fn mark_shown(what: &str) {
+    static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if seen.iter().any(|w| w == what) || seen.len() > 16 {
+        return;
+    }
+    seen.push(what.to_owned());
+    let ms = STARTED.get().map_or(0, |t| t.elapsed().as_millis() as u64);
+    tracing::info!(what, since_start_ms = ms, "shown");
+}
+
 /// Shows the main window, building it (and its web view) if it was released.
 pub fn show_main(app: &AppHandle) {
     if let Some(w) = app.get_webview_window(MAIN) {
@@ -36,8 +52,23 @@ pub fn show_main(app: &AppHandle) {
         .inner_size(1200.0, 800.0)
         .min_inner_size(720.0, 520.0)
         .build();
-    if let Err(e) = built {
-        tracing::error!(error = %e, "cannot open the window");
+    match built {
+        Ok(window) => {
+            tracing::info!("window opened");
+            let controller = app.state::<Controller>().inner().clone();
+            // Device lists are watched for hot-plug only while they can be seen. (The
+            // controller's tasks live on the async runtime, not this event-loop thread.)
+            let opened = controller.clone();
+            tauri::async_runtime::spawn(async move { opened.set_window_open(true) });
+            window.on_window_event(move |event| {
+                if let tauri::WindowEvent::Destroyed = event {
+                    tracing::info!("window released");
+                    let closed = controller.clone();
+                    tauri::async_runtime::spawn(async move { closed.set_window_open(false) });
+                }
+            });
+        }
+        Err(e) => tracing::error!(error = %e, "cannot open the window"),
     }
 }
 
@@ -66,6 +97,7 @@ fn follow_link(app: &AppHandle, link: String) {
 
 /// Runs the app until the clinician quits from the tray.
 pub fn run() {
+    let _ = STARTED.set(std::time::Instant::now());
     let hidden = std::env::args().any(|a| a == "--hidden");
     let policy_path = rounds_desktop_core::policy::policy_path();
     let policy = match Policy::load(&policy_path) {
@@ -74,6 +106,16 @@ pub fn run() {
             // IT must hear that their policy is broken; run without it rather than not at all.
             eprintln!("rounds-desktop: {e:#}");
             Policy::default()
+        }
+    };
+
+    // The system proxy, read once: REST, the live queue and the call's WebSocket all use it.
+    let proxy = match rounds_client::ProxyConfig::from_vars(|name| std::env::var(name).ok()) {
+        Ok(p) => p,
+        Err(e) => {
+            // IT must hear that the proxy setting is broken; going direct may still work.
+            eprintln!("rounds-desktop: the proxy setting is ignored: {e}");
+            rounds_client::ProxyConfig::direct()
         }
     };
 
@@ -114,8 +156,12 @@ pub fn run() {
         .invoke_handler(commands::handler())
         .setup(move |app| {
             let data = app.path().app_data_dir()?;
-            let controller =
-                Controller::new(policy, data.join("settings.json"), Arc::new(Keychain));
+            let controller = Controller::with_proxy(
+                policy,
+                data.join("settings.json"),
+                Arc::new(Keychain),
+                proxy,
+            );
             app.manage(controller.clone());
             tray::build(app.handle())?;
             forward_events(app.handle().clone(), controller.clone());
@@ -187,7 +233,7 @@ fn forward_events(app: AppHandle, controller: Controller) {
                 AppEvent::Queue { .. } => tray::update(&app, &controller.status()),
                 AppEvent::Alert { alert } => notify::show_alert(&app, &controller, alert),
                 AppEvent::OpenVisit { .. } => show_main(&app),
-                AppEvent::Call { .. } | AppEvent::Chat { .. } => {}
+                AppEvent::Call { .. } | AppEvent::Chat { .. } | AppEvent::Devices { .. } => {}
             }
             let _ = app.emit(EVENT, &event);
         }

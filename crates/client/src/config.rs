@@ -185,6 +185,10 @@ pub struct ClientConfig {
     pub pattern_seed: u64,
     /// How long connecting and the `join` handshake may take.
     pub connect_timeout: Duration,
+    /// The HTTP proxy the signaling WebSocket goes through (a `CONNECT` tunnel), by the
+    /// server's address. Media does not: it goes to the server's UDP port or ICE-TCP.
+    /// (Shared: a configuration is copied into every task of the client.)
+    pub proxy: std::sync::Arc<crate::ProxyConfig>,
 }
 
 impl ClientConfig {
@@ -209,6 +213,7 @@ impl ClientConfig {
             bind_ip: None,
             pattern_seed: 0,
             connect_timeout: Duration::from_secs(10),
+            proxy: std::sync::Arc::default(),
         }
     }
 
@@ -327,6 +332,7 @@ impl fmt::Debug for ClientConfig {
             .field("bind_ip", &self.bind_ip)
             .field("pattern_seed", &self.pattern_seed)
             .field("connect_timeout", &self.connect_timeout)
+            .field("proxy", &self.proxy)
             .finish()
     }
 }

@@ -33,6 +33,7 @@ mod api;
 mod config;
 mod error;
 mod media;
+mod proxy;
 mod room;
 mod session;
 mod signaling;
@@ -52,6 +53,7 @@ pub use api::{Api, link_code};
 pub use config::{AudioSource, ClientConfig, VideoSource};
 pub use error::ClientError;
 pub use media::{AudioSink, ExternalAudio, ExternalVideo, VideoSink};
+pub use proxy::{NoProxy, ProxyConfig};
 pub use stats::{
     CandidatePair, ClientStats, IceProtocol, PcState, PcStats, RemoteStats, SentStats,
 };
@@ -60,6 +62,12 @@ use media::Media;
 use room::Roster;
 use session::{Command, Session};
 use stats::StatsHub;
+
+/// The key a remote participant's screen share is delivered under to a [`VideoSink`] (their
+/// camera comes under their participant id).
+pub fn screen_key(participant: &str) -> String {
+    format!("{participant}/screen")
+}
 
 /// How many signaling events a slow [`Client::events`] receiver may fall behind.
 pub const EVENT_CAPACITY: usize = 1024;
@@ -120,7 +128,8 @@ impl Client {
         let stats = Arc::new(StatsHub::default());
         stats.join_sent(Instant::now());
         let (ws, joined) =
-            signaling::connect_and_join(&url, &cfg.token, None, cfg.connect_timeout).await?;
+            signaling::connect_and_join(&url, &cfg.token, None, cfg.connect_timeout, &cfg.proxy)
+                .await?;
         let ServerMessage::Joined { me, room, .. } = &joined else {
             return Err(ClientError::Protocol(
                 "the handshake did not end in joined".into(),
@@ -134,11 +143,11 @@ impl Client {
         roster.apply(&joined);
         let roster = Arc::new(Mutex::new(roster));
         let resolver_roster = roster.clone();
-        let resolve: media::Resolver = Arc::new(move |stream_id: &str| {
-            resolver_roster
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .resolve(stream_id)
+        let resolve: media::Resolver = Arc::new(move |stream_id: &str, track_id: &str| {
+            let roster = resolver_roster.lock().unwrap_or_else(|e| e.into_inner());
+            let participant = roster.resolve(stream_id);
+            let screen = roster.is_screen(&participant, track_id);
+            (participant, screen)
         });
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (state_tx, _) = watch::channel(state);
@@ -276,6 +285,19 @@ impl Client {
     /// level 127) and the server is told with `set_muted`.
     pub async fn set_muted(&self, kind: MediaKind, muted: bool) -> Result<(), ClientError> {
         self.send(ClientMessage::SetMuted { kind, muted }).await
+    }
+
+    /// Starts sending a screen share fed through `screen` (beside the camera, as its own
+    /// track announced as `screen`), or stops it with `None`. The publisher connection is
+    /// renegotiated; audio and camera keep flowing meanwhile. Before admission the share
+    /// waits and goes out with the rest once admitted.
+    pub async fn share_screen(&self, screen: Option<ExternalVideo>) -> Result<(), ClientError> {
+        let (reply, result) = oneshot::channel();
+        self.commands
+            .send(Command::Screen(screen, reply))
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        result.await.map_err(|_| ClientError::Closed)?
     }
 
     /// A host action on another participant (admit, deny, mute, remove).

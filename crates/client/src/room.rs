@@ -110,6 +110,22 @@ impl Roster {
             .cloned()
             .unwrap_or_else(|| stream_id.to_owned())
     }
+
+    /// Whether a remote track is `participant`'s screen share: the SFU names each track it
+    /// forwards `<publisher>_<publisher's mid>`, and the publisher announced that mid's kind.
+    pub(crate) fn is_screen(&self, participant: &str, track_id: &str) -> bool {
+        let Some(p) = self.participants.get(participant) else {
+            return false;
+        };
+        let prefix = format!("{}_", sdp_token(participant));
+        let Some(mid) = track_id.strip_prefix(&prefix) else {
+            return false;
+        };
+        p.tracks.iter().any(|t| {
+            t.kind == rounds_proto::TrackKind::Screen
+                && t.mid.as_deref().is_some_and(|m| sdp_token(m) == mid)
+        })
+    }
 }
 
 /// The server's msid sanitising (server/src/sfu/driver/peer.rs), mirrored.
@@ -193,5 +209,28 @@ mod tests {
         assert_eq!(r.resolve("ab12"), "ab12");
         assert_eq!(r.resolve("abc"), "a:b c");
         assert_eq!(r.resolve("unknown"), "unknown");
+    }
+
+    #[test]
+    fn knows_a_screen_share_by_its_mid() {
+        let mut r = Roster::default();
+        let mut p = person("ab12", ParticipantState::Admitted);
+        for (id, kind, mid) in [
+            ("cam", TrackKind::Video, "1"),
+            ("scr", TrackKind::Screen, "2"),
+        ] {
+            p.tracks.push(TrackInfo {
+                id: id.into(),
+                kind,
+                mid: Some(mid.into()),
+                simulcast: false,
+                muted: false,
+            });
+        }
+        r.participants.insert("ab12".into(), p);
+        assert!(r.is_screen("ab12", "ab12_2"));
+        assert!(!r.is_screen("ab12", "ab12_1"), "the camera");
+        assert!(!r.is_screen("ab12", "ab12_3"), "an unknown mid");
+        assert!(!r.is_screen("zz", "zz_2"), "an unknown participant");
     }
 }

@@ -21,6 +21,11 @@ use crate::{ClientError, PcState, Shared, SignalingState};
 /// What the [`crate::Client`] handle asks of the session task.
 pub(crate) enum Command {
     Send(ClientMessage, oneshot::Sender<Result<(), ClientError>>),
+    /// Start (with a source) or stop (`None`) the screen share.
+    Screen(
+        Option<crate::ExternalVideo>,
+        oneshot::Sender<Result<(), ClientError>>,
+    ),
     /// Close the socket without a word, as a network drop would.
     Drop(oneshot::Sender<()>),
     Leave(oneshot::Sender<()>),
@@ -290,11 +295,12 @@ impl Session {
                 }
                 Err(error) => tracing::warn!(%error, "could not answer the server's offer"),
             },
-            ServerMessage::Answer { pc, sdp } => {
-                if let Err(error) = self.media.on_answer(*pc, sdp.clone()).await {
-                    tracing::warn!(%error, "could not apply the server's answer");
-                }
-            }
+            ServerMessage::Answer { pc, sdp } => match self.media.on_answer(*pc, sdp.clone()).await
+            {
+                // A change asked for while the last offer waited goes out now.
+                Ok(messages) => self.send_all(ws, messages).await?,
+                Err(error) => tracing::warn!(%error, "could not apply the server's answer"),
+            },
             ServerMessage::Ice { pc, candidate } => {
                 self.media.on_remote_candidate(*pc, candidate.clone()).await;
             }
@@ -344,6 +350,27 @@ impl Session {
                 } else {
                     Ok(())
                 }
+            }
+            Command::Screen(screen, reply) => {
+                let admitted = self.state() == ParticipantState::Admitted;
+                let result = match self.media.set_screen(screen).await {
+                    Ok(messages) => self.send_all(ws, messages).await,
+                    Err(error) => {
+                        let _ = reply.send(Err(error));
+                        return Ok(());
+                    }
+                };
+                // Nothing was published yet (no camera, no microphone): the share starts it.
+                let result = match result {
+                    Ok(()) if admitted && !self.media_rejected => self.publish(ws).await,
+                    other => other,
+                };
+                let _ = reply.send(if result.is_ok() {
+                    Ok(())
+                } else {
+                    Err(ClientError::NotConnected)
+                });
+                result
             }
             Command::Drop(reply) => {
                 tracing::debug!(participant = %self.shared.participant_id, "dropping the signaling socket");
@@ -406,6 +433,9 @@ impl Session {
                             }
                             let _ = reply.send(Err(ClientError::NotConnected));
                         }
+                        Some(Command::Screen(_, reply)) => {
+                            let _ = reply.send(Err(ClientError::NotConnected));
+                        }
                     },
                     Some(event) = self.media_events.recv() => {
                         // Candidates cannot be sent now; the server learns our address from
@@ -419,6 +449,7 @@ impl Session {
                 &self.shared.cfg.token,
                 Some(self.session_id.clone()),
                 self.shared.cfg.connect_timeout,
+                &self.shared.cfg.proxy,
             )
             .await;
             match attempt {

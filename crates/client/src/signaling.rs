@@ -61,13 +61,15 @@ pub(crate) fn decode(text: &str) -> Result<ServerMessage, ClientError> {
     })
 }
 
-/// Opens the WebSocket and performs the `join` handshake. Returns the socket and the server's
-/// `joined` message; a typed refusal becomes [`ClientError::Refused`].
+/// Opens the WebSocket (through the proxy `proxy` chooses for it, if any) and performs the
+/// `join` handshake. Returns the socket and the server's `joined` message; a typed refusal
+/// becomes [`ClientError::Refused`].
 pub(crate) async fn connect_and_join(
     url: &Url,
     token: &str,
     resume: Option<String>,
     timeout: Duration,
+    proxy: &crate::ProxyConfig,
 ) -> Result<(Ws, ServerMessage), ClientError> {
     tokio::time::timeout(timeout, async {
         let config = WebSocketConfig::default()
@@ -78,13 +80,28 @@ pub(crate) async fn connect_and_join(
         } else {
             None
         };
-        let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
-            url.as_str(),
-            Some(config),
-            true,
-            connector,
-        )
-        .await
+        let (mut ws, _) = match proxy.for_url(url) {
+            Some(via) => {
+                let stream = crate::proxy::tunnel(via, url, timeout).await?;
+                tracing::debug!(proxy = %crate::proxy::redacted(via), "signaling through the proxy");
+                tokio_tungstenite::client_async_tls_with_config(
+                    url.as_str(),
+                    stream,
+                    Some(config),
+                    connector,
+                )
+                .await
+            }
+            None => {
+                tokio_tungstenite::connect_async_tls_with_config(
+                    url.as_str(),
+                    Some(config),
+                    true,
+                    connector,
+                )
+                .await
+            }
+        }
         .map_err(|e| ClientError::Connect(e.to_string()))?;
         let join = ClientMessage::Join {
             v: PROTOCOL_VERSION,

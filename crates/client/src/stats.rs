@@ -79,9 +79,15 @@ pub struct RemoteStats {
     pub video_packets_recovered: u64,
     /// Keyframe requests (PLI) this client sent for this participant's video.
     pub plis_sent: u64,
-    /// Size of the last decoded picture.
+    /// Size of the last decoded camera picture.
     pub width: u32,
     pub height: u32,
+    /// Pictures decoded from this participant's screen share (counted apart from the
+    /// camera's: neither `frames_decoded` nor `width`/`height` include them).
+    pub screen_frames_decoded: u64,
+    /// Size of the last decoded screen-share picture.
+    pub screen_width: u32,
+    pub screen_height: u32,
     /// RFC 6464 level (0 loudest, 127 silence) of the last decoded audio frame.
     pub audio_level_dbov: Option<u8>,
     pub first_frame_at: Option<Instant>,
@@ -113,6 +119,10 @@ pub struct SentStats {
     pub video_height: u32,
     pub video_fps: u32,
     pub video_bitrate_kbps: u32,
+    /// Screen-share frames encoded and sent, and the size the encoder produces.
+    pub screen_frames: u64,
+    pub screen_width: u32,
+    pub screen_height: u32,
 }
 
 /// A snapshot of everything [`crate::Client::stats`] knows.
@@ -312,6 +322,16 @@ impl StatsHub {
             r.first_frame_at.get_or_insert(now);
             r.last_frame_at = Some(now);
             Self::first_frame(s, now);
+        });
+    }
+
+    /// A screen-share picture was decoded (kept apart from the camera's counters).
+    pub(crate) fn screen_frame_decoded(&self, participant: &str, width: u32, height: u32) {
+        self.with(|s| {
+            let r = Self::remote(s, participant);
+            r.screen_frames_decoded += 1;
+            r.screen_width = width;
+            r.screen_height = height;
         });
     }
 

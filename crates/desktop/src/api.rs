@@ -1,13 +1,15 @@
 //! The server's REST API, as the app uses it.
 //!
 //! HTTPS goes through the system proxy (`HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`, which is how
-//! Linux desktops and most hospital deployments publish it) and trusts the OS certificate
-//! store, so a TLS-inspecting proxy whose root IT installed just works. Every failure comes
-//! back as an [`ApiError`] whose message a clinician can act on.
+//! Linux desktops and most hospital deployments publish it; the controller passes the
+//! [`ProxyConfig`] the call's WebSocket uses too) and trusts the OS certificate store, so a
+//! TLS-inspecting proxy whose root IT installed just works. Every failure comes back as an
+//! [`ApiError`] whose message a clinician can act on.
 
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
+use rounds_client::ProxyConfig;
 use rounds_proto::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -87,10 +89,26 @@ pub struct ServerApi {
 }
 
 impl ServerApi {
+    /// The API of `base`, connecting directly.
     pub fn new(base: Url) -> Result<ServerApi, ApiError> {
-        let http = reqwest::Client::builder()
+        Self::with_proxy(base, &ProxyConfig::direct())
+    }
+
+    /// The API of `base`, through the proxy `proxy` chooses for it (HTTPS as a `CONNECT`
+    /// tunnel, plain HTTP forwarded), or directly.
+    pub fn with_proxy(base: Url, proxy: &ProxyConfig) -> Result<ServerApi, ApiError> {
+        let builder = reqwest::Client::builder()
             .user_agent(concat!("rounds-desktop/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
+            // The proxy is decided here, from the same configuration as the WebSocket's.
+            .no_proxy();
+        let builder = match proxy.for_url(&base) {
+            Some(via) => builder.proxy(reqwest::Proxy::all(via.clone()).map_err(|e| {
+                ApiError::new("proxy", format!("The proxy setting cannot be used: {e}"))
+            })?),
+            None => builder,
+        };
+        let http = builder
             .build()
             .map_err(|e| ApiError::new("http-client", format!("Cannot start HTTPS: {e}")))?;
         Ok(ServerApi { base, http })

@@ -6,6 +6,15 @@
 //! With no camera or microphone the call uses a synthetic test card and tone only when IT's
 //! policy allows it, and [`CallState`] says so, so the window labels it. Otherwise a missing
 //! device means that kind of media is not sent, and the state says that too.
+//!
+//! Devices can come and go during the call (hot-plug): the controller hands each change to
+//! [`Call::on_device_change`], which follows [`crate::devices::plan`]: a lost device falls
+//! back to the default, a new one is offered, and [`CallState::notice`] says what happened.
+//! The clinician can switch device mid-call ([`Call::switch`]).
+//!
+//! Screen share (X11) is a track of its own beside the camera, as on the patient pages: the
+//! whole screen, up to 1920x1080 at 15 fps. Others' screen shares arrive under
+//! [`rounds_client::screen_key`] of their participant id.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,15 +26,18 @@ use rounds_client::{
     VideoSource,
 };
 use rounds_media::I420Frame;
+#[cfg(target_os = "linux")]
+use rounds_media::native::ScreenCapture;
 use rounds_media::native::{
-    AudioCapture, AudioInput, AudioProcessor, AudioProcessorConfig, CaptureFormat, DeviceInfo,
-    DeviceKind, SpeakerOutput, VideoCapture, VideoInput, list_devices,
+    AudioCapture, AudioInput, AudioProcessor, AudioProcessorConfig, CaptureFormat, DeviceChange,
+    DeviceInfo, DeviceKind, SpeakerOutput, VideoCapture, VideoInput, list_devices,
 };
-use rounds_proto::{HostAction, MediaKind, ParticipantState, Role, ServerMessage};
+use rounds_proto::{HostAction, MediaKind, ParticipantState, Role, ServerMessage, TrackKind};
 use serde::Serialize;
 use ts_rs::TS;
 
 use crate::api::ApiError;
+use crate::devices::{self, InUse, Switch};
 
 /// The size remote video is scaled to until the window says how large it draws it.
 const DEFAULT_RENDER: (u32, u32) = (640, 360);
@@ -65,12 +77,20 @@ impl From<DeviceInfo> for Device {
 }
 
 /// The devices of one kind a person could use: ALSA's `null` device (which "captures"
-/// silence and plays into nothing) is not a microphone or a speaker.
-fn usable_devices(kind: DeviceKind) -> Result<Vec<DeviceInfo>, rounds_media::MediaError> {
+/// silence and plays into nothing) is not a microphone or a speaker, and a sound server's
+/// monitor of its own output (`….monitor`) is not a microphone.
+pub fn usable_devices(kind: DeviceKind) -> Result<Vec<DeviceInfo>, rounds_media::MediaError> {
     Ok(list_devices(kind)?
         .into_iter()
-        .filter(|d| !d.id.ends_with(":null"))
+        .filter(|d| usable(kind, d))
         .collect())
+}
+
+/// See [`usable_devices`].
+pub fn usable(kind: DeviceKind, d: &DeviceInfo) -> bool {
+    let null = d.id.ends_with(":null");
+    let monitor = kind == DeviceKind::Microphone && d.id.ends_with(".monitor");
+    !(null || monitor)
 }
 
 /// Lists the devices; a kind that cannot be listed is empty (and logged).
@@ -90,6 +110,25 @@ pub fn devices(synthetic_allowed: bool) -> Devices {
     }
 }
 
+/// Which device the clinician is choosing, for [`crate::Controller::switch_device`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceSlot {
+    Camera,
+    Microphone,
+    Speaker,
+}
+
+impl From<DeviceSlot> for DeviceKind {
+    fn from(slot: DeviceSlot) -> DeviceKind {
+        match slot {
+            DeviceSlot::Camera => DeviceKind::Camera,
+            DeviceSlot::Microphone => DeviceKind::Microphone,
+            DeviceSlot::Speaker => DeviceKind::Speaker,
+        }
+    }
+}
+
 /// One person in the call, as the window draws them.
 #[derive(Debug, Clone, Serialize, TS)]
 pub struct CallParticipant {
@@ -102,6 +141,8 @@ pub struct CallParticipant {
     /// 0 (no data) to 5 (excellent).
     pub quality: u8,
     pub me: bool,
+    /// Sharing their screen (drawn under `<id>/screen`).
+    pub screen: bool,
 }
 
 /// The call, as the window draws it.
@@ -117,8 +158,20 @@ pub struct CallState {
     /// What the others see from us: a camera's name, "Synthetic test card", or "No camera".
     pub camera_label: String,
     pub microphone_label: String,
+    /// The devices in use, by id (none: nothing, or the synthetic source).
+    #[ts(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub camera_id: Option<String>,
+    #[ts(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub microphone_id: Option<String>,
+    #[ts(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speaker_id: Option<String>,
     pub synthetic_camera: bool,
     pub synthetic_microphone: bool,
+    /// We are sharing our screen with everyone in the call.
+    pub sharing_screen: bool,
     /// Set when the call is over (ended, removed), in words.
     #[ts(optional)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -177,6 +230,23 @@ impl Pump {
         Pump { stop, thread }
     }
 
+    fn screen(capture: ScreenCapture, out: ExternalVideo) -> Pump {
+        let stop = Arc::new(AtomicBool::new(false));
+        let halt = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("rounds-screen-pump".into())
+            .spawn(move || {
+                while !halt.load(Ordering::Relaxed) {
+                    if let Ok(frame) = capture.frames().recv_timeout(Duration::from_millis(200)) {
+                        out.push(frame);
+                    }
+                }
+                drop(capture);
+            })
+            .ok();
+        Pump { stop, thread }
+    }
+
     fn audio(capture: AudioCapture, out: ExternalAudio, paused: Arc<AtomicBool>) -> Pump {
         let stop = Arc::new(AtomicBool::new(false));
         let halt = stop.clone();
@@ -206,29 +276,64 @@ impl Drop for Pump {
     }
 }
 
-/// Labels for what we send.
-#[derive(Debug, Clone)]
+/// What the call captures and plays, and the threads that move it. One owner: the call,
+/// behind one lock, so a switch never races another.
 struct Inputs {
-    camera_label: String,
-    microphone_label: String,
-    synthetic_camera: bool,
-    synthetic_microphone: bool,
+    camera: InUse,
+    microphone: InUse,
+    speaker: InUse,
+    video_pump: Option<Pump>,
+    audio_pump: Option<Pump>,
 }
+
+impl Inputs {
+    fn label(in_use: &InUse, kind: DeviceKind) -> String {
+        match (in_use, kind) {
+            (InUse::Device(d), _) => d.name.clone(),
+            (InUse::Synthetic, DeviceKind::Camera) => "Synthetic test card".into(),
+            (InUse::Synthetic, _) => "Synthetic tone".into(),
+            (InUse::Nothing, DeviceKind::Camera) => "No camera".into(),
+            (InUse::Nothing, DeviceKind::Microphone) => "No microphone".into(),
+            (InUse::Nothing, DeviceKind::Speaker) => "No speaker".into(),
+        }
+    }
+
+    fn id(in_use: &InUse) -> Option<String> {
+        match in_use {
+            InUse::Device(d) => Some(d.id.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// The camera capture size (the two-person visit's 720p at 24 fps).
+const CAMERA: CaptureFormat = CaptureFormat {
+    width: 1280,
+    height: 720,
+    fps: 24,
+};
 
 /// A call in progress.
 pub struct Call {
     visit_id: String,
     client: Client,
-    inputs: Inputs,
+    inputs: Mutex<Inputs>,
+    video: ExternalVideo,
+    audio: ExternalAudio,
+    processor: AudioProcessor,
+    /// Where remote audio plays; replaced when the speaker changes.
+    speaker: Arc<Mutex<Option<Arc<SpeakerOutput>>>>,
+    synthetic_allowed: bool,
+    render: RenderSink,
     mic_paused: Arc<AtomicBool>,
     camera_paused: Arc<AtomicBool>,
     render_sizes: Arc<Mutex<HashMap<String, (u32, u32)>>>,
     notice: Arc<Mutex<Option<String>>>,
     ended: Arc<Mutex<Option<String>>>,
     quality: Mutex<HashMap<String, u8>>,
-    _video_pump: Option<Pump>,
-    _audio_pump: Option<Pump>,
-    _speaker: Option<Arc<SpeakerOutput>>,
+    /// The screen share's capture while it runs.
+    screen: tokio::sync::Mutex<Option<Pump>>,
+    sharing: AtomicBool,
 }
 
 fn media_error(what: &str, e: impl std::fmt::Display) -> ApiError {
@@ -236,7 +341,7 @@ fn media_error(what: &str, e: impl std::fmt::Display) -> ApiError {
 }
 
 /// The video input to use: the chosen camera, the first one, or the test card if allowed.
-fn pick_video(choice: &DeviceChoice, synthetic_allowed: bool) -> Option<(VideoInput, String)> {
+fn pick_video(choice: &DeviceChoice, synthetic_allowed: bool) -> Switch {
     let cameras = usable_devices(DeviceKind::Camera).unwrap_or_default();
     if let Some(cam) = choice
         .camera
@@ -244,9 +349,64 @@ fn pick_video(choice: &DeviceChoice, synthetic_allowed: bool) -> Option<(VideoIn
         .and_then(|id| cameras.iter().find(|c| &c.id == id))
         .or_else(|| cameras.first())
     {
-        return Some((VideoInput::Camera(Some(cam.id.clone())), cam.name.clone()));
+        return Switch::Device(cam.clone());
     }
-    synthetic_allowed.then(|| (VideoInput::Synthetic, "Synthetic test card".to_owned()))
+    if synthetic_allowed {
+        Switch::Synthetic
+    } else {
+        Switch::Nothing
+    }
+}
+
+/// Starts the camera (or the card) that `to` names, feeding `video`.
+fn start_video(
+    to: &Switch,
+    video: &ExternalVideo,
+    paused: &Arc<AtomicBool>,
+    render: &RenderSink,
+) -> Result<(InUse, Option<Pump>), ApiError> {
+    let (input, in_use) = match to {
+        Switch::Device(d) => (
+            VideoInput::Camera(Some(d.id.clone())),
+            InUse::Device(d.clone()),
+        ),
+        Switch::Synthetic => (VideoInput::Synthetic, InUse::Synthetic),
+        Switch::Nothing => return Ok((InUse::Nothing, None)),
+    };
+    let capture = input
+        .open(CAMERA)
+        .map_err(|e| media_error("The camera could not start", e))?;
+    Ok((
+        in_use,
+        Some(Pump::video(
+            capture,
+            video.clone(),
+            paused.clone(),
+            render.clone(),
+        )),
+    ))
+}
+
+/// Starts the microphone (or the tone) that `to` names, feeding `audio`.
+fn start_audio(
+    to: &Switch,
+    audio: &ExternalAudio,
+    paused: &Arc<AtomicBool>,
+    processor: &AudioProcessor,
+) -> Result<(InUse, Option<Pump>), ApiError> {
+    let (capture, in_use) = match to {
+        Switch::Device(d) => (
+            AudioInput::Microphone(Some(d.id.clone())).open(Some(processor.clone())),
+            InUse::Device(d.clone()),
+        ),
+        Switch::Synthetic => (AudioInput::Synthetic.open(None), InUse::Synthetic),
+        Switch::Nothing => return Ok((InUse::Nothing, None)),
+    };
+    let capture = capture.map_err(|e| media_error("The microphone could not start", e))?;
+    Ok((
+        in_use,
+        Some(Pump::audio(capture, audio.clone(), paused.clone())),
+    ))
 }
 
 /// The microphones to try, best first: the chosen one, the system default, then a few
@@ -280,22 +440,38 @@ fn audio_candidates(choice: &DeviceChoice) -> Vec<DeviceInfo> {
 fn open_audio(
     choice: &DeviceChoice,
     synthetic_allowed: bool,
+    audio: &ExternalAudio,
+    paused: &Arc<AtomicBool>,
     processor: &AudioProcessor,
-) -> Option<(AudioCapture, String)> {
+) -> (InUse, Option<Pump>) {
     for mic in audio_candidates(choice) {
-        match AudioInput::Microphone(Some(mic.id.clone())).open(Some(processor.clone())) {
-            Ok(capture) => return Some((capture, mic.name)),
+        match start_audio(&Switch::Device(mic.clone()), audio, paused, processor) {
+            Ok(started) => return started,
             Err(e) => tracing::info!(device = %mic.id, error = %e, "microphone did not open"),
         }
     }
     if !synthetic_allowed {
-        return None;
+        return (InUse::Nothing, None);
     }
-    match AudioInput::Synthetic.open(None) {
-        Ok(capture) => Some((capture, "Synthetic tone".to_owned())),
+    match start_audio(&Switch::Synthetic, audio, paused, processor) {
+        Ok(started) => started,
         Err(e) => {
             tracing::warn!(error = %e, "the synthetic tone did not start");
-            None
+            (InUse::Nothing, None)
+        }
+    }
+}
+
+/// Opens the speaker `id` names (`None`: the default) for remote audio.
+fn open_speaker(
+    id: Option<&str>,
+    processor: &AudioProcessor,
+) -> (InUse, Option<Arc<SpeakerOutput>>) {
+    match SpeakerOutput::open_with(id, Some(processor.clone())) {
+        Ok(s) => (InUse::Device(s.device().clone()), Some(Arc::new(s))),
+        Err(e) => {
+            tracing::warn!(error = %e, "no speaker: remote audio is not played");
+            (InUse::Nothing, None)
         }
     }
 }
@@ -309,66 +485,44 @@ impl Call {
         choice: DeviceChoice,
         synthetic_allowed: bool,
         render: RenderSink,
+        proxy: rounds_client::ProxyConfig,
     ) -> Result<Call, ApiError> {
         let video = ExternalVideo::hd();
         let audio = ExternalAudio::new();
         let processor = AudioProcessor::new(AudioProcessorConfig::default())
             .map_err(|e| media_error("Echo cancellation could not start", e))?;
 
-        let mut inputs = Inputs {
-            camera_label: "No camera".into(),
-            microphone_label: "No microphone".into(),
-            synthetic_camera: false,
-            synthetic_microphone: false,
-        };
         let camera_paused = Arc::new(AtomicBool::new(false));
         let mic_paused = Arc::new(AtomicBool::new(false));
 
-        let video_pump = match pick_video(&choice, synthetic_allowed) {
-            Some((input, label)) => {
-                let capture = input
-                    .open(CaptureFormat {
-                        width: 1280,
-                        height: 720,
-                        fps: 24,
-                    })
-                    .map_err(|e| media_error("The camera could not start", e))?;
-                inputs.synthetic_camera = capture.is_synthetic();
-                inputs.camera_label = label;
-                Some(Pump::video(
-                    capture,
-                    video.clone(),
-                    camera_paused.clone(),
-                    render.clone(),
-                ))
-            }
-            None => None,
-        };
-        let audio_pump = match open_audio(&choice, synthetic_allowed, &processor) {
-            Some((capture, label)) => {
-                inputs.synthetic_microphone = capture.is_synthetic();
-                inputs.microphone_label = label;
-                Some(Pump::audio(capture, audio.clone(), mic_paused.clone()))
-            }
-            None => None,
-        };
+        let (camera, video_pump) = start_video(
+            &pick_video(&choice, synthetic_allowed),
+            &video,
+            &camera_paused,
+            &render,
+        )?;
+        let (microphone, audio_pump) =
+            open_audio(&choice, synthetic_allowed, &audio, &mic_paused, &processor);
+        let (speaker_in_use, speaker) = open_speaker(choice.speaker.as_deref(), &processor);
         tracing::info!(
-            camera = %inputs.camera_label,
-            synthetic_camera = inputs.synthetic_camera,
-            synthetic_microphone = inputs.synthetic_microphone,
+            camera = %Inputs::label(&camera, DeviceKind::Camera),
+            synthetic_camera = camera == InUse::Synthetic,
+            synthetic_microphone = microphone == InUse::Synthetic,
             "call media ready"
         );
-
-        let speaker = match SpeakerOutput::open_with(choice.speaker.as_deref(), Some(processor)) {
-            Ok(s) => Some(Arc::new(s)),
-            Err(e) => {
-                tracing::warn!(error = %e, "no speaker: remote audio is not played");
-                None
-            }
+        let publish_video = video_pump.is_some();
+        let inputs = Inputs {
+            camera,
+            microphone,
+            speaker: speaker_in_use,
+            video_pump,
+            audio_pump,
         };
+        let speaker = Arc::new(Mutex::new(speaker));
 
         let render_sizes: Arc<Mutex<HashMap<String, (u32, u32)>>> = Arc::default();
         let sizes = render_sizes.clone();
+        let draw = render.clone();
         let video_sink = VideoSink::new(move |participant, frame| {
             let (w, h) = sizes
                 .lock()
@@ -379,25 +533,29 @@ impl Call {
             // Never scale up: the window's canvas stretches what it gets.
             let (w, h) = rounds_media::fit_within(frame.width, frame.height, w, h);
             if (w, h) == (frame.width, frame.height) {
-                render(participant, &frame);
+                draw(participant, &frame);
             } else if let Ok(small) = frame.scale_to(w, h) {
-                render(participant, &small);
+                draw(participant, &small);
             }
         });
         let player = speaker.clone();
         let audio_sink = AudioSink::new(move |participant, samples| {
-            if let Some(p) = &player {
+            let speaker = player.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some(p) = speaker {
                 p.push(participant, &samples);
             }
         });
 
         let mut cfg = ClientConfig::new(server, token);
-        cfg.publish_video = video_pump.is_some();
-        cfg.publish_audio = audio_pump.is_some();
-        cfg.video = VideoSource::External(video);
-        cfg.audio = AudioSource::External(audio);
+        cfg.publish_video = publish_video;
+        // Audio is always offered: a microphone plugged in during the call can then be heard
+        // (until one is, the track carries silence).
+        cfg.publish_audio = true;
+        cfg.video = VideoSource::External(video.clone());
+        cfg.audio = AudioSource::External(audio.clone());
         cfg.video_sink = Some(video_sink);
         cfg.audio_sink = Some(audio_sink);
+        cfg.proxy = Arc::new(proxy);
         let client = Client::join(cfg).await.map_err(|e| {
             ApiError::new(
                 "call",
@@ -408,16 +566,21 @@ impl Call {
         Ok(Call {
             visit_id,
             client,
-            inputs,
+            inputs: Mutex::new(inputs),
+            video,
+            audio,
+            processor,
+            speaker,
+            synthetic_allowed,
+            render,
             mic_paused,
             camera_paused,
             render_sizes,
             notice: Arc::default(),
             ended: Arc::default(),
             quality: Mutex::default(),
-            _video_pump: video_pump,
-            _audio_pump: audio_pump,
-            _speaker: speaker,
+            screen: tokio::sync::Mutex::new(None),
+            sharing: AtomicBool::new(false),
         })
     }
 
@@ -471,6 +634,7 @@ impl Call {
             .map(|p| CallParticipant {
                 quality: quality.get(&p.id).copied().unwrap_or(0),
                 me: p.id == me,
+                screen: p.tracks.iter().any(|t| t.kind == TrackKind::Screen),
                 id: p.id,
                 name: p.name.expose().clone(),
                 role: p.role,
@@ -480,16 +644,21 @@ impl Call {
             })
             .collect();
         participants.sort_by_key(|p| (!p.me, p.role != Role::Patient, p.name.clone()));
+        let inputs = self.inputs.lock().unwrap_or_else(|e| e.into_inner());
         CallState {
             visit_id: self.visit_id.clone(),
             participants,
             dominant_speaker: self.client.dominant_speaker(),
             mic_muted: self.mic_paused.load(Ordering::Relaxed),
             camera_off: self.camera_paused.load(Ordering::Relaxed),
-            camera_label: self.inputs.camera_label.clone(),
-            microphone_label: self.inputs.microphone_label.clone(),
-            synthetic_camera: self.inputs.synthetic_camera,
-            synthetic_microphone: self.inputs.synthetic_microphone,
+            camera_label: Inputs::label(&inputs.camera, DeviceKind::Camera),
+            microphone_label: Inputs::label(&inputs.microphone, DeviceKind::Microphone),
+            camera_id: Inputs::id(&inputs.camera),
+            microphone_id: Inputs::id(&inputs.microphone),
+            speaker_id: Inputs::id(&inputs.speaker),
+            synthetic_camera: inputs.camera == InUse::Synthetic,
+            synthetic_microphone: inputs.microphone == InUse::Synthetic,
+            sharing_screen: self.sharing.load(Ordering::Relaxed),
             ended: self.ended.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             notice: self
                 .notice
@@ -515,6 +684,133 @@ impl Call {
             .set_muted(MediaKind::Video, off)
             .await
             .map_err(|e| media_error("Could not change the camera", e))
+    }
+
+    /// Switches one kind of media to `to`. Blocking (devices open here): call it off the
+    /// async threads. The old device is closed first, since some cannot be opened twice.
+    pub fn switch(&self, kind: DeviceKind, to: &Switch) -> Result<(), ApiError> {
+        let mut inputs = self.inputs.lock().unwrap_or_else(|e| e.into_inner());
+        match kind {
+            DeviceKind::Camera => {
+                drop(inputs.video_pump.take());
+                let (in_use, pump) =
+                    start_video(to, &self.video, &self.camera_paused, &self.render)
+                        .inspect_err(|_| inputs.camera = InUse::Nothing)?;
+                inputs.camera = in_use;
+                inputs.video_pump = pump;
+            }
+            DeviceKind::Microphone => {
+                drop(inputs.audio_pump.take());
+                let (in_use, pump) =
+                    start_audio(to, &self.audio, &self.mic_paused, &self.processor)
+                        .inspect_err(|_| inputs.microphone = InUse::Nothing)?;
+                inputs.microphone = in_use;
+                inputs.audio_pump = pump;
+            }
+            DeviceKind::Speaker => {
+                let id = match to {
+                    Switch::Device(d) => Some(d.id.as_str()),
+                    _ => None,
+                };
+                let old = self
+                    .speaker
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                drop(old);
+                let (in_use, speaker) = if matches!(to, Switch::Nothing) {
+                    (InUse::Nothing, None)
+                } else {
+                    open_speaker(id, &self.processor)
+                };
+                inputs.speaker = in_use;
+                *self.speaker.lock().unwrap_or_else(|e| e.into_inner()) = speaker;
+            }
+        }
+        tracing::info!(?kind, now = %Inputs::label(match kind {
+            DeviceKind::Camera => &inputs.camera,
+            DeviceKind::Microphone => &inputs.microphone,
+            DeviceKind::Speaker => &inputs.speaker,
+        }, kind), "device switched");
+        Ok(())
+    }
+
+    /// Devices of one kind appeared or went away: falls back, offers, and says so.
+    /// Blocking, like [`Call::switch`].
+    pub fn on_device_change(&self, change: &DeviceChange) {
+        let kind = change.kind;
+        let present: Vec<DeviceInfo> = usable_devices(kind).unwrap_or_default();
+        let default = rounds_media::native::default_device(kind)
+            .ok()
+            .flatten()
+            .filter(|d| usable(kind, d));
+        let change = DeviceChange {
+            kind,
+            added: change
+                .added
+                .iter()
+                .filter(|d| usable(kind, d))
+                .cloned()
+                .collect(),
+            removed: change.removed.clone(),
+        };
+        let in_use = {
+            let inputs = self.inputs.lock().unwrap_or_else(|e| e.into_inner());
+            match kind {
+                DeviceKind::Camera => inputs.camera.clone(),
+                DeviceKind::Microphone => inputs.microphone.clone(),
+                DeviceKind::Speaker => inputs.speaker.clone(),
+            }
+        };
+        let synthetic = self.synthetic_allowed && kind != DeviceKind::Speaker;
+        let plan = devices::plan(&change, &in_use, &present, default.as_ref(), synthetic);
+        let mut notice = plan.notice;
+        if let Some(to) = plan.switch
+            && let Err(e) = self.switch(kind, &to)
+        {
+            tracing::warn!(?kind, error = %e, "could not switch device");
+            notice = Some(format!(
+                "{} {}",
+                notice.unwrap_or_default(),
+                "Rounds could not start it; choose another below."
+            ));
+        }
+        if let Some(text) = notice {
+            *self.notice.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+        }
+    }
+
+    /// Shares the whole screen with everyone in the call, beside the camera.
+    pub async fn start_screen_share(&self) -> Result<(), ApiError> {
+        let mut slot = self.screen.lock().await;
+        if slot.is_some() {
+            return Ok(());
+        }
+        let (capture, source) = open_screen().await?;
+        let pump = Pump::screen(capture, source.clone());
+        self.client
+            .share_screen(Some(source))
+            .await
+            .map_err(|e| media_error("Your screen could not be shared", e))?;
+        *slot = Some(pump);
+        self.sharing.store(true, Ordering::Relaxed);
+        tracing::info!("screen share started");
+        Ok(())
+    }
+
+    /// Stops sharing the screen.
+    pub async fn stop_screen_share(&self) -> Result<(), ApiError> {
+        let mut slot = self.screen.lock().await;
+        let Some(pump) = slot.take() else {
+            return Ok(());
+        };
+        drop(pump);
+        self.sharing.store(false, Ordering::Relaxed);
+        tracing::info!("screen share stopped");
+        self.client
+            .share_screen(None)
+            .await
+            .map_err(|e| media_error("Could not stop sharing your screen", e))
     }
 
     /// A host action on someone else: mute their microphone, stop their camera, remove.
@@ -558,6 +854,54 @@ impl Call {
     }
 
     pub async fn leave(self) {
+        drop(self.screen.lock().await.take());
         self.client.leave().await;
+    }
+}
+
+/// The largest screen share sent, its rate and bitrate: text stays legible at 1080p, and a
+/// screen changes less often than a face.
+const SCREEN: CaptureFormat = CaptureFormat {
+    width: 1920,
+    height: 1080,
+    fps: 15,
+};
+const SCREEN_KBPS: u32 = 1500;
+
+/// Starts grabbing the X screen (`$DISPLAY`).
+#[cfg(target_os = "linux")]
+async fn open_screen() -> Result<(ScreenCapture, ExternalVideo), ApiError> {
+    let capture = tokio::task::spawn_blocking(|| ScreenCapture::open(None, SCREEN))
+        .await
+        .map_err(|e| media_error("Your screen could not be shared", e))?
+        .map_err(|e| {
+            tracing::warn!(error = %e, "screen capture did not start");
+            ApiError::new(
+                "screen-share",
+                "Rounds could not read your screen. Screen sharing needs an X11 desktop session; under Wayland it is not available yet.",
+            )
+        })?;
+    let (width, height) = capture.frame_size();
+    tracing::info!(width, height, "screen capture ready");
+    let source = ExternalVideo::new(SCREEN.width, SCREEN.height, SCREEN.fps, SCREEN_KBPS);
+    Ok((capture, source))
+}
+
+#[cfg(not(target_os = "linux"))]
+async fn open_screen() -> Result<(ScreenCapture, ExternalVideo), ApiError> {
+    Err(ApiError::new(
+        "screen-share",
+        "Screen sharing is not available on this operating system yet.",
+    ))
+}
+
+/// Stands in for the capture type where there is no screen capture: it cannot exist.
+#[cfg(not(target_os = "linux"))]
+enum ScreenCapture {}
+
+#[cfg(not(target_os = "linux"))]
+impl ScreenCapture {
+    fn frames(&self) -> &rounds_media::FrameReceiver<I420Frame> {
+        match *self {}
     }
 }

@@ -8,9 +8,11 @@
 //! [`AppEvent`]s on a broadcast channel.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use rounds_client::ProxyConfig;
 use rounds_proto::{
     Clinician, CreateInvitationRequest, CreateVisitRequest, CreatedVisit, EhrChoice, Invitation,
     Participant, Queue, QueueEvent, SessionResponse, Visit,
@@ -23,11 +25,12 @@ use url::Url;
 
 use crate::alerts::{Alert, Alerts, waiting_count};
 use crate::api::{ApiError, ServerApi, parse_server_url};
-use crate::call::{Call, CallState, DeviceChoice, Devices, RenderSink};
+use crate::call::{Call, CallState, DeviceChoice, DeviceSlot, Devices, RenderSink};
 use crate::feed::{FeedEnd, backoff};
 use crate::oidc::{Browser, SystemBrowser};
 use crate::policy::{Policy, Settings};
 use crate::secrets::{SecretStore, refresh_token_name};
+use rounds_media::native::{DEVICE_POLL_INTERVAL, DeviceChange, DeviceKind, DeviceWatcher};
 
 /// How far ahead of its expiry an access token is refreshed.
 const REFRESH_MARGIN: Duration = Duration::from_secs(60);
@@ -100,6 +103,10 @@ pub enum AppEvent {
     Chat {
         message: rounds_proto::ChatMessage,
     },
+    /// A camera, microphone or speaker was connected or disconnected: the lists now.
+    Devices {
+        devices: Devices,
+    },
 }
 
 /// The sign-in form.
@@ -151,6 +158,8 @@ struct Session {
 
 struct Inner {
     policy: Policy,
+    /// The route to the server: REST, the live queue and the call's WebSocket all take it.
+    proxy: ProxyConfig,
     settings_path: PathBuf,
     settings: Mutex<Settings>,
     secrets: Arc<dyn SecretStore>,
@@ -164,6 +173,10 @@ struct Inner {
     feed: Mutex<Option<JoinHandle<()>>>,
     call: tokio::sync::Mutex<Option<(Arc<Call>, JoinHandle<()>)>>,
     pending_open: Mutex<Option<(String, bool)>>,
+    /// Hot-plug: devices are watched while the window is open or a call runs.
+    window_open: AtomicBool,
+    in_call: AtomicBool,
+    device_watch: Mutex<Option<(DeviceWatcher, JoinHandle<()>)>>,
     /// Opens the hospital sign-in page: the system browser, or a script in tests.
     browser: Mutex<Arc<dyn Browser>>,
 }
@@ -184,8 +197,19 @@ fn keychain_error(e: crate::secrets::SecretError) -> ApiError {
 
 impl Controller {
     /// A controller with IT's policy, the clinician's settings file and a secret store
-    /// (the OS keychain in the app).
+    /// (the OS keychain in the app), connecting directly.
     pub fn new(policy: Policy, settings_path: PathBuf, secrets: Arc<dyn SecretStore>) -> Self {
+        Self::with_proxy(policy, settings_path, secrets, ProxyConfig::direct())
+    }
+
+    /// The same, reaching the server through `proxy` where it applies (the app passes the
+    /// system's, read once at start).
+    pub fn with_proxy(
+        policy: Policy,
+        settings_path: PathBuf,
+        secrets: Arc<dyn SecretStore>,
+        proxy: ProxyConfig,
+    ) -> Self {
         let settings = Settings::load(&settings_path);
         let alerts = Alerts::new(
             policy.wait_alert_minutes(),
@@ -195,6 +219,7 @@ impl Controller {
         Controller {
             inner: Arc::new(Inner {
                 policy,
+                proxy,
                 settings_path,
                 settings: Mutex::new(settings),
                 secrets,
@@ -207,6 +232,9 @@ impl Controller {
                 feed: Mutex::new(None),
                 call: tokio::sync::Mutex::new(None),
                 pending_open: Mutex::new(None),
+                window_open: AtomicBool::new(false),
+                in_call: AtomicBool::new(false),
+                device_watch: Mutex::new(None),
                 browser: Mutex::new(Arc::new(SystemBrowser)),
             }),
         }
@@ -239,6 +267,11 @@ impl Controller {
         })?;
         *lock(&self.inner.settings) = settings.clone();
         Ok(settings)
+    }
+
+    /// A server's API, on the controller's route to it.
+    fn api_for(&self, server: Url) -> UiResult<ServerApi> {
+        ServerApi::with_proxy(server, &self.inner.proxy)
     }
 
     /// The server to use: IT's, else the last one signed in to.
@@ -361,7 +394,7 @@ impl Controller {
     /// Signs in with a local account.
     pub async fn sign_in(&self, req: SignInRequest) -> UiResult<AppStatus> {
         let server = self.server_for(req.server_url.as_deref())?;
-        let api = ServerApi::new(server.clone())?;
+        let api = self.api_for(server.clone())?;
         let pair = api.login(req.email.trim(), &req.password).await?;
         self.adopt(api, server, pair).await?;
         tracing::info!("signed in");
@@ -378,7 +411,7 @@ impl Controller {
     /// cannot be reached, offers the password form only.
     pub async fn sso_options(&self, server_url: Option<String>) -> UiResult<SsoOptions> {
         let server = self.server_for(server_url.as_deref())?;
-        match ServerApi::new(server)?.oidc_sign_in().await {
+        match self.api_for(server)?.oidc_sign_in().await {
             Ok(info) => Ok(SsoOptions {
                 available: true,
                 password_login: info.password_login,
@@ -395,7 +428,7 @@ impl Controller {
     /// An older server without EHR support, or one that cannot be reached, offers none.
     pub async fn ehr_options(&self, server_url: Option<String>) -> UiResult<Vec<EhrChoice>> {
         let server = self.server_for(server_url.as_deref())?;
-        match ServerApi::new(server)?.ehr_options().await {
+        match self.api_for(server)?.ehr_options().await {
             Ok(options) => Ok(options.ehrs),
             Err(e) if e.status == Some(404) || e.is_unreachable() => Ok(Vec::new()),
             Err(e) => Err(e),
@@ -408,7 +441,7 @@ impl Controller {
     /// from the chart does. Works signed in or not: the link carries its own sign-in.
     pub async fn start_ehr_launch(&self, server_url: Option<String>, iss: String) -> UiResult<()> {
         let server = self.server_for(server_url.as_deref())?;
-        let options = ServerApi::new(server.clone())?.ehr_options().await?;
+        let options = self.api_for(server.clone())?.ehr_options().await?;
         let Some(choice) = options
             .ehrs
             .into_iter()
@@ -446,7 +479,7 @@ impl Controller {
     /// the answer and starts the session, kept exactly like a password sign-in.
     pub async fn sign_in_sso(&self, server_url: Option<String>) -> UiResult<AppStatus> {
         let server = self.server_for(server_url.as_deref())?;
-        let api = ServerApi::new(server.clone())?;
+        let api = self.api_for(server.clone())?;
         let info = api.oidc_sign_in().await?;
         let browser = lock(&self.inner.browser).clone();
         let answer =
@@ -468,7 +501,7 @@ impl Controller {
         let Some(refresh) = self.secret_get(refresh_token_name(&server)).await? else {
             return Ok(false);
         };
-        let api = ServerApi::new(server.clone())?;
+        let api = self.api_for(server.clone())?;
         self.set_connection(Connection::Connecting);
         match api.refresh(&refresh).await {
             Ok(pair) => {
@@ -716,7 +749,7 @@ impl Controller {
         let mut signed_in = false;
         if let Some(ticket) = ticket {
             let server = self.server_for(server.as_deref())?;
-            let api = ServerApi::new(server.clone())?;
+            let api = self.api_for(server.clone())?;
             let pair = api.redeem_ticket(&ticket).await?;
             // A ticket replaces whoever was signed in here.
             if lock(&self.inner.session).is_some() {
@@ -748,6 +781,7 @@ impl Controller {
     }
 
     fn request_open(&self, visit_id: String, join: bool) {
+        tracing::info!(visit = %visit_id, join, "opening a visit");
         *lock(&self.inner.pending_open) = Some((visit_id.clone(), join));
         self.emit(AppEvent::OpenVisit { visit_id, join });
     }
@@ -907,6 +941,7 @@ impl Controller {
                 choice,
                 self.inner.policy.synthetic_media.unwrap_or(false),
                 render,
+                self.inner.proxy.clone(),
             )
             .await?,
         );
@@ -939,6 +974,125 @@ impl Controller {
         });
         let state = call.state();
         *slot = Some((call, task));
+        drop(slot);
+        self.inner.in_call.store(true, Ordering::SeqCst);
+        self.update_device_watch();
+        self.emit(AppEvent::Call {
+            call: state.clone(),
+        });
+        Ok(state)
+    }
+
+    /// The window was built (`true`) or released (`false`): device lists are watched only
+    /// while someone can see them or a call uses them.
+    pub fn set_window_open(&self, open: bool) {
+        self.inner.window_open.store(open, Ordering::SeqCst);
+        self.update_device_watch();
+    }
+
+    /// Whether devices are being watched for hot-plug now.
+    pub fn watching_devices(&self) -> bool {
+        lock(&self.inner.device_watch).is_some()
+    }
+
+    fn update_device_watch(&self) {
+        let want = self.inner.window_open.load(Ordering::SeqCst)
+            || self.inner.in_call.load(Ordering::SeqCst);
+        let mut slot = lock(&self.inner.device_watch);
+        if !want {
+            if let Some((watcher, task)) = slot.take() {
+                task.abort();
+                drop(watcher);
+                tracing::debug!("device watch stopped");
+            }
+            return;
+        }
+        if slot.is_some() {
+            return;
+        }
+        match DeviceWatcher::spawn(DEVICE_POLL_INTERVAL) {
+            Ok((watcher, mut changes)) => {
+                let me = self.clone();
+                let task = tokio::spawn(async move {
+                    while let Some(change) = changes.recv().await {
+                        me.on_device_change(change).await;
+                    }
+                });
+                *slot = Some((watcher, task));
+                tracing::debug!("device watch started");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "devices cannot be watched; lists refresh on demand")
+            }
+        }
+    }
+
+    async fn on_device_change(&self, change: DeviceChange) {
+        tracing::info!(
+            kind = ?change.kind,
+            added = change.added.len(),
+            removed = change.removed.len(),
+            "devices changed"
+        );
+        let call = self
+            .inner
+            .call
+            .lock()
+            .await
+            .as_ref()
+            .map(|(c, _)| c.clone());
+        if let Some(call) = call {
+            let c = call.clone();
+            let _ = tokio::task::spawn_blocking(move || c.on_device_change(&change)).await;
+            self.emit(AppEvent::Call { call: call.state() });
+        }
+        let devices = self.devices().await;
+        self.emit(AppEvent::Devices { devices });
+    }
+
+    /// Switches the call to another camera, microphone or speaker (`None`: the system's
+    /// default), and keeps it as the choice for later calls.
+    pub async fn switch_device(&self, slot: DeviceSlot, id: Option<String>) -> UiResult<CallState> {
+        let kind = DeviceKind::from(slot);
+        let chosen = id.clone();
+        let to = tokio::task::spawn_blocking(move || {
+            let present = crate::call::usable_devices(kind).unwrap_or_default();
+            match chosen {
+                Some(id) => present.into_iter().find(|d| d.id == id),
+                None => rounds_media::native::default_device(kind)
+                    .ok()
+                    .flatten()
+                    .or_else(|| present.into_iter().next()),
+            }
+        })
+        .await
+        .map_err(|e| ApiError::new("media", e.to_string()))?
+        .ok_or_else(|| {
+            ApiError::new(
+                "no-device",
+                "That device is not connected any more. Choose another.",
+            )
+        })?;
+        let state = self
+            .with_call(|c| async move {
+                let switched = c.clone();
+                tokio::task::spawn_blocking(move || {
+                    switched.switch(kind, &crate::devices::Switch::Device(to))
+                })
+                .await
+                .map_err(|e| ApiError::new("media", e.to_string()))??;
+                Ok(c.state())
+            })
+            .await?;
+        let mut settings = self.settings();
+        match slot {
+            DeviceSlot::Camera => settings.camera = id,
+            DeviceSlot::Microphone => settings.microphone = id,
+            DeviceSlot::Speaker => settings.speaker = id,
+        }
+        if let Err(e) = self.set_settings(settings) {
+            tracing::warn!(error = %e, "the device choice is not saved");
+        }
         self.emit(AppEvent::Call {
             call: state.clone(),
         });
@@ -987,6 +1141,24 @@ impl Controller {
         .await
     }
 
+    /// Shares the screen with everyone in the call (beside the camera), or stops.
+    pub async fn share_screen(&self, on: bool) -> UiResult<CallState> {
+        let state = self
+            .with_call(|c| async move {
+                if on {
+                    c.start_screen_share().await?;
+                } else {
+                    c.stop_screen_share().await?;
+                }
+                Ok(c.state())
+            })
+            .await?;
+        self.emit(AppEvent::Call {
+            call: state.clone(),
+        });
+        Ok(state)
+    }
+
     /// Mute someone's microphone, stop their camera, or remove them. Nobody can unmute
     /// anyone else.
     pub async fn host_action(
@@ -1028,6 +1200,8 @@ impl Controller {
             }
             tracing::info!("left the call");
         }
+        self.inner.in_call.store(false, Ordering::SeqCst);
+        self.update_device_watch();
         Ok(())
     }
 

@@ -9,6 +9,7 @@ pub mod alerts;
 pub mod api;
 pub mod call;
 pub mod controller;
+pub mod devices;
 pub mod feed;
 pub mod oidc;
 pub mod policy;
@@ -16,7 +17,7 @@ pub mod secrets;
 
 pub use alerts::{Alert, AlertKind};
 pub use api::{ApiError, ServerApi};
-pub use call::{CallParticipant, CallState, Devices};
+pub use call::{CallParticipant, CallState, DeviceSlot, Devices};
 pub use controller::{
     AppEvent, AppStatus, Connection, Controller, LinkOutcome, SignInRequest, SsoOptions,
 };

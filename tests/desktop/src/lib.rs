@@ -346,6 +346,274 @@ impl Drop for Desktop {
     }
 }
 
+/// The process `root` and every process under it (WebKit's web and network processes).
+pub fn process_tree(root: u32) -> Vec<u32> {
+    let mut all = vec![root];
+    let mut i = 0;
+    while i < all.len() {
+        let parent = all[i];
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for e in entries.flatten() {
+                let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
+                if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    && let Some(rest) = stat.rsplit(") ").next()
+                    && rest
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|p| p.parse::<u32>().ok())
+                        == Some(parent)
+                    && !all.contains(&pid)
+                {
+                    all.push(pid);
+                }
+            }
+        }
+        i += 1;
+    }
+    all
+}
+
+/// The program names (`comm`, at most 15 characters) of the tree under `root`.
+pub fn process_names(root: u32) -> Vec<String> {
+    process_tree(root)
+        .into_iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok())
+        .map(|c| c.trim().to_owned())
+        .collect()
+}
+
+/// Linux reports CPU time in clock ticks of 1/100 s (`USER_HZ`).
+pub const TICKS_PER_SECOND: f64 = 100.0;
+
+/// (RSS in KiB, CPU ticks) summed over the tree under `root`.
+pub fn tree_usage(root: u32) -> (u64, u64) {
+    let mut rss = 0;
+    let mut ticks = 0;
+    for pid in process_tree(root) {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            rss += status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            && let Some(rest) = stat.rsplit(") ").next()
+        {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+            ticks += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            ticks += f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    (rss, ticks)
+}
+
+impl Desktop {
+    /// Asks every window titled `title` to close, as a window manager's close button does
+    /// (a `WM_DELETE_WINDOW` message; Xvfb has no window manager to send it). Returns how
+    /// many windows were asked.
+    pub fn close_window(&self, title: &str) -> usize {
+        use xcb::{Xid, x};
+        let (conn, screen) =
+            xcb::Connection::connect(Some(&self.display)).expect("connect to the X server");
+        let root = conn
+            .get_setup()
+            .roots()
+            .nth(screen as usize)
+            .expect("an X screen")
+            .root();
+        let atom = |name: &[u8]| {
+            conn.wait_for_reply(conn.send_request(&x::InternAtom {
+                only_if_exists: false,
+                name,
+            }))
+            .expect("intern an atom")
+            .atom()
+        };
+        let (protocols, delete, utf8, net_name) = (
+            atom(b"WM_PROTOCOLS"),
+            atom(b"WM_DELETE_WINDOW"),
+            atom(b"UTF8_STRING"),
+            atom(b"_NET_WM_NAME"),
+        );
+        let name_of = |w: x::Window| -> String {
+            for (property, r#type) in [(net_name, utf8), (x::ATOM_WM_NAME, x::ATOM_STRING)] {
+                if let Ok(reply) = conn.wait_for_reply(conn.send_request(&x::GetProperty {
+                    delete: false,
+                    window: w,
+                    property,
+                    r#type,
+                    long_offset: 0,
+                    long_length: 256,
+                })) && !reply.value::<u8>().is_empty()
+                {
+                    return String::from_utf8_lossy(reply.value::<u8>()).into_owned();
+                }
+            }
+            String::new()
+        };
+        let mut windows = vec![root];
+        let mut asked = 0;
+        while let Some(w) = windows.pop() {
+            if let Ok(tree) = conn.wait_for_reply(conn.send_request(&x::QueryTree { window: w })) {
+                windows.extend(tree.children().iter().copied());
+            }
+            if w.resource_id() == root.resource_id() || name_of(w) != title {
+                continue;
+            }
+            let event = x::ClientMessageEvent::new(
+                w,
+                protocols,
+                x::ClientMessageData::Data32([delete.resource_id(), x::CURRENT_TIME, 0, 0, 0]),
+            );
+            conn.send_request(&x::SendEvent {
+                propagate: false,
+                destination: x::SendEventDest::Window(w),
+                event_mask: x::EventMask::NO_EVENT,
+                event: &event,
+            });
+            asked += 1;
+        }
+        conn.flush().expect("flush the X connection");
+        asked
+    }
+
+    /// Clicks the newest notification, as a person clicking it would: dunst invokes its
+    /// default action, which reaches the app as the D-Bus `ActionInvoked` signal.
+    pub fn click_notification(&self) {
+        need("dunstctl", "dunst");
+        let ok = self
+            .command("dunstctl")
+            .args(["action", "0"])
+            .status()
+            .expect("dunstctl")
+            .success();
+        assert!(ok, "dunstctl could not invoke the notification's action");
+    }
+}
+
+/// Starts the release app in `desktop` with `args`, IT's policy file `desktop.path("policy.toml")`
+/// (empty unless the caller wrote one) and its log (stderr) in `log`, or nowhere.
+pub fn launch_app(desktop: &Desktop, args: &[&str], log: Option<&Path>) -> Child {
+    let policy = desktop.path("policy.toml");
+    if !policy.exists() {
+        std::fs::write(&policy, "").expect("policy");
+    }
+    let stderr = match log {
+        Some(path) => Stdio::from(std::fs::File::create(path).expect("app log")),
+        None => Stdio::null(),
+    };
+    desktop
+        .command(app_binary())
+        .args(args)
+        .env("ROUNDS_POLICY", &policy)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("start rounds-desktop")
+}
+
+/// A real rounds-server with one clinician, in this process, for the benchmarks.
+pub struct BenchServer {
+    pub url: url::Url,
+    pub api: rounds_client::Api,
+    pub email: &'static str,
+    pub password: &'static str,
+    _dir: tempfile::TempDir,
+}
+
+impl BenchServer {
+    pub async fn start() -> BenchServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let mut config = rounds_server::config::Config::default();
+        config.server.listen = ([127, 0, 0, 1], port).into();
+        config.server.public_url = format!("http://127.0.0.1:{port}");
+        config.storage.data_dir = dir.path().join("data");
+        config.media.udp_listen = ([127, 0, 0, 1], 0).into();
+        let state = rounds_server::AppState::open(config)
+            .await
+            .expect("server state");
+        let (email, password) = ("bench@bench.example", "desktop benchmark password");
+        rounds_server::visits::add_clinician(
+            &state,
+            "Bench Clinic",
+            "UTC",
+            email,
+            "Dr. Bench",
+            password,
+        )
+        .await
+        .expect("clinician");
+        tokio::spawn(async move { rounds_server::serve(state).await });
+        let url = url::Url::parse(&format!("http://127.0.0.1:{port}/")).expect("url");
+        let api = rounds_client::Api::new(url.clone()).expect("api");
+        let server = BenchServer {
+            url,
+            api,
+            email,
+            password,
+            _dir: dir,
+        };
+        // Ready once it answers.
+        let _ = server.access_token().await;
+        server
+    }
+
+    pub async fn access_token(&self) -> String {
+        loop {
+            match self.api.login(self.email, self.password).await {
+                Ok(s) => return s.access_token,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    /// A one-time `rounds://signin` link for the clinician.
+    pub async fn sign_in_link(&self) -> String {
+        let access = self.access_token().await;
+        let ticket: rounds_proto::SignInTicket = reqwest::Client::new()
+            .post(self.url.join("api/v1/auth/tickets").expect("url"))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .expect("ticket")
+            .json()
+            .await
+            .expect("ticket body");
+        let mut link = url::Url::parse("rounds://signin").expect("link");
+        link.query_pairs_mut()
+            .append_pair("server", self.url.as_str())
+            .append_pair("ticket", &ticket.ticket);
+        link.to_string()
+    }
+
+    /// Signs the app in once from a link, waits until the keychain holds the session, and
+    /// quits it: the next start signs back in from the keychain, as a workstation's does.
+    pub async fn sign_in_app(&self, desktop: &Desktop) {
+        let link = self.sign_in_link().await;
+        let mut first = launch_app(desktop, &[&link], None);
+        let account = format!("refresh-token@{}", self.url.as_str().trim_end_matches('/'));
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while desktop
+            .secret(&[("service", "rounds-desktop"), ("username", &account)])
+            .is_none()
+        {
+            assert!(Instant::now() < deadline, "the app did not sign in");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let _ = first.kill();
+        let _ = first.wait();
+    }
+}
+
 /// Where the desktop app's release binary is (`ROUNDS_DESKTOP_BIN` overrides it, to try a
 /// debug build while working on the app).
 pub fn app_binary() -> PathBuf {

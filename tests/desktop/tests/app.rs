@@ -1,7 +1,8 @@
 //! The desktop app's release binary in a real desktop session (see `rounds_desktop_tests`):
 //! sign-in from a `rounds://` link, the refresh token in the Secret Service and nowhere on
-//! disk, an OS notification when a patient checks in, screenshots, and a second launch
-//! handing its link to the running app.
+//! disk, an OS notification when a patient checks in, screenshots, a second launch handing
+//! its link to the running app, closing the window releasing the web view, and clicking a
+//! notification opening that visit.
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,7 +14,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use harness::{TestServer, patient_checks_in, zero_crossing_hz};
-use rounds_desktop_tests::{Desktop, app_binary};
+use rounds_desktop_tests::{Desktop, app_binary, process_names};
 
 fn artifacts() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -33,8 +34,13 @@ impl App {
     }
 
     fn wait_log(&mut self, needle: &str, timeout: Duration) {
+        self.wait_log_count(needle, 1, timeout);
+    }
+
+    /// Waits until `needle` appears at least `count` times in the log.
+    fn wait_log_count(&mut self, needle: &str, count: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while !self.log().contains(needle) {
+        while self.log().matches(needle).count() < count {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!(
                     "the app exited ({status}) before logging {needle:?}:\n{}",
@@ -210,6 +216,84 @@ async fn the_release_app_in_a_real_desktop_session() {
         "the first app is still running"
     );
     let shot = desktop.screenshot(&shots, "visit.png");
+    assert!(desktop.colours(&shot) > 50, "blank: {}", shot.display());
+
+    // Closing the window releases the web view: WebKit's web process goes away, the app
+    // stays (in the tray).
+    let pid = app.child.id();
+    let web_process = |pid: u32| {
+        process_names(pid)
+            .iter()
+            .any(|n| n.starts_with("WebKitWebProc"))
+    };
+    assert!(web_process(pid), "the open window has a web process");
+    let opened = app.log().matches("window opened").count();
+    assert!(
+        desktop.close_window("Rounds") >= 1,
+        "no window titled Rounds to close"
+    );
+    app.wait_log("window released", Duration::from_secs(20));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while web_process(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the web process outlived the window: {:?}",
+            process_names(pid)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        app.child.try_wait().unwrap().is_none(),
+        "the app keeps running in the tray"
+    );
+
+    // Another patient checks in; clicking the notification opens the window on that visit.
+    let _ = desktop.command("dunstctl").arg("close-all").status();
+    let second_visit = server
+        .api
+        .create_visit_now(&access, 45, "Sam Example")
+        .await
+        .unwrap();
+    let second_code = rounds_client::link_code(&second_visit.patient_link.url)
+        .unwrap()
+        .to_owned();
+    let notified_before = desktop
+        .notifications()
+        .matches("\"Patient waiting\"")
+        .count();
+    patient_checks_in(&server, &second_code).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while desktop
+        .notifications()
+        .matches("\"Patient waiting\"")
+        .count()
+        <= notified_before
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no notification for the second patient"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    desktop.click_notification();
+    app.wait_log("notification clicked", Duration::from_secs(10));
+    // The controller logs "opening a visit" with the visit's id (not PHI).
+    app.wait_log(
+        &format!("visit={}", second_visit.visit.id),
+        Duration::from_secs(10),
+    );
+    app.wait_log_count("window opened", opened + 1, Duration::from_secs(20));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !web_process(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the window came back without a web process"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let shot = desktop.screenshot(&shots, "reopened-from-notification.png");
     assert!(desktop.colours(&shot) > 50, "blank: {}", shot.display());
 
     // The EHR's "start visit": a link that opens the visit and joins its call. The app

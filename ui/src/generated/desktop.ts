@@ -42,7 +42,7 @@ export type AppEvent = { "type": "status", status: AppStatus, } | { "type": "que
 /**
  * Join its call at once (`rounds://visit/{id}?join=1`, the EHR's "start visit").
  */
-join: boolean, } | { "type": "call", call: CallState, } | { "type": "chat", message: ChatMessage, };
+join: boolean, } | { "type": "call", call: CallState, } | { "type": "chat", message: ChatMessage, } | { "type": "devices", devices: Devices, };
 
 export type SignInRequest = { 
 /**
@@ -82,17 +82,31 @@ export type Devices = { cameras: Array<Device>, microphones: Array<Device>, spea
  */
 synthetic_allowed: boolean, };
 
+export type DeviceSlot = "camera" | "microphone" | "speaker";
+
 export type CallParticipant = { id: string, name: string, role: Role, state: ParticipantState, audio_muted: boolean, video_muted: boolean, 
 /**
  * 0 (no data) to 5 (excellent).
  */
-quality: number, me: boolean, };
+quality: number, me: boolean, 
+/**
+ * Sharing their screen (drawn under `<id>/screen`).
+ */
+screen: boolean, };
 
 export type CallState = { visit_id: string, participants: Array<CallParticipant>, dominant_speaker?: string, mic_muted: boolean, camera_off: boolean, 
 /**
  * What the others see from us: a camera's name, "Synthetic test card", or "No camera".
  */
-camera_label: string, microphone_label: string, synthetic_camera: boolean, synthetic_microphone: boolean, 
+camera_label: string, microphone_label: string, 
+/**
+ * The devices in use, by id (none: nothing, or the synthetic source).
+ */
+camera_id?: string, microphone_id?: string, speaker_id?: string, synthetic_camera: boolean, synthetic_microphone: boolean, 
+/**
+ * We are sharing our screen with everyone in the call.
+ */
+sharing_screen: boolean, 
 /**
  * Set when the call is over (ended, removed), in words.
  */
@@ -131,10 +145,13 @@ export const commands = {
   callState: (): Promise<CallState | null> => invoke<CallState | null>("call_state"),
   setMicMuted: (muted: boolean): Promise<CallState> => invoke<CallState>("set_mic_muted", { muted }),
   setCameraOff: (off: boolean): Promise<CallState> => invoke<CallState>("set_camera_off", { off }),
+  shareScreen: (on: boolean): Promise<CallState> => invoke<CallState>("share_screen", { on }),
+  switchDevice: (slot: DeviceSlot, id: string | null): Promise<CallState> => invoke<CallState>("switch_device", { slot, id }),
   hostAction: (participant_id: string, action: HostAction): Promise<null> => invoke<null>("host_action", { participant_id, action }),
   sendChat: (text: string): Promise<null> => invoke<null>("send_chat", { text }),
   setRenderSize: (participant_id: string, width: number, height: number): Promise<null> => invoke<null>("set_render_size", { participant_id, width, height }),
   leaveCall: (): Promise<null> => invoke<null>("leave_call"),
+  shown: (what: string): Promise<null> => invoke<null>("shown", { what }),
   setStartAtLogin: (enabled: boolean): Promise<Settings> => invoke<Settings>("set_start_at_login", { enabled }),
   startCall: (visit_id: string, frames: Channel<ArrayBuffer>): Promise<CallState> => invoke<CallState>("start_call", { visit_id, frames }),
 };

@@ -48,6 +48,8 @@ pub(crate) struct Media {
     constraints: Option<VideoConstraints>,
     audio_muted: bool,
     video_muted: bool,
+    /// The screen share to send, if any. The publisher follows it, renegotiating.
+    screen: Option<ExternalVideo>,
     /// Since when the publisher has been disconnected or failed.
     publisher_trouble: Option<Instant>,
 }
@@ -72,6 +74,7 @@ impl Media {
             constraints: None,
             audio_muted: false,
             video_muted: false,
+            screen: None,
             publisher_trouble: None,
         }
     }
@@ -97,7 +100,21 @@ impl Media {
     }
 
     pub(crate) fn wants_to_publish(&self) -> bool {
-        self.cfg.publish_audio || self.cfg.publish_video
+        self.cfg.publish_audio || self.cfg.publish_video || self.screen.is_some()
+    }
+
+    /// Starts, replaces or stops the screen share. With a publisher, returns what its
+    /// renegotiation sends (`unpublish`/`publish`, then the offer); while an earlier offer
+    /// waits for its answer, the change goes out with that answer ([`Media::on_answer`]).
+    pub(crate) async fn set_screen(
+        &mut self,
+        screen: Option<ExternalVideo>,
+    ) -> Result<Vec<ClientMessage>, ClientError> {
+        self.screen = screen;
+        match self.publisher.as_mut() {
+            Some(p) => p.set_screen(self.screen.clone()).await,
+            None => Ok(Vec::new()),
+        }
     }
 
     pub(crate) fn is_publishing(&self) -> bool {
@@ -128,6 +145,7 @@ impl Media {
                 AudioSource::External(a) => Some(a.clone()),
                 AudioSource::Tone => None,
             },
+            screen: self.screen.clone(),
         };
         let (publisher, offer, tracks) =
             Publisher::create(generation, opts, self.events.clone(), self.stats.clone()).await?;
@@ -152,12 +170,21 @@ impl Media {
         Ok(out)
     }
 
-    pub(crate) async fn on_answer(&mut self, pc: PcKind, sdp: String) -> Result<(), ClientError> {
+    /// The server's answer to our publisher offer; returns a follow-up offer when the screen
+    /// share changed while that one waited.
+    pub(crate) async fn on_answer(
+        &mut self,
+        pc: PcKind,
+        sdp: String,
+    ) -> Result<Vec<ClientMessage>, ClientError> {
         match (pc, self.publisher.as_mut()) {
-            (PcKind::Publisher, Some(publisher)) => publisher.apply_answer(sdp).await,
+            (PcKind::Publisher, Some(publisher)) => {
+                publisher.apply_answer(sdp).await?;
+                publisher.set_screen(self.screen.clone()).await
+            }
             (PcKind::Publisher, None) => {
                 tracing::debug!("answer without a publisher; ignored");
-                Ok(())
+                Ok(Vec::new())
             }
             (PcKind::Subscriber, _) => Err(ClientError::Protocol(
                 "the server sent an answer for the subscriber connection".into(),

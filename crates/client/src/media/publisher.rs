@@ -8,6 +8,11 @@
 //! go out through `TrackLocalStaticRTP`, so sequence numbers, timestamps, SSRCs and payload
 //! types are ours; `rtc` rejects packets whose SSRC or payload type was not negotiated, so
 //! both are read back from the sender once the answer is in.
+//!
+//! A screen share is a third track, announced as `screen`, added and removed while the
+//! connection runs: each change is a new offer on the same connection (as a browser's
+//! `addTrack` and `removeTrack` are), so audio and camera never stop. It has its own
+//! encoder, sized by the screen rather than by the server's camera constraints.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,7 +23,7 @@ use rounds_media::{
     I420Frame, OpusEncoder, RecvError, TestPattern, Tone, Vp8Config, Vp8Encoder, audio_level_dbov,
     fit_within, vp8_payloads,
 };
-use rounds_proto::{PcKind, TrackInfo, TrackKind};
+use rounds_proto::{ClientMessage, PcKind, TrackInfo, TrackKind};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp::extension::HeaderExtension;
 use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
@@ -64,6 +69,8 @@ pub(crate) struct PublishOptions {
     pub(crate) external_video: Option<ExternalVideo>,
     /// Samples pushed by the application instead of the tone.
     pub(crate) external_audio: Option<ExternalAudio>,
+    /// A screen share to send from the start.
+    pub(crate) screen: Option<ExternalVideo>,
 }
 
 /// Knobs the session turns while the sources run.
@@ -111,11 +118,44 @@ struct FrameOut {
     keyframe: bool,
 }
 
+/// The screen-share track and its encoder.
+struct ScreenTrack {
+    id: String,
+    local: LocalTrack,
+    source: ExternalVideo,
+    control: Arc<SourceControl>,
+    started: bool,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl ScreenTrack {
+    fn stop(&mut self) {
+        self.control.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// A screen source's own encoding limits (not the camera's constraints).
+fn screen_params(source: &ExternalVideo) -> VideoParams {
+    let (width, height, fps, bitrate_kbps) = source.limits();
+    VideoParams {
+        width,
+        height,
+        fps,
+        bitrate_kbps,
+    }
+}
+
 pub(crate) struct Publisher {
     pub(crate) generation: u64,
     pc: Arc<dyn PeerConnection>,
     video: Option<LocalTrack>,
     audio: Option<LocalTrack>,
+    screen: Option<ScreenTrack>,
+    /// An offer went out and its answer has not come back: no new offer until it does.
+    awaiting_answer: bool,
     control: Arc<SourceControl>,
     stats: Arc<StatsHub>,
     opts: PublishOptions,
@@ -192,6 +232,8 @@ impl Publisher {
             pc: pc.clone(),
             video: None,
             audio: None,
+            screen: None,
+            awaiting_answer: false,
             control: Arc::new(SourceControl::new(opts.video_params)),
             stats,
             opts: opts.clone(),
@@ -254,24 +296,87 @@ impl Publisher {
             );
             ids.push((id, TrackKind::Video));
         }
+        if let Some(source) = opts.screen.clone() {
+            let id = self.add_screen(source).await?;
+            ids.push((id, TrackKind::Screen));
+        }
+        let sdp = self.make_offer().await?;
+        self.first_mid = sdp::first_mid(&sdp);
+        let tracks = track_infos(&sdp, ids);
+        Ok((sdp, tracks))
+    }
+
+    /// Creates and applies an offer for the tracks as they are now.
+    async fn make_offer(&mut self) -> Result<String, ClientError> {
         let offer = self.pc.create_offer(None).await?;
         self.pc.set_local_description(offer).await?;
         let local = self.pc.local_description().await.ok_or_else(|| {
             ClientError::WebRtc("no local description after set_local_description".into())
         })?;
-        self.first_mid = sdp::first_mid(&local.sdp);
-        let mids = sdp::mids_by_track(&local.sdp);
-        let tracks = ids
-            .into_iter()
-            .map(|(id, kind)| TrackInfo {
-                mid: mids.get(&id).cloned(),
-                id,
-                kind,
-                simulcast: false,
-                muted: false,
-            })
-            .collect();
-        Ok((local.sdp, tracks))
+        self.awaiting_answer = true;
+        Ok(local.sdp)
+    }
+
+    async fn add_screen(&mut self, source: ExternalVideo) -> Result<String, ClientError> {
+        let id = format!("screen-{}", random_token());
+        let local = add_track(
+            &self.pc,
+            &self.opts.stream_id,
+            &id,
+            "screen",
+            RtpCodecKind::Video,
+            pc::vp8_codec(),
+        )
+        .await?;
+        self.screen = Some(ScreenTrack {
+            id: id.clone(),
+            local,
+            control: Arc::new(SourceControl::new(screen_params(&source))),
+            source,
+            started: false,
+            tasks: Vec::new(),
+        });
+        Ok(id)
+    }
+
+    /// Makes the screen share what `wanted` says: removes the current one, adds the new one,
+    /// and returns the announcements and the offer that renegotiate the connection. Nothing
+    /// while an offer waits for its answer (the caller asks again once it is in) or when
+    /// nothing changes.
+    pub(crate) async fn set_screen(
+        &mut self,
+        wanted: Option<ExternalVideo>,
+    ) -> Result<Vec<ClientMessage>, ClientError> {
+        let current = self.screen.as_ref().map(|s| &s.source);
+        if self.awaiting_answer || current == wanted.as_ref() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        if let Some(mut old) = self.screen.take() {
+            old.stop();
+            self.pc.remove_track(&old.local.sender).await?;
+            out.push(ClientMessage::Unpublish { track_id: old.id });
+        }
+        let mut ids = Vec::new();
+        if let Some(source) = wanted {
+            ids.push((self.add_screen(source).await?, TrackKind::Screen));
+        }
+        let sdp = self.make_offer().await?;
+        out.extend(
+            track_infos(&sdp, ids)
+                .into_iter()
+                .map(|track| ClientMessage::Publish { track }),
+        );
+        out.push(ClientMessage::Offer {
+            pc: PcKind::Publisher,
+            sdp,
+        });
+        tracing::debug!(
+            generation = self.generation,
+            sharing = self.screen.is_some(),
+            "screen share renegotiated"
+        );
+        Ok(out)
     }
 
     /// The mid our candidates are announced with.
@@ -284,6 +389,7 @@ impl Publisher {
             .set_remote_description(RTCSessionDescription::answer(answer.clone())?)
             .await?;
         self.answered = true;
+        self.awaiting_answer = false;
         self.remote
             .ready(&self.pc, &answer, self.first_mid.clone())
             .await;
@@ -322,7 +428,11 @@ impl Publisher {
     /// Starts the sources once the answer is applied and the connection is up (before that
     /// the tracks are not bound and every write would fail).
     async fn maybe_start(&mut self) {
-        if self.started || !self.answered || !self.connected {
+        if !self.answered || !self.connected {
+            return;
+        }
+        self.start_screen().await;
+        if self.started {
             return;
         }
         self.started = true;
@@ -360,7 +470,7 @@ impl Publisher {
             let spawned = std::thread::Builder::new()
                 .name("rounds-vp8-encode".into())
                 .spawn(move || match external {
-                    Some(external) => encode_external(control, stats, &external, tx),
+                    Some(external) => encode_external(control, stats, &external, tx, false),
                     None => encode_loop(control, stats, seed, tx),
                 });
             if let Err(error) = spawned {
@@ -372,6 +482,7 @@ impl Publisher {
                 ssrc,
                 rx,
                 self.stats.clone(),
+                false,
             )));
             self.tasks.push(tokio::spawn(watch_keyframe_requests(
                 video.track.clone(),
@@ -382,9 +493,53 @@ impl Publisher {
         tracing::debug!(generation = self.generation, "publisher sources started");
     }
 
+    /// Starts the screen share's encoder once its track is negotiated (a renegotiation's
+    /// answer, or the first one) and the connection is up.
+    async fn start_screen(&mut self) {
+        if self.awaiting_answer {
+            return;
+        }
+        let Some(screen) = self.screen.as_mut().filter(|s| !s.started) else {
+            return;
+        };
+        screen.started = true;
+        let params = screen.local.sender.get_parameters().await.ok();
+        let payload_type = negotiated_pt(params.as_ref(), "video/vp8").unwrap_or(VP8_PT);
+        let ssrc = negotiated_ssrc(params.as_ref()).unwrap_or(screen.local.ssrc);
+        let (tx, rx) = mpsc::channel::<FrameOut>(VIDEO_QUEUE);
+        let (control, stats, source) = (
+            screen.control.clone(),
+            self.stats.clone(),
+            screen.source.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("rounds-screen-encode".into())
+            .spawn(move || encode_external(control, stats, &source, tx, true));
+        if let Err(error) = spawned {
+            tracing::error!(%error, "could not start the screen encoder thread");
+        }
+        screen.tasks.push(tokio::spawn(write_video(
+            screen.local.track.clone(),
+            payload_type,
+            ssrc,
+            rx,
+            self.stats.clone(),
+            true,
+        )));
+        screen.tasks.push(tokio::spawn(watch_keyframe_requests(
+            screen.local.track.clone(),
+            screen.control.clone(),
+            self.stats.clone(),
+        )));
+        tracing::debug!(generation = self.generation, "screen share started");
+    }
+
     /// Stops the sources and closes the connection. A `webrtc` connection that is dropped
     /// without `close()` keeps its driver task running.
     pub(crate) async fn close(&mut self) {
+        if let Some(screen) = self.screen.as_mut() {
+            screen.stop();
+        }
         self.control.stop.store(true, Ordering::Relaxed);
         for task in self.tasks.drain(..) {
             task.abort();
@@ -393,6 +548,20 @@ impl Publisher {
             tracing::debug!(%error, "closing the publisher connection");
         }
     }
+}
+
+/// The `publish` announcements for tracks just offered, with the mids the offer gave them.
+fn track_infos(offer: &str, ids: Vec<(String, TrackKind)>) -> Vec<TrackInfo> {
+    let mids = sdp::mids_by_track(offer);
+    ids.into_iter()
+        .map(|(id, kind)| TrackInfo {
+            mid: mids.get(&id).cloned(),
+            id,
+            kind,
+            simulcast: false,
+            muted: false,
+        })
+        .collect()
 }
 
 fn negotiated_pt(
@@ -679,6 +848,7 @@ fn encode_external(
     stats: Arc<StatsHub>,
     source: &ExternalVideo,
     out: mpsc::Sender<FrameOut>,
+    screen: bool,
 ) {
     let mut encoder: Option<(Vp8Encoder, VideoParams)> = None;
     let mut last: Option<I420Frame> = None;
@@ -759,12 +929,23 @@ fn encode_external(
                 *p = target;
             }
             stats.sent(|s| {
-                s.video_width = target.width;
-                s.video_height = target.height;
-                s.video_fps = target.fps;
-                s.video_bitrate_kbps = target.bitrate_kbps;
+                if screen {
+                    s.screen_width = target.width;
+                    s.screen_height = target.height;
+                } else {
+                    s.video_width = target.width;
+                    s.video_height = target.height;
+                    s.video_fps = target.fps;
+                    s.video_bitrate_kbps = target.bitrate_kbps;
+                }
             });
-            tracing::debug!(width, height, fps = target.fps, "external video size");
+            tracing::debug!(
+                width,
+                height,
+                fps = target.fps,
+                screen,
+                "external video size"
+            );
         }
         let Some((enc, _)) = encoder.as_mut() else {
             continue;
@@ -793,6 +974,7 @@ async fn write_video(
     ssrc: u32,
     mut frames: mpsc::Receiver<FrameOut>,
     stats: Arc<StatsHub>,
+    screen: bool,
 ) {
     let mut seq: u16 = rand::random();
     let mut failures = 0u64;
@@ -823,9 +1005,13 @@ async fn write_video(
             }
         }
         stats.sent(|s| {
-            s.video_frames += 1;
-            s.keyframes += u64::from(frame.keyframe);
-            s.video_rtp_packets += packets;
+            if screen {
+                s.screen_frames += 1;
+            } else {
+                s.video_frames += 1;
+                s.keyframes += u64::from(frame.keyframe);
+                s.video_rtp_packets += packets;
+            }
             s.bytes += bytes;
         });
     }

@@ -42,8 +42,12 @@ const PLI_INTERVAL: Duration = Duration::from_millis(500);
 /// Frames waiting for the decoder thread before we start dropping.
 const DECODE_QUEUE: usize = 8;
 
-/// Maps a remote track's stream id to a participant id.
-pub(crate) type Resolver = Arc<dyn Fn(&str) -> String + Send + Sync>;
+/// Frames (with their RTP timestamps) on their way to a decoder thread.
+type DecodeQueue = std_mpsc::SyncSender<(Vec<u8>, u32)>;
+
+/// Maps a remote track (its msid stream id and track id) to a participant id, and whether
+/// it is that participant's screen share rather than their camera.
+pub(crate) type Resolver = Arc<dyn Fn(&str, &str) -> (String, bool) + Send + Sync>;
 
 /// Shared by the subscriber's event handler and its track readers.
 pub(crate) struct ReceiveContext {
@@ -107,25 +111,34 @@ impl ReceiveContext {
     async fn read(&self, track: Arc<dyn TrackRemote>) {
         let kind = track.kind().await;
         let stream_id = track.stream_id().await;
-        let participant = (self.resolve)(&stream_id);
+        let track_id = track.track_id().await;
+        let (participant, _) = (self.resolve)(&stream_id, &track_id);
         self.stats.track_opened(&participant);
         tracing::debug!(participant = %participant, kind = ?kind, "remote track");
         match kind {
-            RtpCodecKind::Video => self.read_video(track, &participant).await,
+            RtpCodecKind::Video => {
+                self.read_video(track, &participant, &stream_id, &track_id)
+                    .await
+            }
             RtpCodecKind::Audio => self.read_audio(track, &participant).await,
             _ => while track.poll().await.is_some() {},
         }
         tracing::debug!(participant = %participant, kind = ?kind, "remote track ended");
     }
 
-    async fn read_video(&self, track: Arc<dyn TrackRemote>, participant: &str) {
+    async fn read_video(
+        &self,
+        track: Arc<dyn TrackRemote>,
+        participant: &str,
+        stream_id: &str,
+        track_id: &str,
+    ) {
         let mut reorder = ReorderBuffer::new(RETRANSMISSION_WAIT);
         let mut depacketizer = Vp8Depacketizer::new();
-        let decoder = if self.decode_video || self.video_sink.is_some() {
-            spawn_decoder(self.stats.clone(), participant, self.video_sink.clone())
-        } else {
-            None
-        };
+        // The decoder starts with the first packet: by then the publisher's announcement of
+        // what the track is (camera or screen) has arrived, since the SFU forwards a track
+        // only after it was published.
+        let mut decoder: Option<Option<DecodeQueue>> = None;
         let mut last_pli: Option<Instant> = None;
         // After dropping a frame for a busy decoder, skip to the next keyframe.
         let mut skip_to_keyframe = false;
@@ -142,6 +155,19 @@ impl ReceiveContext {
                 None => reorder.poll(Instant::now()),
                 Some(None) => break,
                 Some(Some(TrackRemoteEvent::OnRtpPacket(packet))) => {
+                    if decoder.is_none() {
+                        let (_, screen) = (self.resolve)(stream_id, track_id);
+                        decoder = Some(if self.decode_video || self.video_sink.is_some() {
+                            spawn_decoder(
+                                self.stats.clone(),
+                                participant,
+                                screen,
+                                self.video_sink.clone(),
+                            )
+                        } else {
+                            None
+                        });
+                    }
                     self.stats.rtp(participant, true, packet.payload.len());
                     ssrc = Some(packet.header.ssrc);
                     let recovered = reorder.stats().recovered;
@@ -165,7 +191,7 @@ impl ReceiveContext {
                     continue;
                 };
                 let lost = depacketizer.stats().packets_lost;
-                match &decoder {
+                match decoder.as_ref().and_then(Option::as_ref) {
                     None => self.stats.video_frame_received(participant, true, lost),
                     Some(tx) => {
                         self.stats.video_frame_received(participant, false, lost);
@@ -255,14 +281,21 @@ impl ReceiveContext {
 }
 
 /// A decoder thread for one video track; frames (with their RTP timestamps) go in through the
-/// returned sender and the thread ends when it is dropped. Decoded pictures go to `sink`.
+/// returned sender and the thread ends when it is dropped. Decoded pictures go to `sink`,
+/// a screen share's under [`crate::screen_key`] of its participant.
 fn spawn_decoder(
     stats: Arc<StatsHub>,
     participant: &str,
+    screen: bool,
     sink: Option<VideoSink>,
-) -> Option<std_mpsc::SyncSender<(Vec<u8>, u32)>> {
+) -> Option<DecodeQueue> {
     let (tx, rx) = std_mpsc::sync_channel::<(Vec<u8>, u32)>(DECODE_QUEUE);
     let participant = participant.to_owned();
+    let sink_key = if screen {
+        crate::screen_key(&participant)
+    } else {
+        participant.clone()
+    };
     let spawned = std::thread::Builder::new()
         .name("rounds-vp8-decode".into())
         .spawn(move || {
@@ -277,17 +310,21 @@ fn spawn_decoder(
             while let Ok((frame, rtp_timestamp)) = rx.recv() {
                 match decoder.decode(&frame) {
                     Ok(Some(info)) => {
-                        stats.video_frame_decoded(
-                            &participant,
-                            info.width,
-                            info.height,
-                            info.keyframe,
-                        );
+                        if screen {
+                            stats.screen_frame_decoded(&participant, info.width, info.height);
+                        } else {
+                            stats.video_frame_decoded(
+                                &participant,
+                                info.width,
+                                info.height,
+                                info.keyframe,
+                            );
+                        }
                         if let (Some(sink), Some(mut picture)) = (sink.as_ref(), info.frame) {
                             // The 90 kHz RTP clock in milliseconds: only differences mean
                             // anything.
                             picture.pts_ms = u64::from(rtp_timestamp / 90);
-                            sink.deliver(&participant, picture);
+                            sink.deliver(&sink_key, picture);
                         }
                     }
                     Ok(None) => {}

@@ -51,6 +51,7 @@ async fn loopback(tcp_only: bool) {
         stream_id: "alice".into(),
         external_video: None,
         external_audio: None,
+        screen: None,
     };
     let (mut publisher, offer, tracks) = Publisher::create(1, opts, pub_events, sent.clone())
         .await
@@ -66,7 +67,7 @@ async fn loopback(tcp_only: bool) {
         received.clone(),
         true,
         true,
-        Arc::new(|s: &str| s.to_owned()),
+        Arc::new(|s: &str, _: &str| (s.to_owned(), false)),
     ));
     let mut subscriber = Subscriber::create(2, net, sub_events, receive)
         .await

@@ -26,7 +26,7 @@ use crate::{
 /// Finds a device by id (a cpal device id such as "alsa:default", or a device name), or the
 /// default one.
 fn find_device(id: Option<&str>, kind: DeviceKind) -> Result<cpal::Device, MediaError> {
-    let host = cpal::default_host();
+    let host = super::audio_host()?;
     let what = if kind == DeviceKind::Microphone {
         "microphone"
     } else {

@@ -85,13 +85,19 @@ pub fn list_devices(kind: DeviceKind) -> Result<Vec<DeviceInfo>, MediaError> {
 pub fn default_device(kind: DeviceKind) -> Result<Option<DeviceInfo>, MediaError> {
     match kind {
         DeviceKind::Camera => Ok(list_cameras()?.into_iter().next()),
-        DeviceKind::Microphone => Ok(cpal::default_host()
+        DeviceKind::Microphone => Ok(audio_host()?
             .default_input_device()
             .and_then(|d| audio_info(&d, kind))),
-        DeviceKind::Speaker => Ok(cpal::default_host()
+        DeviceKind::Speaker => Ok(audio_host()?
             .default_output_device()
             .and_then(|d| audio_info(&d, kind))),
     }
+}
+
+/// The audio host: cpal's default (ALSA on Linux, where a sound server's devices are reached
+/// through its `default` PCM). One place, so listing and opening always agree.
+pub(crate) fn audio_host() -> Result<cpal::Host, MediaError> {
+    Ok(cpal::default_host())
 }
 
 fn list_cameras() -> Result<Vec<DeviceInfo>, MediaError> {
@@ -109,7 +115,7 @@ fn list_cameras() -> Result<Vec<DeviceInfo>, MediaError> {
 }
 
 fn list_audio(kind: DeviceKind) -> Result<Vec<DeviceInfo>, MediaError> {
-    let host = cpal::default_host();
+    let host = audio_host()?;
     let devices: Vec<cpal::Device> = if kind == DeviceKind::Microphone {
         host.input_devices()
             .map_err(|e| MediaError::Device(format!("the microphones cannot be listed: {e}")))?
