@@ -23,7 +23,6 @@ SYSTEM_PACKAGES=(
     iproute2         # ip netns and veth for the reliability suite (tests/reliability)
     nftables         # the reliability suite's firewalls, counters, loss and link cuts
     janus            # the benchmark peer: capacity against Janus' VideoRoom (tests/bench)
-    tinyproxy        # a real HTTP proxy for `rounds-server check` through HTTPS_PROXY (server tests)
     # The clinician desktop app (src-tauri): Tauri 2 on WebKitGTK, tray, keychain, sound.
     file
     libwebkit2gtk-4.1-dev
@@ -53,7 +52,8 @@ SYSTEM_PACKAGES=(
     alsa-utils
     xdg-utils
     desktop-file-utils
-    tinyproxy-bin    # a real HTTP proxy: the desktop app's REST, live queue and signaling through it
+    tinyproxy-bin    # a real HTTP proxy: `rounds-server check` and the desktop app's REST, live queue
+                     # and signaling through HTTPS_PROXY (the binary only: no system service)
 )
 # ---------------------------------------------------------------------------------------
 
