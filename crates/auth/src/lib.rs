@@ -275,7 +275,12 @@ mod tests {
         // Anything but the exact text verified before is checked in full.
         let parts: Vec<&str> = token.split('.').collect();
         let (other, _) = keys.mint_room("iss", grant("r2"), NOW, 60);
-        let tampered = format!("{}.{}.{}", parts[0], other.split('.').nth(1).unwrap(), parts[2]);
+        let tampered = format!(
+            "{}.{}.{}",
+            parts[0],
+            other.split('.').nth(1).unwrap(),
+            parts[2]
+        );
         assert_eq!(
             keys.verify_remembering::<RoomClaims>(&tampered, ROOM_AUDIENCE, NOW, 0, &seen)
                 .unwrap_err(),

@@ -68,6 +68,13 @@ impl<K: Hash + Eq, V: Clone> RowCache<K, V> {
         inner.generation = inner.generation.wrapping_add(1);
     }
 
+    /// Forgets every row: for a write that cannot name the rows it changed.
+    pub(crate) fn invalidate_all(&self) {
+        let mut inner = self.lock();
+        inner.rows.clear();
+        inner.generation = inner.generation.wrapping_add(1);
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.lock().rows.len()
@@ -85,13 +92,21 @@ mod tests {
         // A write lands while the read is in flight.
         cache.invalidate(&"v1");
         cache.fill("v1", 1, generation);
-        assert!(cache.get(&"v1").is_err(), "the possibly old row was refused");
+        assert!(
+            cache.get(&"v1").is_err(),
+            "the possibly old row was refused"
+        );
 
         let generation = cache.get(&"v1").unwrap_err();
         cache.fill("v1", 2, generation);
         assert_eq!(cache.get(&"v1"), Ok(2));
         cache.invalidate(&"v1");
         assert!(cache.get(&"v1").is_err());
+
+        let generation = cache.get(&"v2").unwrap_err();
+        cache.invalidate_all();
+        cache.fill("v2", 3, generation);
+        assert!(cache.get(&"v2").is_err());
     }
 
     #[test]

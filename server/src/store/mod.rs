@@ -52,11 +52,15 @@ pub struct Store {
     participants: std::sync::Arc<cache::RowCache<String, ParticipantRow>>,
     /// (visit, clinician or invitee) to participant id: never changes once it exists.
     places: std::sync::Arc<cache::RowCache<(String, String), String>>,
+    /// Join links by the hash of their code.
+    links: std::sync::Arc<cache::RowCache<String, LinkRow>>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("pool", &self.pool).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
     }
 }
 
@@ -106,6 +110,7 @@ impl Store {
             visits: std::sync::Arc::new(cache::RowCache::new(CACHED_VISITS)),
             participants: std::sync::Arc::new(cache::RowCache::new(CACHED_PARTICIPANTS)),
             places: std::sync::Arc::new(cache::RowCache::new(CACHED_PARTICIPANTS)),
+            links: std::sync::Arc::new(cache::RowCache::new(CACHED_PARTICIPANTS)),
         })
     }
 

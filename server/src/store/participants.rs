@@ -136,7 +136,8 @@ impl Store {
             .await?;
         let row = row.as_ref().map(from_row).transpose()?;
         if let Some(row) = &row {
-            self.participants.fill(id.to_owned(), row.clone(), generation);
+            self.participants
+                .fill(id.to_owned(), row.clone(), generation);
         }
         Ok(row)
     }
