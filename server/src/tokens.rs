@@ -6,12 +6,15 @@ use std::sync::RwLock;
 
 use anyhow::Context;
 use chrono::Utc;
-use rounds_auth::{Claims, KeySet, RoomGrant, TokenError};
+use rounds_auth::{Claims, KeySet, RoomGrant, TokenError, VerifiedTokens};
 use rounds_proto::{Jwks, RoomClaims, SessionClaims};
 
 use crate::config::Config;
 
 pub const KEYS_FILE: &str = "token-keys.json";
+/// Tokens remembered as verified (about 40 bytes each): far more than the live sessions and
+/// room tokens of one server, so a busy hour does not push out a token still in use.
+const REMEMBERED_TOKENS: usize = 65_536;
 
 #[derive(Debug)]
 pub struct Tokens {
@@ -22,6 +25,8 @@ pub struct Tokens {
     /// Longest lifetime of any token we sign: retired keys verify this long.
     max_ttl: i64,
     rotate_after: Option<i64>,
+    /// Tokens whose signature already checked out: each is verified once, not per request.
+    verified: VerifiedTokens,
 }
 
 impl Tokens {
@@ -44,6 +49,7 @@ impl Tokens {
             max_ttl,
             rotate_after: (t.rotate_after_hours > 0)
                 .then(|| i64::from(t.rotate_after_hours) * 3600),
+            verified: VerifiedTokens::new(REMEMBERED_TOKENS),
         })
     }
 
@@ -78,8 +84,13 @@ impl Tokens {
     }
 
     pub fn verify<C: Claims>(&self, token: &str, audience: &str) -> Result<C, TokenError> {
-        self.read()
-            .verify(token, audience, Utc::now().timestamp(), self.leeway)
+        self.read().verify_remembering(
+            token,
+            audience,
+            Utc::now().timestamp(),
+            self.leeway,
+            &self.verified,
+        )
     }
 
     pub fn jwks(&self) -> Jwks {

@@ -268,7 +268,12 @@ pub async fn join(state: &AppState, code: &str, req: JoinRequest) -> ApiResult<R
             p
         }
     };
-    if participant.role == Role::Patient && participant.state == ParticipantState::Lobby {
+    // A patient rejoining the lobby is already waiting: only the first knock is a write.
+    if participant.role == Role::Patient
+        && participant.state == ParticipantState::Lobby
+        && visit.waiting_since.is_none()
+        && visit.started_at.is_none()
+    {
         state.store.mark_waiting(&visit.id, now).await?;
     }
     state

@@ -1,11 +1,15 @@
 //! Compact JWS encoding with EdDSA, and the checks every token passes.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use ed25519_dalek::{Signature, Signer, Verifier};
 use rand::RngCore;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
 
 use crate::KeySet;
 
@@ -115,6 +119,31 @@ impl KeySet {
         now: i64,
         leeway: i64,
     ) -> Result<C, TokenError> {
+        self.verify_inner(token, audience, now, leeway, None)
+    }
+
+    /// [`KeySet::verify`], skipping the signature check for a token that `seen` remembers
+    /// passing it, and remembering this one once it passes every check. Audience, validity
+    /// window and the signing key's presence in this set are checked every time.
+    pub fn verify_remembering<C: Claims>(
+        &self,
+        token: &str,
+        audience: &str,
+        now: i64,
+        leeway: i64,
+        seen: &VerifiedTokens,
+    ) -> Result<C, TokenError> {
+        self.verify_inner(token, audience, now, leeway, Some(seen))
+    }
+
+    fn verify_inner<C: Claims>(
+        &self,
+        token: &str,
+        audience: &str,
+        now: i64,
+        leeway: i64,
+        seen: Option<&VerifiedTokens>,
+    ) -> Result<C, TokenError> {
         if token.len() > 8192 {
             return Err(TokenError::Malformed("too long"));
         }
@@ -134,14 +163,18 @@ impl KeySet {
         }
         let kid = header.kid.ok_or(TokenError::UnknownKey)?;
         let key = self.verifying_key(&kid).ok_or(TokenError::UnknownKey)?;
-        let sig_bytes: [u8; 64] = B64
-            .decode(s)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or(TokenError::Malformed("bad signature encoding"))?;
-        let signed = &token[..h.len() + 1 + p.len()];
-        key.verify(signed.as_bytes(), &Signature::from_bytes(&sig_bytes))
-            .map_err(|_| TokenError::BadSignature)?;
+        let digest = seen.map(|_| VerifiedTokens::digest(token));
+        let known = matches!((seen, &digest), (Some(seen), Some(d)) if seen.contains(d, now));
+        if !known {
+            let sig_bytes: [u8; 64] = B64
+                .decode(s)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or(TokenError::Malformed("bad signature encoding"))?;
+            let signed = &token[..h.len() + 1 + p.len()];
+            key.verify(signed.as_bytes(), &Signature::from_bytes(&sig_bytes))
+                .map_err(|_| TokenError::BadSignature)?;
+        }
         let claims: C = B64
             .decode(p)
             .ok()
@@ -158,6 +191,72 @@ impl KeySet {
         if now + leeway < claims.nbf() {
             return Err(TokenError::NotYetValid);
         }
+        if let (false, Some(seen), Some(digest)) = (known, seen, digest) {
+            seen.insert(digest, claims.exp() + leeway, now);
+        }
         Ok(claims)
+    }
+}
+
+/// Tokens whose signature has already been checked, by the SHA-256 of their whole text.
+///
+/// A clinician's app sends the same access token with every request for its lifetime; checking
+/// an Ed25519 signature costs tens of microseconds, looking up a digest a fraction of one. Only
+/// a token that passed every check is remembered, and only until it expires. Forgetting is
+/// always safe (the next use verifies the signature again), so the set is bounded: when full,
+/// expired entries go, and if that is not enough, everything does. Callers that remove a
+/// signing key need do nothing: the key lookup runs before this set is consulted.
+pub struct VerifiedTokens {
+    entries: Mutex<HashMap<[u8; 32], i64>>,
+    capacity: usize,
+}
+
+impl std::fmt::Debug for VerifiedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedTokens")
+            .field("len", &self.len())
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+impl VerifiedTokens {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn digest(token: &str) -> [u8; 32] {
+        Sha256::digest(token.as_bytes()).into()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], i64>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn contains(&self, digest: &[u8; 32], now: i64) -> bool {
+        self.lock().get(digest).is_some_and(|until| now < *until)
+    }
+
+    fn insert(&self, digest: [u8; 32], until: i64, now: i64) {
+        let mut entries = self.lock();
+        if entries.len() >= self.capacity {
+            entries.retain(|_, until| now < *until);
+            if entries.len() >= self.capacity {
+                entries.clear();
+            }
+        }
+        entries.insert(digest, until);
+    }
+
+    /// How many tokens are remembered.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }

@@ -11,7 +11,7 @@
 mod jwt;
 mod keys;
 
-pub use jwt::{Claims, TokenError, peek_audience, random_id};
+pub use jwt::{Claims, TokenError, VerifiedTokens, peek_audience, random_id};
 pub use keys::{KeyError, KeySet};
 
 use rounds_proto::{Grant, ROOM_AUDIENCE, Role, RoomClaims, SESSION_AUDIENCE, SessionClaims};
@@ -247,6 +247,78 @@ mod tests {
             .verify::<RoomClaims>(&token, ROOM_AUDIENCE, NOW + 6, 0)
             .unwrap();
         assert_eq!(restored.jwks(), keys.jwks());
+    }
+
+    #[test]
+    fn a_remembered_token_skips_only_the_signature_check() {
+        let mut keys = KeySet::generate(NOW);
+        let seen = VerifiedTokens::new(16);
+        let (token, _) = keys.mint_room("iss", grant("r1"), NOW, 60);
+        for _ in 0..2 {
+            keys.verify_remembering::<RoomClaims>(&token, ROOM_AUDIENCE, NOW, 0, &seen)
+                .unwrap();
+        }
+        assert_eq!(seen.len(), 1);
+
+        // Every other check still runs on a remembered token.
+        assert_eq!(
+            keys.verify_remembering::<RoomClaims>(&token, SESSION_AUDIENCE, NOW, 0, &seen)
+                .unwrap_err(),
+            TokenError::WrongAudience
+        );
+        assert_eq!(
+            keys.verify_remembering::<RoomClaims>(&token, ROOM_AUDIENCE, NOW + 60, 0, &seen)
+                .unwrap_err(),
+            TokenError::Expired
+        );
+
+        // Anything but the exact text verified before is checked in full.
+        let parts: Vec<&str> = token.split('.').collect();
+        let (other, _) = keys.mint_room("iss", grant("r2"), NOW, 60);
+        let tampered = format!(
+            "{}.{}.{}",
+            parts[0],
+            other.split('.').nth(1).unwrap(),
+            parts[2]
+        );
+        assert_eq!(
+            keys.verify_remembering::<RoomClaims>(&tampered, ROOM_AUDIENCE, NOW, 0, &seen)
+                .unwrap_err(),
+            TokenError::BadSignature
+        );
+
+        // A token signed with a key that has left the set is refused, remembered or not.
+        keys.rotate(NOW + 1);
+        keys.prune(NOW + 1000, 60);
+        assert_eq!(
+            keys.verify_remembering::<RoomClaims>(&token, ROOM_AUDIENCE, NOW, 0, &seen)
+                .unwrap_err(),
+            TokenError::UnknownKey
+        );
+    }
+
+    #[test]
+    fn the_memory_of_verified_tokens_is_bounded() {
+        let keys = KeySet::generate(NOW);
+        let seen = VerifiedTokens::new(4);
+        for i in 0..10 {
+            let (token, _) = keys.mint_room("iss", grant(&format!("r{i}")), NOW, 60);
+            keys.verify_remembering::<RoomClaims>(&token, ROOM_AUDIENCE, NOW, 0, &seen)
+                .unwrap();
+            assert!(seen.len() <= 4, "{} remembered", seen.len());
+        }
+        // Expired entries make room first.
+        let (short, _) = keys.mint_room("iss", grant("short"), NOW, 1);
+        let seen = VerifiedTokens::new(2);
+        keys.verify_remembering::<RoomClaims>(&short, ROOM_AUDIENCE, NOW, 0, &seen)
+            .unwrap();
+        let (long, _) = keys.mint_room("iss", grant("long"), NOW, 600);
+        keys.verify_remembering::<RoomClaims>(&long, ROOM_AUDIENCE, NOW, 0, &seen)
+            .unwrap();
+        let (third, _) = keys.mint_room("iss", grant("third"), NOW + 10, 600);
+        keys.verify_remembering::<RoomClaims>(&third, ROOM_AUDIENCE, NOW + 10, 0, &seen)
+            .unwrap();
+        assert_eq!(seen.len(), 2, "the expired one went, the live ones stayed");
     }
 
     #[test]

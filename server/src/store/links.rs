@@ -75,24 +75,34 @@ impl Store {
     }
 
     pub async fn link(&self, code: &str) -> Result<Option<LinkRow>> {
+        let code_hash = hash_code(code);
+        let generation = match self.links.get(&code_hash) {
+            Ok(link) => return Ok(Some(link)),
+            Err(generation) => generation,
+        };
         let row = sqlx::query(
             "SELECT visit_id, role, invitee_id, expires_at, revoked_at FROM join_links WHERE code_hash = ?",
         )
-        .bind(hash_code(code))
+        .bind(&code_hash)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            let role: String = r.get(1);
-            Ok(LinkRow {
-                visit_id: r.get(0),
-                role: Role::parse(&role)
-                    .ok_or_else(|| StoreError::Corrupt(format!("link role {role}")))?,
-                invitee_id: r.get(2),
-                expires_at: from_ms(r.get(3)),
-                revoked_at: opt_from_ms(r.get(4)),
+        let link = row
+            .map(|r| -> Result<LinkRow> {
+                let role: String = r.get(1);
+                Ok(LinkRow {
+                    visit_id: r.get(0),
+                    role: Role::parse(&role)
+                        .ok_or_else(|| StoreError::Corrupt(format!("link role {role}")))?,
+                    invitee_id: r.get(2),
+                    expires_at: from_ms(r.get(3)),
+                    revoked_at: opt_from_ms(r.get(4)),
+                })
             })
-        })
-        .transpose()
+            .transpose()?;
+        if let Some(link) = &link {
+            self.links.fill(code_hash, link.clone(), generation);
+        }
+        Ok(link)
     }
 
     /// Revokes every live link of one invitee of a visit; returns how many.
@@ -110,6 +120,8 @@ impl Store {
         .bind(invitee_id)
         .execute(&self.pool)
         .await?;
+        // Links are cached by code, which this statement does not know: forget them all.
+        self.links.invalidate_all();
         Ok(r.rows_affected())
     }
 }

@@ -5,6 +5,7 @@
 //! milliseconds in the database and `DateTime<Utc>` everywhere else.
 
 mod accounts;
+mod cache;
 mod chat;
 mod ehr;
 #[allow(unused_imports)]
@@ -41,11 +42,31 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "rounds.db";
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Store {
     pub pool: SqlitePool,
     families: std::sync::Arc<FamilyCache>,
+    /// Visits by id.
+    visits: std::sync::Arc<cache::RowCache<String, VisitRow>>,
+    /// Participants by id.
+    participants: std::sync::Arc<cache::RowCache<String, ParticipantRow>>,
+    /// (visit, clinician or invitee) to participant id: never changes once it exists.
+    places: std::sync::Arc<cache::RowCache<(String, String), String>>,
+    /// Join links by the hash of their code.
+    links: std::sync::Arc<cache::RowCache<String, LinkRow>>,
 }
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Rows kept by the read-through caches; see `cache.rs`.
+const CACHED_VISITS: usize = 4096;
+const CACHED_PARTICIPANTS: usize = 16_384;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -86,6 +107,10 @@ impl Store {
         Ok(Self {
             pool,
             families: Default::default(),
+            visits: std::sync::Arc::new(cache::RowCache::new(CACHED_VISITS)),
+            participants: std::sync::Arc::new(cache::RowCache::new(CACHED_PARTICIPANTS)),
+            places: std::sync::Arc::new(cache::RowCache::new(CACHED_PARTICIPANTS)),
+            links: std::sync::Arc::new(cache::RowCache::new(CACHED_PARTICIPANTS)),
         })
     }
 

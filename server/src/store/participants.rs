@@ -125,12 +125,21 @@ impl Store {
     }
 
     pub async fn participant(&self, id: &str) -> Result<Option<ParticipantRow>> {
+        let generation = match self.participants.get(&id.to_owned()) {
+            Ok(row) => return Ok(Some(row)),
+            Err(generation) => generation,
+        };
         let sql = format!("SELECT {COLUMNS} FROM participants WHERE id = ?");
         let row = sqlx::query(&sql)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(from_row).transpose()
+        let row = row.as_ref().map(from_row).transpose()?;
+        if let Some(row) = &row {
+            self.participants
+                .fill(id.to_owned(), row.clone(), generation);
+        }
+        Ok(row)
     }
 
     pub async fn participant_by_invitee(
@@ -138,14 +147,8 @@ impl Store {
         visit_id: &str,
         invitee_id: &str,
     ) -> Result<Option<ParticipantRow>> {
-        let sql =
-            format!("SELECT {COLUMNS} FROM participants WHERE visit_id = ? AND invitee_id = ?");
-        let row = sqlx::query(&sql)
-            .bind(visit_id)
-            .bind(invitee_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(from_row).transpose()
+        self.participant_in_place(visit_id, "invitee_id", invitee_id)
+            .await
     }
 
     pub async fn participant_by_clinician(
@@ -153,14 +156,35 @@ impl Store {
         visit_id: &str,
         clinician_id: &str,
     ) -> Result<Option<ParticipantRow>> {
-        let sql =
-            format!("SELECT {COLUMNS} FROM participants WHERE visit_id = ? AND clinician_id = ?");
+        self.participant_in_place(visit_id, "clinician_id", clinician_id)
+            .await
+    }
+
+    /// The participant a clinician or an invitee is in a visit. Which participant that is never
+    /// changes once it exists (a rejoin is the same participant), so the mapping is kept; the
+    /// row itself comes through [`Store::participant`]'s cache, which writes keep current.
+    async fn participant_in_place(
+        &self,
+        visit_id: &str,
+        column: &'static str,
+        who: &str,
+    ) -> Result<Option<ParticipantRow>> {
+        let place = (visit_id.to_owned(), format!("{column}:{who}"));
+        let generation = match self.places.get(&place) {
+            Ok(id) => return self.participant(&id).await,
+            Err(generation) => generation,
+        };
+        let sql = format!("SELECT {COLUMNS} FROM participants WHERE visit_id = ? AND {column} = ?");
         let row = sqlx::query(&sql)
             .bind(visit_id)
-            .bind(clinician_id)
+            .bind(who)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(from_row).transpose()
+        let row = row.as_ref().map(from_row).transpose()?;
+        if let Some(row) = &row {
+            self.places.fill(place, row.id.clone(), generation);
+        }
+        Ok(row)
     }
 
     pub async fn participants(&self, visit_id: &str) -> Result<Vec<ParticipantRow>> {
@@ -194,6 +218,7 @@ impl Store {
         .bind(from.as_str())
         .execute(&self.pool)
         .await?;
+        self.participants.invalidate(&id.to_owned());
         Ok(r.rows_affected() == 1)
     }
 
@@ -203,6 +228,7 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
+        self.participants.invalidate(&id.to_owned());
         Ok(())
     }
 }

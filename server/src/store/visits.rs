@@ -130,12 +130,20 @@ impl Store {
     }
 
     pub async fn visit(&self, id: &str) -> Result<Option<VisitRow>> {
+        let generation = match self.visits.get(&id.to_owned()) {
+            Ok(visit) => return Ok(Some(visit)),
+            Err(generation) => generation,
+        };
         let sql = format!("SELECT {COLUMNS} FROM visits WHERE id = ?");
         let row = sqlx::query(&sql)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(visit_from_row).transpose()
+        let visit = row.as_ref().map(visit_from_row).transpose()?;
+        if let Some(visit) = &visit {
+            self.visits.fill(id.to_owned(), visit.clone(), generation);
+        }
+        Ok(visit)
     }
 
     /// A clinician's visits scheduled in `[from, to)`, earliest first.
@@ -167,6 +175,7 @@ impl Store {
         .bind(id)
         .execute(&self.pool)
         .await?;
+        self.visits.invalidate(&id.to_owned());
         Ok(())
     }
 
@@ -176,6 +185,7 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
+        self.visits.invalidate(&id.to_owned());
         Ok(())
     }
 
@@ -186,6 +196,7 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
+        self.visits.invalidate(&id.to_owned());
         Ok(r.rows_affected() == 1)
     }
 
@@ -195,6 +206,7 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
+        self.visits.invalidate(&id.to_owned());
         Ok(())
     }
 
@@ -204,6 +216,7 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
+        self.visits.invalidate(&id.to_owned());
         Ok(())
     }
 }

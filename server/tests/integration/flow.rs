@@ -247,6 +247,15 @@ async fn full_visit_flow_issues_the_right_grants_at_each_step() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ended["state"], "ended");
+    // No more room tokens for an ended visit, though the visit was read many times before.
+    let (status, problem) = server
+        .post(
+            &format!("/api/v1/visits/{visit_id}/token"),
+            Some(access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
 
     // After the end the link no longer opens the visit.
     let (status, problem) = server.join(&code, None).await;
@@ -293,6 +302,12 @@ async fn denying_a_waiting_patient_ends_their_token_and_link() {
     let (_, lobby) = server.join(&code, None).await;
     let token = lobby["token"].as_str().unwrap();
     let pid = lobby["participant_id"].as_str().unwrap();
+    // In the lobby, the token works for the participant's own place.
+    let (status, me) = server
+        .get(&format!("/api/v1/rooms/{visit_id}/me"), Some(token))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["state"], "lobby");
 
     let (status, denied) = server
         .post(
