@@ -10,7 +10,7 @@
 //! A full socket buffer drops the packet, as the network would; waiting would stall every
 //! other participant behind one slow one.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -35,13 +35,14 @@ use tokio::time::MissedTickBehavior;
 use super::demux::{
     PacketClass, Routes, binding_request_is_authentic, binding_request_ufrag, classify,
 };
-use super::keyframe::KeyframeThrottle;
+use super::feedback::KeyframeFormat;
 use super::latency::ForwardDelay;
 use super::peer::{PcEntry, TrackKey, guard, pc_state};
+use super::rooms::RoomMedia;
 use super::timers::TimerHeap;
 use super::{
-    Command, ConnId, Counters, KeyframeReason, MediaKind, PcId, PcKind, PcState, PeerId, SfuConfig,
-    SfuError, SfuEvent, TcpInbound,
+    Command, ConnId, Counters, KeyframeReason, Layer, MediaKind, PcId, PcKind, PcState, PeerId,
+    RoomId, SfuConfig, SfuError, SfuEvent, TcpInbound, VideoConstraints,
 };
 
 /// Datagrams read per wake-up before giving commands and timers a turn.
@@ -51,7 +52,8 @@ const RECV_BATCH: usize = 64;
 const RECV_BUF: usize = 4096;
 /// Kernel buffers for the media socket: bursts of video from many peers arrive together.
 const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
-/// Deferred keyframe requests and the ICE-TCP handshake deadline are checked this often.
+/// The engines' clocks (held upgrades, deferred keyframe requests, speaker hand-overs), RTCP
+/// feedback and the ICE-TCP handshake deadline are served this often.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
 /// An ICE-TCP connection must authenticate (a valid binding request) within this time.
 const TCP_HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
@@ -62,11 +64,11 @@ const MAX_UNAUTHENTICATED_TCP_CONNS: usize = 256;
 /// reporting a past deadline cannot spin the loop.
 const MIN_TIMER_DELAY: Duration = Duration::from_millis(1);
 
-/// What the driver keeps per participant, beside its two connections.
+/// What the driver keeps per participant, beside its two connections. Admission and
+/// subscriptions are the room engine's.
 #[derive(Default)]
 pub(super) struct PeerState {
-    pub(super) allowed: bool,
-    pub(super) subscriptions: BTreeSet<PeerId>,
+    pub(super) room: RoomId,
     pub(super) publisher: Option<PcId>,
     pub(super) subscriber: Option<PcId>,
     /// The participant's tracks by mid on its publisher connection.
@@ -76,21 +78,47 @@ pub(super) struct PeerState {
     /// Senders were removed from the subscriber connection outside an offer (the gate
     /// closed), so the client's view is stale even if the track sets now agree.
     pub(super) subscriber_dirty: bool,
+    /// The camera settings last announced for this peer, to announce only changes.
+    pub(super) constraints: Option<VideoConstraints>,
+    /// The bandwidth estimate last given to the engine, to pass on only real changes.
+    pub(super) estimate_bps: Option<u64>,
+}
+
+/// One encoding of a published track: the only one, or one simulcast layer.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct InboundStream {
+    /// The simulcast layer its rid names; `None` for a track that is not simulcast.
+    pub(super) layer: Option<Layer>,
+    pub(super) ssrc: u32,
+    /// Which of the engine's streams its packets are (`Engine::stream_of`), refreshed whenever
+    /// the track's layers change; `None`: forwarded to nobody.
+    pub(super) routed_as: Option<Option<Layer>>,
 }
 
 pub(super) struct PublishedTrack {
     pub(super) track_id: String,
     pub(super) kind: MediaKind,
     pub(super) codec: RTCRtpCodec,
-    /// The SSRC we forward. With simulcast, the first encoding to arrive; choosing layers is
-    /// the engine's job.
-    pub(super) ssrc: u32,
+    pub(super) keyframes: KeyframeFormat,
+    /// Every encoding that has arrived, at most one per layer.
+    pub(super) streams: Vec<InboundStream>,
+    /// The layers the publisher announced (its rids), known before their packets arrive.
+    pub(super) announced: Vec<Layer>,
     pub(super) receiver_id: RTCRtpReceiverId,
     pub(super) audio_level_id: Option<u8>,
     pub(super) last_level_event: Option<Instant>,
-    pub(super) throttle: KeyframeThrottle,
     /// Subscriber connections that have a sender for this track.
     pub(super) subscribers: Vec<PcId>,
+}
+
+impl PublishedTrack {
+    /// The layers the engine should know this track by: those announced, else those seen.
+    pub(super) fn layers(&self) -> Vec<Layer> {
+        if self.announced.len() >= 2 {
+            return self.announced.clone();
+        }
+        self.streams.iter().filter_map(|s| s.layer).collect()
+    }
 }
 
 pub(super) struct TcpConn {
@@ -193,8 +221,12 @@ pub(crate) struct Driver {
     pub(super) peers: HashMap<PeerId, PeerState>,
     pub(super) routes: Routes,
     pub(super) timers: TimerHeap,
-    /// Keyframe requests deferred by the throttle, with the latest reason.
-    pub(super) pending_keyframes: BTreeMap<TrackKey, KeyframeReason>,
+    /// One engine per room, with who is in it.
+    pub(super) rooms: HashMap<RoomId, RoomMedia>,
+    /// The codec a new room's engine asks cameras for.
+    pub(super) default_codec: super::VideoCodec,
+    /// Why a keyframe the engine deferred was wanted, for the event when it goes out.
+    pub(super) keyframe_reasons: BTreeMap<TrackKey, KeyframeReason>,
     /// When the datagram being processed was read, while it is.
     pub(super) ingress: Option<Instant>,
     pub(super) forward_delay: ForwardDelay,
@@ -280,7 +312,9 @@ impl Driver {
             peers: HashMap::new(),
             routes: Routes::default(),
             timers: TimerHeap::default(),
-            pending_keyframes: BTreeMap::new(),
+            rooms: HashMap::new(),
+            default_codec: cfg.video_codec,
+            keyframe_reasons: BTreeMap::new(),
             ingress: None,
             forward_delay: ForwardDelay::default(),
         })
@@ -382,6 +416,24 @@ impl Driver {
                 reply,
             } => {
                 self.set_subscriptions(peer, publishers);
+                let _ = reply.send(());
+            }
+            Command::JoinRoom { peer, room, reply } => {
+                self.join_room(peer, room);
+                let _ = reply.send(());
+            }
+            Command::SetVideoCodec { room, codec, reply } => {
+                self.set_video_codec(&room, codec);
+                let _ = reply.send(());
+            }
+            Command::RenderSizes { peer, sizes } => self.set_render_sizes(&peer, &sizes),
+            Command::HostMute {
+                peer,
+                kind,
+                muted,
+                reply,
+            } => {
+                self.set_host_muted(&peer, kind, muted);
                 let _ = reply.send(());
             }
             Command::RemovePeer { peer, reply } => {
@@ -595,7 +647,8 @@ impl Driver {
     }
 
     fn housekeeping(&mut self, now: Instant) {
-        self.run_deferred_keyframes(now);
+        self.collect_feedback(now);
+        self.run_engines(now);
         self.forward_delay.export();
         let expired: Vec<ConnId> = self
             .io

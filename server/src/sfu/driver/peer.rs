@@ -16,6 +16,7 @@ use std::time::Instant;
 use rand::Rng;
 use rand::distributions::Alphanumeric;
 use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
+use rtc::interceptor::{CongestionControlBuilder, Gcc};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::{
     Registry, Slot, configure_nack, configure_rtcp_reports, configure_simulcast_extension_headers,
@@ -34,8 +35,9 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use rtc::shared::TransportContext;
 
-use super::keyframe::{KeyframeRequestTap, TAP_SLOT};
-use super::{MediaKind, PcId, PcKind, PcState, PeerId, SfuError};
+use super::feedback::{FeedbackTap, SharedFeedback, TAP_SLOT};
+use super::rewrite::StreamRewriter;
+use super::{Layer, MediaKind, PcId, PcKind, PcState, PeerId, SfuError};
 
 /// RFC 6464 client-to-mixer audio level.
 pub(crate) const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
@@ -113,12 +115,20 @@ fn register_codecs(media: &mut MediaEngine) -> Result<(), SfuError> {
     Ok(())
 }
 
-/// Builds one ICE-lite peer connection that answers STUN for `ufrag`/`pwd`.
+/// What congestion control starts from on a new subscriber leg, before the first feedback: the
+/// engine's own default, so a new subscriber gets the same first allocation either way.
+const GCC_INITIAL_BPS: f64 = crate::sfu::engine::DEFAULT_BANDWIDTH_BPS as f64;
+const GCC_MIN_BPS: f64 = 100_000.0;
+/// Far above what a visit of four needs; the estimate only has to say where the link ends.
+const GCC_MAX_BPS: f64 = 20_000_000.0;
+
+/// Builds one ICE-lite peer connection that answers STUN for `ufrag`/`pwd`, and the cell its
+/// RTCP feedback lands in.
 pub(crate) fn build_peer_connection(
     ufrag: &str,
     pwd: &str,
     now: Instant,
-) -> Result<RTCPeerConnection, SfuError> {
+) -> Result<(RTCPeerConnection, SharedFeedback), SfuError> {
     let mut media = MediaEngine::default();
     // Codecs first: the interceptor helpers add their RTCP feedback to codecs already present.
     register_codecs(&mut media)?;
@@ -132,8 +142,18 @@ pub(crate) fn build_peer_connection(
     configure_simulcast_extension_headers(&mut media)?;
     let registry = configure_nack(Registry::new(), &mut media);
     let registry = configure_twcc(registry, &mut media)?;
-    let registry =
-        configure_rtcp_reports(registry).with(Slot::from(TAP_SLOT), KeyframeRequestTap::default());
+    let feedback = SharedFeedback::default();
+    // GCC over the subscriber's TWCC feedback: the bandwidth estimate layer choice runs on.
+    let registry = configure_rtcp_reports(registry)
+        .with(
+            Slot::CongestionControl,
+            CongestionControlBuilder::new(Gcc::new(GCC_INITIAL_BPS, GCC_MIN_BPS, GCC_MAX_BPS))
+                .build(),
+        )
+        .with(
+            Slot::from(TAP_SLOT),
+            FeedbackTap::new(feedback.clone(), now),
+        );
 
     let settings = SettingEngineBuilder::new()
         .with_lite(true)
@@ -147,12 +167,13 @@ pub(crate) fn build_peer_connection(
         ])
         .build();
 
-    Ok(RTCPeerConnectionBuilder::new()
+    let pc = RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(media)
         .with_setting_engine(settings)
         .with_interceptor_registry(registry)
-        .build(now)?)
+        .build(now)?;
+    Ok((pc, feedback))
 }
 
 /// Which published track a subscriber sender carries: the publisher and the track's mid on the
@@ -186,8 +207,17 @@ pub(crate) struct SendSlot {
     pub(crate) negotiated: bool,
     pub(crate) params: Option<SendParams>,
     /// Keeps this sender's sequence numbers and timestamps continuous when its source
-    /// changes (a publisher that rebuilt its connection).
-    pub(crate) rewrite: super::rewrite::StreamRewriter,
+    /// changes: a simulcast layer switch, or a publisher that rebuilt its connection.
+    pub(crate) rewrite: StreamRewriter,
+    /// The engine's answer for this leg (`Engine::stream_for`), cached so that no decision is
+    /// looked up per packet: `None` nothing, `Some(None)` the track's only stream,
+    /// `Some(Some(layer))` that simulcast layer. Refreshed after every change.
+    pub(crate) want: Option<Option<Layer>>,
+    /// The stream being forwarded. It differs from `want` while a layer switch waits for a
+    /// keyframe of the new layer, so the picture never stops in between.
+    pub(crate) current: Option<Option<Layer>>,
+    /// When the layer switch under way started, to ask again if its keyframe is slow.
+    pub(crate) switch_since: Option<Instant>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -224,6 +254,8 @@ pub(crate) struct PcEntry {
     pub(crate) generation: u64,
     /// Publisher: receiving track id -> mid.
     pub(crate) receivers: HashMap<String, String>,
+    /// Publisher: the simulcast layers each mid announced in the client's offer.
+    pub(crate) announced_layers: HashMap<String, Vec<Layer>>,
     /// Subscriber: what we send, by published track.
     pub(crate) slots: BTreeMap<TrackKey, SendSlot>,
     /// Subscriber: our track id -> published track, to route RTCP feedback.
@@ -232,7 +264,11 @@ pub(crate) struct PcEntry {
     /// replaces it (the publisher rebuilt its connection) continues it. Kept for
     /// [`RETIRED_REWRITE_TTL`], so a long-lived subscriber does not collect one per departed
     /// publisher.
-    pub(crate) retired_rewrites: HashMap<TrackKey, (Instant, super::rewrite::StreamRewriter)>,
+    pub(crate) retired_rewrites: HashMap<TrackKey, (Instant, StreamRewriter)>,
+    /// What the RTCP tap gathered (receiver reports, the bandwidth estimate).
+    pub(crate) feedback: SharedFeedback,
+    /// Subscriber: the last round trip measured, carried over reports that have none.
+    pub(crate) last_rtt_ms: Option<f64>,
 }
 
 /// How long a subscriber remembers the numbering of a removed slot: well past the time a
@@ -245,6 +281,7 @@ impl PcEntry {
         peer: PeerId,
         kind: PcKind,
         pc: RTCPeerConnection,
+        feedback: SharedFeedback,
         ufrag: String,
         pwd: String,
     ) -> Self {
@@ -265,9 +302,12 @@ impl PcEntry {
             last_transport: None,
             generation: 0,
             receivers: HashMap::new(),
+            announced_layers: HashMap::new(),
             slots: BTreeMap::new(),
             slot_by_track_id: HashMap::new(),
             retired_rewrites: HashMap::new(),
+            feedback,
+            last_rtt_ms: None,
         }
     }
 
@@ -307,6 +347,40 @@ pub(crate) fn sdp_fingerprint(sdp: &str) -> Option<String> {
     sdp_attribute(sdp, "fingerprint").map(|v| v.split_whitespace().last().unwrap_or(v).to_owned())
 }
 
+/// The simulcast layers each media section of an offer sends (`a=rid:<rid> send`), by mid;
+/// rids that name no layer of ours are left out.
+pub(crate) fn simulcast_layers(sdp: &str) -> HashMap<String, Vec<Layer>> {
+    let mut out: HashMap<String, Vec<Layer>> = HashMap::new();
+    let mut mid: Option<&str> = None;
+    let mut rids: Vec<Layer> = Vec::new();
+    let mut flush = |mid: Option<&str>, rids: &mut Vec<Layer>| {
+        if let Some(mid) = mid
+            && !rids.is_empty()
+        {
+            rids.sort();
+            rids.dedup();
+            out.insert(mid.to_owned(), std::mem::take(rids));
+        }
+        rids.clear();
+    };
+    for line in sdp.lines().map(str::trim_end) {
+        if line.starts_with("m=") {
+            flush(mid.take(), &mut rids);
+        } else if let Some(value) = line.strip_prefix("a=mid:") {
+            mid = Some(value.trim());
+        } else if let Some(value) = line.strip_prefix("a=rid:") {
+            let mut parts = value.split_whitespace();
+            if let (Some(rid), Some("send")) = (parts.next(), parts.next())
+                && let Some(layer) = Layer::from_rid(rid)
+            {
+                rids.push(layer);
+            }
+        }
+    }
+    flush(mid, &mut rids);
+    out
+}
+
 /// Keeps an identifier safe to put in an SDP `msid` (RFC 8830 token characters) and short.
 pub(crate) fn sdp_token(raw: &str) -> String {
     let token: String = raw
@@ -333,6 +407,21 @@ mod tests {
         assert_eq!(sdp_attribute(SDP, "ice-pwd"), Some("secretsecret"));
         assert_eq!(sdp_attribute(SDP, "ice"), None);
         assert_eq!(sdp_fingerprint(SDP).as_deref(), Some("AB:CD"));
+    }
+
+    #[test]
+    fn reads_simulcast_rids_per_mid() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=rid:f send\r\n\
+                   a=rid:q send\r\na=rid:h send\r\na=simulcast:send q;h;f\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=rid:x send\r\n";
+        let layers = simulcast_layers(sdp);
+        assert_eq!(
+            layers.get("1"),
+            Some(&vec![Layer::Low, Layer::Medium, Layer::High])
+        );
+        assert_eq!(layers.get("0"), None);
+        assert_eq!(layers.get("2"), None, "rids we do not know are not layers");
     }
 
     #[test]
