@@ -128,6 +128,7 @@ impl Media {
                 AudioSource::External(a) => Some(a.clone()),
                 AudioSource::Tone => None,
             },
+            simulcast: self.wants_simulcast(),
         };
         let (publisher, offer, tracks) =
             Publisher::create(generation, opts, self.events.clone(), self.stats.clone()).await?;
@@ -353,17 +354,53 @@ impl Media {
         }
     }
 
-    pub(crate) fn set_constraints(&mut self, constraints: VideoConstraints) {
-        if constraints.simulcast {
-            tracing::debug!("simulcast requested; this client sends a single layer");
-        }
+    /// Whether the video should go out as simulcast: the room asks for it and the video is
+    /// the test pattern (frames the application pushes go as one encoding).
+    fn wants_simulcast(&self) -> bool {
+        self.cfg.publish_video
+            && self.constraints.as_ref().is_some_and(|c| c.simulcast)
+            && matches!(self.cfg.video, VideoSource::TestPattern { .. })
+    }
+
+    /// Follows the server's camera settings. Simulcast is fixed when a track is made, so
+    /// starting or stopping it rebuilds the publisher; returns what to send for that.
+    pub(crate) async fn set_constraints(
+        &mut self,
+        constraints: VideoConstraints,
+    ) -> Vec<ClientMessage> {
         if !constraints.codec.eq_ignore_ascii_case("vp8") {
             tracing::warn!(codec = %constraints.codec, "only VP8 is supported; sending VP8");
         }
         self.constraints = Some(constraints);
-        let params = self.video_params();
-        if let Some(p) = self.publisher.as_ref() {
-            p.set_video_params(params);
+        let simulcast = self.wants_simulcast();
+        match self.publisher.as_ref() {
+            Some(p) if p.is_simulcast() != simulcast && self.cfg.publish_video => {
+                tracing::debug!(simulcast, "the room changed simulcast; publishing again");
+                let mut out: Vec<ClientMessage> = p
+                    .track_ids()
+                    .iter()
+                    .map(|id| ClientMessage::Unpublish {
+                        track_id: id.clone(),
+                    })
+                    .collect();
+                self.close_publisher().await;
+                match self.publish().await {
+                    Ok(messages) => {
+                        out.extend(messages);
+                        out
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "could not publish again");
+                        self.publisher_trouble = Some(Instant::now());
+                        Vec::new()
+                    }
+                }
+            }
+            Some(p) => {
+                p.set_video_params(self.video_params());
+                Vec::new()
+            }
+            None => Vec::new(),
         }
     }
 

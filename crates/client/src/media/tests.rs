@@ -51,6 +51,7 @@ async fn loopback(tcp_only: bool) {
         stream_id: "alice".into(),
         external_video: None,
         external_audio: None,
+        simulcast: false,
     };
     let (mut publisher, offer, tracks) = Publisher::create(1, opts, pub_events, sent.clone())
         .await

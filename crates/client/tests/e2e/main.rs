@@ -3,3 +3,4 @@
 mod harness;
 mod media;
 mod signaling;
+mod simulcast;

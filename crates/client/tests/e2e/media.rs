@@ -255,7 +255,7 @@ async fn three_clients_and_the_loudest_speaks() {
             guest.stats().join_ms.is_some(),
             "join time counts reassembled frames without decoding"
         );
-        // Three people: the server asks for simulcast; this client keeps sending one layer.
+        // Three people: the server asks for simulcast (tests/e2e/simulcast.rs follows it).
         assert!(guest.video_constraints().is_some_and(|v| v.simulcast));
 
         let loud = patient.participant_id().to_owned();
