@@ -50,6 +50,9 @@ pub(crate) struct Media {
     video_muted: bool,
     /// Since when the publisher has been disconnected or failed.
     publisher_trouble: Option<Instant>,
+    /// Answers still to come for offers of publishers closed before theirs arrived. The server
+    /// answers offers in order, so the next this many answers belong to no current publisher.
+    stale_answers: usize,
 }
 
 impl Media {
@@ -73,6 +76,7 @@ impl Media {
             audio_muted: false,
             video_muted: false,
             publisher_trouble: None,
+            stale_answers: 0,
         }
     }
 
@@ -154,6 +158,12 @@ impl Media {
     }
 
     pub(crate) async fn on_answer(&mut self, pc: PcKind, sdp: String) -> Result<(), ClientError> {
+        if pc == PcKind::Publisher && self.stale_answers > 0 {
+            // The answer to an offer of a publisher that has since been rebuilt.
+            self.stale_answers -= 1;
+            tracing::debug!("answer for a replaced publisher; ignored");
+            return Ok(());
+        }
         match (pc, self.publisher.as_mut()) {
             (PcKind::Publisher, Some(publisher)) => publisher.apply_answer(sdp).await,
             (PcKind::Publisher, None) => {
@@ -416,6 +426,9 @@ impl Media {
 
     pub(crate) async fn close_publisher(&mut self) {
         if let Some(mut p) = self.publisher.take() {
+            if !p.answered() {
+                self.stale_answers += 1;
+            }
             p.close().await;
         }
         self.publisher_trouble = None;
@@ -438,5 +451,10 @@ impl Media {
     pub(crate) async fn close(&mut self) {
         self.close_publisher().await;
         self.close_subscriber().await;
+    }
+
+    /// A new signaling connection: answers to offers sent on an earlier one never come.
+    pub(crate) fn signaling_restarted(&mut self) {
+        self.stale_answers = 0;
     }
 }

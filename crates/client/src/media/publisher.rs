@@ -351,6 +351,11 @@ impl Publisher {
         self.first_mid.clone()
     }
 
+    /// Whether the server's answer to this publisher's offer has been applied.
+    pub(crate) fn answered(&self) -> bool {
+        self.answered
+    }
+
     /// The ids of the tracks this publisher announced.
     pub(crate) fn track_ids(&self) -> &[String] {
         &self.track_ids
@@ -817,8 +822,9 @@ fn packetize(
         .collect()
 }
 
-/// The encoder thread for simulcast: each frame of the test pattern, drawn at the top layer's
-/// size, is scaled down and encoded once per `SIMULCAST_LAYERS` entry, and the three go out
+/// The encoder thread for simulcast: each frame of the test pattern is drawn at every
+/// `SIMULCAST_LAYERS` size (the same picture: same seed, same frame number; drawing is cheaper
+/// than scaling the top one down) and encoded by that layer's encoder, and the three go out
 /// together with one timestamp. A keyframe request names the layer it is for.
 fn encode_simulcast(
     control: Arc<SourceControl>,
@@ -828,7 +834,10 @@ fn encode_simulcast(
 ) {
     let fps = control.video_params().fps.max(1);
     let (_, top_w, top_h, _) = SIMULCAST_LAYERS[SIMULCAST_LAYERS.len() - 1];
-    let mut pattern = TestPattern::with_seed(top_w, top_h, fps, seed);
+    let mut patterns: Vec<TestPattern> = SIMULCAST_LAYERS
+        .iter()
+        .map(|(_, w, h, _)| TestPattern::with_seed(*w, *h, fps, seed))
+        .collect();
     let mut encoders = Vec::new();
     for (i, (_, width, height, kbps)) in SIMULCAST_LAYERS.iter().enumerate() {
         let top = i + 1 == SIMULCAST_LAYERS.len();
@@ -872,31 +881,15 @@ fn encode_simulcast(
         if control.video_muted.load(Ordering::Relaxed) {
             continue;
         }
-        let frame = pattern.next_frame();
         let all = control.force_keyframe.swap(false, Ordering::Relaxed);
         let layers = control.force_layers.swap(0, Ordering::Relaxed);
         let timestamp = ts_base.wrapping_add((start.elapsed().as_micros() * 90 / 1000) as u32);
         let mut packets = Vec::new();
         let mut keyframe = false;
-        for (i, encoder) in encoders.iter_mut().enumerate() {
-            let (_, width, height, _) = SIMULCAST_LAYERS[i];
-            let scaled;
-            let input = if (frame.width, frame.height) == (width, height) {
-                &frame
-            } else {
-                match frame.scale_to(width, height) {
-                    Ok(f) => {
-                        scaled = f;
-                        &scaled
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "a simulcast frame could not be scaled");
-                        continue;
-                    }
-                }
-            };
+        for (i, (encoder, pattern)) in encoders.iter_mut().zip(&mut patterns).enumerate() {
+            let frame = pattern.next_frame();
             let force = all || layers & (1 << i) != 0;
-            match encoder.encode(input, force) {
+            match encoder.encode(&frame, force) {
                 Ok(encoded) => {
                     for e in &encoded {
                         keyframe |= e.keyframe;

@@ -451,10 +451,21 @@ async fn a_reloaded_page_gets_media_again() {
             .wait_stats(Duration::from_secs(30), |s| s.frames_decoded_from(&pid) > 5)
             .await
             .expect("the reloaded page receives the clinician's video again");
-        // The other direction (the clinician's Rust client receiving the new page's tracks
-        // after the server renegotiates its subscriber connection) is not asserted: the Rust
-        // client sometimes keeps reading the old tracks and never sees the new ones. Browsers
-        // do (tests/e2e rejoin test); the Rust client's fix is open work.
+        // And the clinician, whose subscriber connection the server renegotiated twice (the
+        // old page's tracks gone, the new page's added), decodes the new page's video.
+        let seen = provider.stats().frames_decoded_from(&tid);
+        let got = provider
+            .wait_stats(Duration::from_secs(30), |s| {
+                s.frames_decoded_from(&tid) > seen + 15
+            })
+            .await;
+        assert!(
+            got.is_ok(),
+            "the clinician decodes the reloaded page: {:#?}",
+            provider.stats()
+        );
+        reloaded.leave().await;
+        provider.leave().await;
     })
     .await
     .expect("test finished in time");

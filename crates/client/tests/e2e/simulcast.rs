@@ -15,7 +15,8 @@ fn hd(server: &TestServer, token: &RoomToken, seed: u64) -> ClientConfig {
     cfg.video = VideoSource::TestPattern {
         width: 1280,
         height: 720,
-        fps: 15,
+        // Nine encoders on a shared test machine: fewer frames, the same layers.
+        fps: 10,
         bitrate_kbps: 1500,
     };
     cfg
@@ -36,6 +37,24 @@ async fn wait_for_size(client: &Client, from: &str, size: (u32, u32), what: &str
         Err(_) => panic!(
             "{what}: wanted {size:?}, decoding {:?}: {:#?}",
             decoded_size(&client.stats(), from),
+            client.stats()
+        ),
+    }
+}
+
+/// More frames from `from` decode after `since` (how long that takes depends on how busy the
+/// machine is, not on the switch: a frozen picture never gets there).
+async fn keeps_decoding(client: &Client, from: &str, since: u64, what: &str) -> ClientStats {
+    match client
+        .wait_stats(Duration::from_secs(45), |s| {
+            s.frames_decoded_from(from) > since + 10
+        })
+        .await
+    {
+        Ok(stats) => stats,
+        Err(_) => panic!(
+            "frames stopped decoding {what}: {} since then: {:#?}",
+            client.stats().frames_decoded_from(from) - since,
             client.stats()
         ),
     }
@@ -87,7 +106,7 @@ async fn two_people_get_one_720p_stream_without_simulcast() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_people_each_get_the_layer_their_tile_needs() {
     init_tracing();
-    tokio::time::timeout(Duration::from_secs(240), async {
+    tokio::time::timeout(Duration::from_secs(300), async {
         let server = TestServer::start().await;
         let (_visit, provider_token, patient_token) = server.visit().await;
         let (provider, patient) = admitted_pair(
@@ -172,12 +191,7 @@ async fn three_people_each_get_the_layer_their_tile_needs() {
             .expect("sizes");
         let switched = wait_for_size(&provider, &tid, (320, 180), "after shrinking the tile").await;
         let at_switch = switched.frames_decoded_from(&tid);
-        let after = provider
-            .wait_stats(Duration::from_secs(15), |s| {
-                s.frames_decoded_from(&tid) > at_switch + 20
-            })
-            .await
-            .expect("frames keep decoding after the switch");
+        let after = keeps_decoding(&provider, &tid, at_switch, "after switching down").await;
         let remote = after.remote(&tid).expect("remote");
         assert!(
             remote.keyframes_decoded > keyframes,
@@ -193,12 +207,7 @@ async fn three_people_each_get_the_layer_their_tile_needs() {
             .expect("sizes");
         let back = wait_for_size(&provider, &tid, (1280, 720), "after growing the tile").await;
         let at_back = back.frames_decoded_from(&tid);
-        provider
-            .wait_stats(Duration::from_secs(15), |s| {
-                s.frames_decoded_from(&tid) > at_back + 20
-            })
-            .await
-            .expect("frames keep decoding after switching up");
+        keeps_decoding(&provider, &tid, at_back, "after switching up").await;
         assert_eq!(
             provider.stats().remote(&tid).map(|r| r.decode_errors),
             Some(0)

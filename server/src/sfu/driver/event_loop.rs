@@ -10,7 +10,7 @@
 //! A full socket buffer drops the packet, as the network would; waiting would stall every
 //! other participant behind one slow one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -69,6 +69,10 @@ const MIN_TIMER_DELAY: Duration = Duration::from_millis(1);
 #[derive(Default)]
 pub(super) struct PeerState {
     pub(super) room: RoomId,
+    /// The publishers the room task said this peer receives. The engine holds the
+    /// subscriptions; this is kept so they can be given again when a publisher that left the
+    /// engine (a reload) comes back under the same id.
+    pub(super) subscribed_to: BTreeSet<PeerId>,
     pub(super) publisher: Option<PcId>,
     pub(super) subscriber: Option<PcId>,
     /// The participant's tracks by mid on its publisher connection.
@@ -93,7 +97,17 @@ pub(super) struct InboundStream {
     /// Which of the engine's streams its packets are (`Engine::stream_of`), refreshed whenever
     /// the track's layers change; `None`: forwarded to nobody.
     pub(super) routed_as: Option<Option<Layer>>,
+    /// When its last packet came. A browser stops sending its higher layers when its uplink
+    /// or CPU cannot carry them, and a layer that is not arriving must not be chosen.
+    pub(super) last_seen: Instant,
+    /// Whether the engine counts it among the track's layers.
+    pub(super) active: bool,
 }
+
+/// A simulcast layer with no packet for this long while the track's other layers keep coming
+/// is taken off the engine's list until its packets come back: long enough not to flap, short
+/// enough that a viewer moved off a paused layer does not stare at a frozen picture for long.
+pub(super) const LAYER_IDLE: Duration = Duration::from_secs(2);
 
 pub(super) struct PublishedTrack {
     pub(super) track_id: String,
@@ -102,8 +116,6 @@ pub(super) struct PublishedTrack {
     pub(super) keyframes: KeyframeFormat,
     /// Every encoding that has arrived, at most one per layer.
     pub(super) streams: Vec<InboundStream>,
-    /// The layers the publisher announced (its rids), known before their packets arrive.
-    pub(super) announced: Vec<Layer>,
     pub(super) receiver_id: RTCRtpReceiverId,
     pub(super) audio_level_id: Option<u8>,
     pub(super) last_level_event: Option<Instant>,
@@ -112,12 +124,13 @@ pub(super) struct PublishedTrack {
 }
 
 impl PublishedTrack {
-    /// The layers the engine should know this track by: those announced, else those seen.
+    /// The layers the engine should know this track by: those arriving.
     pub(super) fn layers(&self) -> Vec<Layer> {
-        if self.announced.len() >= 2 {
-            return self.announced.clone();
-        }
-        self.streams.iter().filter_map(|s| s.layer).collect()
+        self.streams
+            .iter()
+            .filter(|s| s.active)
+            .filter_map(|s| s.layer)
+            .collect()
     }
 }
 
@@ -647,6 +660,7 @@ impl Driver {
     }
 
     fn housekeeping(&mut self, now: Instant) {
+        self.retire_idle_layers(now);
         self.collect_feedback(now);
         self.run_engines(now);
         self.forward_delay.export();

@@ -18,7 +18,7 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::rtp_transceiver::RTCRtpTransceiverId;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 
-use super::event_loop::{Driver, InboundStream, PublishedTrack, flush_and_rearm};
+use super::event_loop::{Driver, InboundStream, LAYER_IDLE, PublishedTrack, flush_and_rearm};
 use super::feedback::{KeyframeFormat, is_keyframe_request};
 use super::peer::{AUDIO_LEVEL_URI, PcEntry, SendParams, TrackKey, guard};
 use super::rooms::{engine_kind, engine_peer, engine_track};
@@ -123,11 +123,6 @@ impl Driver {
             return;
         }
         entry.receivers.insert(init.track_id.clone(), mid.clone());
-        let announced = entry
-            .announced_layers
-            .get(&mid)
-            .cloned()
-            .unwrap_or_default();
         let peer = entry.peer.clone();
         let Some(state) = self.peers.get_mut(&peer) else {
             return;
@@ -136,6 +131,8 @@ impl Driver {
             layer,
             ssrc: init.ssrc,
             routed_as: None,
+            last_seen: Instant::now(),
+            active: true,
         };
         if let Some(track) = state.published.get_mut(&mid) {
             if track.streams.iter().any(|s| s.ssrc == init.ssrc) {
@@ -144,7 +141,6 @@ impl Driver {
             // A layer that comes back with a new SSRC replaces its old self.
             track.streams.retain(|s| s.layer != layer);
             track.streams.push(stream);
-            track.announced = announced;
             tracing::debug!(peer = %peer, mid = %mid, ?layer, "encoding added");
             self.publish_to_engine(&peer, &mid);
             return;
@@ -171,7 +167,6 @@ impl Driver {
                 keyframes: KeyframeFormat::for_mime(&codec.mime_type),
                 codec,
                 streams: vec![stream],
-                announced,
                 receiver_id,
                 audio_level_id,
                 last_level_event: None,
@@ -251,10 +246,35 @@ impl Driver {
         let Some(track) = state.published.get_mut(&key.mid) else {
             return;
         };
-        let Some(stream) = track.streams.iter().find(|s| s.ssrc == packet.header.ssrc) else {
+        let Some(stream) = track
+            .streams
+            .iter_mut()
+            .find(|s| s.ssrc == packet.header.ssrc)
+        else {
             return;
         };
-        let Some(routed_as) = stream.routed_as else {
+        stream.last_seen = now;
+        let reactivated = !std::mem::replace(&mut stream.active, true);
+        let track = if reactivated {
+            // A paused layer is back: the engine may choose it again.
+            self.publish_to_engine(&key.publisher, &key.mid);
+            let Some(track) = self
+                .peers
+                .get_mut(&key.publisher)
+                .and_then(|s| s.published.get_mut(&key.mid))
+            else {
+                return;
+            };
+            track
+        } else {
+            track
+        };
+        let Some(routed_as) = track
+            .streams
+            .iter()
+            .find(|s| s.ssrc == packet.header.ssrc)
+            .and_then(|s| s.routed_as)
+        else {
             return;
         };
         let (kind, keyframes) = (track.kind, track.keyframes);
@@ -420,6 +440,44 @@ impl Driver {
             for subscriber in slow_switches {
                 self.request_keyframe(&subscriber, &key, KeyframeReason::LayerSwitch, now);
             }
+        }
+    }
+
+    /// Takes simulcast layers that stopped arriving off the engine's list, so no viewer is
+    /// left on a layer the publisher no longer sends.
+    pub(super) fn retire_idle_layers(&mut self, now: Instant) {
+        // (`now` only stands in for a track with no streams, which has nothing to retire.)
+        let mut reshaped = Vec::new();
+        for (peer, state) in &mut self.peers {
+            for (mid, track) in &mut state.published {
+                if track.streams.len() < 2 {
+                    continue;
+                }
+                // Idle next to its siblings, not just idle: a publisher whose every layer is
+                // late (a busy machine, a network hiccup) has paused nothing.
+                let freshest = track
+                    .streams
+                    .iter()
+                    .map(|s| s.last_seen)
+                    .max()
+                    .unwrap_or(now);
+                let mut changed = false;
+                for stream in &mut track.streams {
+                    if stream.active
+                        && freshest.saturating_duration_since(stream.last_seen) >= LAYER_IDLE
+                    {
+                        stream.active = false;
+                        changed = true;
+                    }
+                }
+                if changed {
+                    reshaped.push((peer.clone(), mid.clone()));
+                }
+            }
+        }
+        for (peer, mid) in reshaped {
+            tracing::debug!(peer = %peer, mid = %mid, "a simulcast layer stopped arriving");
+            self.publish_to_engine(&peer, &mid);
         }
     }
 

@@ -24,7 +24,6 @@ use super::event_loop::{Driver, flush_and_rearm};
 use super::peer::{
     AUDIO_LEVEL_URI, MAX_PENDING_CANDIDATES, PcEntry, RETIRED_REWRITE_TTL, SendSlot, TrackKey,
     build_peer_connection, guard, random_credential, sdp_attribute, sdp_fingerprint, sdp_token,
-    simulcast_layers,
 };
 use super::rooms::{engine_peer, engine_track};
 use super::{
@@ -69,7 +68,10 @@ impl Driver {
             ufrag = random_credential(16);
         }
         let pwd = random_credential(32);
-        let (mut pc, feedback) = guard(|| build_peer_connection(&ufrag, &pwd, now))??;
+        let codec = self
+            .engine_of(peer)
+            .map_or(self.default_codec, |e| e.video_codec());
+        let (mut pc, feedback) = guard(|| build_peer_connection(&ufrag, &pwd, codec, now))??;
         if kind == PcKind::Subscriber {
             // Gives the connection a transport before it carries any track; see module docs.
             guard(|| pc.create_data_channel("rounds", None).map(|_| ()))??;
@@ -130,7 +132,6 @@ impl Driver {
     ) -> Result<String, SfuError> {
         check_sdp(&offer)?;
         let fingerprint = sdp_fingerprint(&offer);
-        let announced = simulcast_layers(&offer);
         let desc =
             RTCSessionDescription::offer(offer).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
         let now = Instant::now();
@@ -152,9 +153,6 @@ impl Driver {
                 (self.create_pc(&peer, PcKind::Publisher, now)?, true)
             }
         };
-        if let Some(entry) = self.pcs.get_mut(&id) {
-            entry.announced_layers = announced;
-        }
         let result = self.negotiate_publisher(id, desc, fingerprint, now);
         if result.is_err() && created {
             self.drop_pc(id);
@@ -646,6 +644,8 @@ impl Driver {
 
     pub(super) fn set_subscriptions(&mut self, peer: PeerId, publishers: Vec<PeerId>) {
         let wanted: BTreeSet<EnginePeer> = publishers.iter().map(|p| engine_peer(p)).collect();
+        self.peers.entry(peer.clone()).or_default().subscribed_to =
+            publishers.into_iter().collect();
         self.with_engine(&peer, None, true, |e, me| {
             for old in e.subscriptions_of(me) {
                 if !wanted.contains(&old) {

@@ -37,7 +37,7 @@ use rtc::shared::TransportContext;
 
 use super::feedback::{FeedbackTap, SharedFeedback, TAP_SLOT};
 use super::rewrite::StreamRewriter;
-use super::{Layer, MediaKind, PcId, PcKind, PcState, PeerId, SfuError};
+use super::{Layer, MediaKind, PcId, PcKind, PcState, PeerId, SfuError, VideoCodec};
 
 /// RFC 6464 client-to-mixer audio level.
 pub(crate) const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
@@ -65,8 +65,10 @@ fn video_feedback() -> Vec<RTCPFeedback> {
     }]
 }
 
-fn register_codecs(media: &mut MediaEngine) -> Result<(), SfuError> {
-    let codecs = [
+/// Registers Opus, VP8 and H.264 (packetization mode 1, constrained baseline). The room's
+/// codec goes first: it is the one an answer picks when the client offers both.
+fn register_codecs(media: &mut MediaEngine, video: VideoCodec) -> Result<(), SfuError> {
+    let mut codecs = [
         (
             RtpCodecKind::Audio,
             111,
@@ -103,6 +105,9 @@ fn register_codecs(media: &mut MediaEngine) -> Result<(), SfuError> {
             },
         ),
     ];
+    if video == VideoCodec::H264 {
+        codecs.swap(1, 2);
+    }
     for (kind, payload_type, rtp_codec) in codecs {
         media.register_codec(
             RTCRtpCodecParameters {
@@ -127,11 +132,12 @@ const GCC_MAX_BPS: f64 = 20_000_000.0;
 pub(crate) fn build_peer_connection(
     ufrag: &str,
     pwd: &str,
+    video: VideoCodec,
     now: Instant,
 ) -> Result<(RTCPeerConnection, SharedFeedback), SfuError> {
     let mut media = MediaEngine::default();
     // Codecs first: the interceptor helpers add their RTCP feedback to codecs already present.
-    register_codecs(&mut media)?;
+    register_codecs(&mut media, video)?;
     media.register_header_extension(
         RTCRtpHeaderExtensionCapability {
             uri: AUDIO_LEVEL_URI.to_owned(),
@@ -254,8 +260,6 @@ pub(crate) struct PcEntry {
     pub(crate) generation: u64,
     /// Publisher: receiving track id -> mid.
     pub(crate) receivers: HashMap<String, String>,
-    /// Publisher: the simulcast layers each mid announced in the client's offer.
-    pub(crate) announced_layers: HashMap<String, Vec<Layer>>,
     /// Subscriber: what we send, by published track.
     pub(crate) slots: BTreeMap<TrackKey, SendSlot>,
     /// Subscriber: our track id -> published track, to route RTCP feedback.
@@ -302,7 +306,6 @@ impl PcEntry {
             last_transport: None,
             generation: 0,
             receivers: HashMap::new(),
-            announced_layers: HashMap::new(),
             slots: BTreeMap::new(),
             slot_by_track_id: HashMap::new(),
             retired_rewrites: HashMap::new(),
@@ -347,40 +350,6 @@ pub(crate) fn sdp_fingerprint(sdp: &str) -> Option<String> {
     sdp_attribute(sdp, "fingerprint").map(|v| v.split_whitespace().last().unwrap_or(v).to_owned())
 }
 
-/// The simulcast layers each media section of an offer sends (`a=rid:<rid> send`), by mid;
-/// rids that name no layer of ours are left out.
-pub(crate) fn simulcast_layers(sdp: &str) -> HashMap<String, Vec<Layer>> {
-    let mut out: HashMap<String, Vec<Layer>> = HashMap::new();
-    let mut mid: Option<&str> = None;
-    let mut rids: Vec<Layer> = Vec::new();
-    let mut flush = |mid: Option<&str>, rids: &mut Vec<Layer>| {
-        if let Some(mid) = mid
-            && !rids.is_empty()
-        {
-            rids.sort();
-            rids.dedup();
-            out.insert(mid.to_owned(), std::mem::take(rids));
-        }
-        rids.clear();
-    };
-    for line in sdp.lines().map(str::trim_end) {
-        if line.starts_with("m=") {
-            flush(mid.take(), &mut rids);
-        } else if let Some(value) = line.strip_prefix("a=mid:") {
-            mid = Some(value.trim());
-        } else if let Some(value) = line.strip_prefix("a=rid:") {
-            let mut parts = value.split_whitespace();
-            if let (Some(rid), Some("send")) = (parts.next(), parts.next())
-                && let Some(layer) = Layer::from_rid(rid)
-            {
-                rids.push(layer);
-            }
-        }
-    }
-    flush(mid, &mut rids);
-    out
-}
-
 /// Keeps an identifier safe to put in an SDP `msid` (RFC 8830 token characters) and short.
 pub(crate) fn sdp_token(raw: &str) -> String {
     let token: String = raw
@@ -410,21 +379,6 @@ mod tests {
     }
 
     #[test]
-    fn reads_simulcast_rids_per_mid() {
-        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
-                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=rid:f send\r\n\
-                   a=rid:q send\r\na=rid:h send\r\na=simulcast:send q;h;f\r\n\
-                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=rid:x send\r\n";
-        let layers = simulcast_layers(sdp);
-        assert_eq!(
-            layers.get("1"),
-            Some(&vec![Layer::Low, Layer::Medium, Layer::High])
-        );
-        assert_eq!(layers.get("0"), None);
-        assert_eq!(layers.get("2"), None, "rids we do not know are not layers");
-    }
-
-    #[test]
     fn tokens_are_sanitised() {
         assert_eq!(sdp_token("peer 1:video"), "peer1video");
         assert_eq!(sdp_token(""), "x");
@@ -433,7 +387,12 @@ mod tests {
 
     #[test]
     fn builds_a_connection() {
-        let pc = build_peer_connection("ufrag", &random_credential(32), Instant::now());
+        let pc = build_peer_connection(
+            "ufrag",
+            &random_credential(32),
+            VideoCodec::Vp8,
+            Instant::now(),
+        );
         assert!(pc.is_ok());
     }
 }

@@ -78,15 +78,31 @@ impl Driver {
             .is_some_and(|e| e.is_admitted(&engine_peer(peer)))
     }
 
-    /// Makes sure the peer exists and is a member of its room; returns the room.
+    /// Makes sure the peer exists and is a member of its room; returns the room. A peer new to
+    /// the room gets the subscriptions the room task asked for, both ways.
     fn ensure_member(&mut self, peer: &PeerId) -> RoomId {
         let room = self.peers.entry(peer.clone()).or_default().room.clone();
         let codec = self.default_codec;
-        self.rooms
+        let media = self
+            .rooms
             .entry(room.clone())
-            .or_insert_with(|| RoomMedia::new(codec))
-            .members
-            .insert(peer.clone());
+            .or_insert_with(|| RoomMedia::new(codec));
+        if !media.members.insert(peer.clone()) {
+            return room;
+        }
+        let me = engine_peer(peer);
+        for member in &media.members {
+            let Some(state) = self.peers.get(member) else {
+                continue;
+            };
+            if member == peer {
+                for publisher in &state.subscribed_to {
+                    media.engine.subscribe(&me, &engine_peer(publisher));
+                }
+            } else if state.subscribed_to.contains(peer) {
+                media.engine.subscribe(&engine_peer(member), &me);
+            }
+        }
         room
     }
 

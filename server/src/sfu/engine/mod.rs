@@ -546,11 +546,21 @@ impl Engine {
         match p.tracks.get_mut(track) {
             Some(existing) => {
                 if existing.kind != kind || existing.layers != layers {
-                    // Old layer choices mean nothing for the new shape; the keyframe gate
-                    // stays so the change cannot reset its throttle.
+                    // A layer came or went (a browser pauses its top layer on a weak uplink):
+                    // subscribers on a layer that is still sent keep it; otherwise old choices
+                    // mean nothing for the new shape. The keyframe gate stays so the change
+                    // cannot reset its throttle.
+                    let reshaped = existing.kind != kind
+                        || (existing.layers.len() >= 2) != (layers.len() >= 2);
+                    if reshaped {
+                        existing.chosen.clear();
+                    } else {
+                        existing
+                            .chosen
+                            .retain(|_, state| state.current().is_none_or(|l| layers.contains(&l)));
+                    }
                     existing.kind = kind;
                     existing.layers = layers;
-                    existing.chosen.clear();
                 }
             }
             None => {
@@ -721,6 +731,10 @@ impl Engine {
     /// The codec publishers are asked for; VP8 unless the room asks otherwise.
     pub fn set_video_codec(&mut self, codec: VideoCodec) {
         self.codec = codec;
+    }
+
+    pub fn video_codec(&self) -> VideoCodec {
+        self.codec
     }
 
     /// What a camera in this room should send, for a device that is not low-end: 720p at 24 fps

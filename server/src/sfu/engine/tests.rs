@@ -607,6 +607,47 @@ fn render_size_and_low_end_cap_the_layer() {
 }
 
 #[test]
+fn a_paused_layer_moves_only_its_own_viewers() {
+    let (s, t, a) = (peer("s"), peer("t"), peer("a"));
+    let mut e = room(&["s", "t", "a"]);
+    e.set_bandwidth_estimate(&s, 20_000_000);
+    e.set_bandwidth_estimate(&t, 20_000_000);
+    e.set_render_size(&s, &a, 1280, 720);
+    e.set_render_size(&t, &a, 320, 180);
+    let clock = Clock::new();
+    e.handle_timeout(clock.ms(0));
+    e.handle_timeout(clock.ms(3000));
+    assert_eq!(e.layer_for(&s, &a, &cam()), Some(High));
+    assert_eq!(e.layer_for(&t, &a, &cam()), Some(Low));
+    drain(&mut e);
+
+    // The publisher stops sending its top layer: its viewer drops to the next one at once,
+    // the thumbnail's viewer is left alone (no change, no keyframe asked for on its account).
+    e.add_track(&a, &cam(), TrackKind::Video, vec![Low, Medium]);
+    assert_eq!(e.layer_for(&s, &a, &cam()), Some(Medium));
+    assert_eq!(e.layer_for(&t, &a, &cam()), Some(Low));
+    let moved: Vec<PeerId> = drain(&mut e)
+        .into_iter()
+        .filter_map(|ev| match ev {
+            EngineEvent::LayerChanged { subscriber, .. } => Some(subscriber),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(moved, [s.clone()]);
+    e.handle_timeout(clock.ms(3600));
+    let asked = keyframes(&drain(&mut e));
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].layers, [Medium]);
+
+    // Back again: the big tile climbs back after the hold.
+    e.add_track(&a, &cam(), TrackKind::Video, Layer::ALL.to_vec());
+    e.handle_timeout(clock.ms(3700));
+    e.handle_timeout(clock.ms(6500));
+    assert_eq!(e.layer_for(&s, &a, &cam()), Some(High));
+    assert_eq!(e.layer_for(&t, &a, &cam()), Some(Low));
+}
+
+#[test]
 fn the_dominant_speaker_gets_the_better_layer() {
     let clock = Clock::new();
     let b = peer("b");
