@@ -367,9 +367,13 @@ impl Media {
     /// Whether the video should go out as simulcast: the room asks for it and the video is
     /// the test pattern (frames the application pushes go as one encoding).
     fn wants_simulcast(&self) -> bool {
+        // A camera smaller than the top layer has no larger pictures to offer: one encoding.
+        let (_, top_w, top_h, _) =
+            publisher::SIMULCAST_LAYERS[publisher::SIMULCAST_LAYERS.len() - 1];
         self.cfg.publish_video
             && self.constraints.as_ref().is_some_and(|c| c.simulcast)
-            && matches!(self.cfg.video, VideoSource::TestPattern { .. })
+            && matches!(self.cfg.video, VideoSource::TestPattern { width, height, .. }
+                if width >= top_w && height >= top_h)
     }
 
     /// Follows the server's camera settings. Simulcast is fixed when a track is made, so

@@ -84,8 +84,6 @@ pub(super) struct PeerState {
     pub(super) subscriber_dirty: bool,
     /// The camera settings last announced for this peer, to announce only changes.
     pub(super) constraints: Option<VideoConstraints>,
-    /// The bandwidth estimate last given to the engine, to pass on only real changes.
-    pub(super) estimate_bps: Option<u64>,
 }
 
 /// One encoding of a published track: the only one, or one simulcast layer.

@@ -2,18 +2,17 @@
 //!
 //! `rtc` ends its inbound RTCP path in a terminus that drops every packet no interceptor vouched
 //! for (see `rtc_interceptor::NoopInterceptor`), because RTCP is normally for the interceptors.
-//! An SFU needs three things from it, so [`FeedbackTap`] sits application-most in every chain:
+//! An SFU needs two things from it, so [`FeedbackTap`] sits application-most in every chain:
 //!
 //! - **keyframe requests** (PLI/FIR) from a subscriber, to relay upstream: marked
 //!   `DeliverToApplication`, everything else in the compound is dropped here;
 //! - **receiver reports** about what we send a subscriber: loss, jitter, and the round trip
-//!   from LSR/DLSR against our own sender reports, for the network score;
-//! - **the congestion controller's estimate** (GCC over TWCC feedback, computed wire-most in
-//!   the same chain), which rides in on a feedback packet as `TargetBitrateChanged`.
+//!   from LSR/DLSR against our own sender reports (`rtc` 0.21 computes none), for the network
+//!   score and the engine's loss-based downlink estimate.
 //!
-//! The last two are not packets the application routes: the tap keeps them in a [`Feedback`]
-//! cell that the driver drains on its housekeeping tick. The cell is shared with the driver
-//! task only, so its lock is never contended.
+//! Reports are not packets the application routes: the tap keeps their figures in a
+//! [`Feedback`] cell that the driver drains on its housekeeping tick. The cell is shared with
+//! the driver task only, so its lock is never contended.
 //!
 //! The module also spots keyframes in forwarded payloads (VP8 and H.264), which a simulcast
 //! layer switch waits for.
@@ -33,8 +32,7 @@ use rtc::shared::error::Error as RtcError;
 use rtc::shared::time::SystemInstant;
 
 /// Where the tap sits: after every standard interceptor (the largest standard slot is 13 000),
-/// so NACK, reports, TWCC and congestion control have seen the compound packet before it is
-/// narrowed down.
+/// so NACK, reports and TWCC have seen the compound packet before it is narrowed down.
 pub(crate) const TAP_SLOT: usize = 20_000;
 /// Reception reports kept between two housekeeping passes; clients send about one a second per
 /// stream, so this only bounds a client that floods us.
@@ -62,8 +60,6 @@ pub(crate) struct ReportFigures {
 #[derive(Debug, Default)]
 pub(crate) struct Feedback {
     pub(crate) reports: Vec<ReportFigures>,
-    /// The congestion controller's latest target, in bit/s; taken by the driver.
-    pub(crate) target_bps: Option<u64>,
 }
 
 pub(crate) type SharedFeedback = Arc<Mutex<Feedback>>;
@@ -104,15 +100,9 @@ impl FeedbackTap {
         }
     }
 
-    fn note(&self, now: Instant, packets: &[Box<dyn rtc::rtcp::Packet>], target: Option<f64>) {
+    fn note(&self, now: Instant, packets: &[Box<dyn rtc::rtcp::Packet>]) {
         let arrival_ntp = self.clock.ntp(now);
         let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(bps) = target
-            && bps.is_finite()
-            && bps > 0.0
-        {
-            shared.target_bps = Some(bps as u64);
-        }
         let reports = packets.iter().flat_map(|p| {
             let any = p.as_any();
             let list: &[ReceptionReport] = if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
@@ -146,14 +136,8 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackTap {
     type Time = Instant;
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
-        let target = match msg.message.get(&Attribute::TargetBitrateChanged {
-            bits_per_second: 0.0,
-        }) {
-            Some(Attribute::TargetBitrateChanged { bits_per_second }) => Some(*bits_per_second),
-            _ => None,
-        };
         if let Packet::Rtcp(packets) = &mut msg.message.packet {
-            self.note(msg.now, packets, target);
+            self.note(msg.now, packets);
             packets.retain(|p| is_keyframe_request(p.as_ref()));
             if packets.is_empty() {
                 // Nothing here the application routes; the interceptors already had it.
@@ -289,7 +273,7 @@ mod tests {
     }
 
     #[test]
-    fn tap_delivers_keyframe_requests_and_keeps_reports_and_estimates() {
+    fn tap_delivers_keyframe_requests_and_keeps_reports() {
         let shared = SharedFeedback::default();
         let mut tap = FeedbackTap::new(shared.clone(), Instant::now());
         let report = ReceptionReport {
@@ -306,17 +290,14 @@ mod tests {
         .expect("read");
         assert!(tap.poll_read().is_none(), "a report alone is not routed");
 
-        let mut with_estimate = tagged(vec![
+        tap.handle_read(tagged(vec![
             Box::new(ReceiverReport::default()),
             Box::new(PictureLossIndication {
                 sender_ssrc: 1,
                 media_ssrc: 2,
             }),
-        ]);
-        with_estimate.message.add(Attribute::TargetBitrateChanged {
-            bits_per_second: 1_234_000.0,
-        });
-        tap.handle_read(with_estimate).expect("read");
+        ]))
+        .expect("read");
         let out = tap.poll_read().expect("the PLI is delivered");
         assert!(out.message.has(&Attribute::DeliverToApplication));
         let Packet::Rtcp(packets) = &out.message.packet else {
@@ -325,7 +306,6 @@ mod tests {
         assert_eq!(packets.len(), 1);
 
         let feedback = shared.lock().expect("lock");
-        assert_eq!(feedback.target_bps, Some(1_234_000));
         assert_eq!(feedback.reports.len(), 1);
         assert_eq!(feedback.reports[0].ssrc, 42);
         assert!((feedback.reports[0].fraction_lost - 0.25).abs() < 1e-9);

@@ -16,7 +16,6 @@ use std::time::Instant;
 use rand::Rng;
 use rand::distributions::Alphanumeric;
 use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
-use rtc::interceptor::{CongestionControlBuilder, Gcc};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::{
     Registry, Slot, configure_nack, configure_rtcp_reports, configure_simulcast_extension_headers,
@@ -120,13 +119,6 @@ fn register_codecs(media: &mut MediaEngine, video: VideoCodec) -> Result<(), Sfu
     Ok(())
 }
 
-/// What congestion control starts from on a new subscriber leg, before the first feedback: the
-/// engine's own default, so a new subscriber gets the same first allocation either way.
-const GCC_INITIAL_BPS: f64 = crate::sfu::engine::DEFAULT_BANDWIDTH_BPS as f64;
-const GCC_MIN_BPS: f64 = 100_000.0;
-/// Far above what a visit of four needs; the estimate only has to say where the link ends.
-const GCC_MAX_BPS: f64 = 20_000_000.0;
-
 /// Builds one ICE-lite peer connection that answers STUN for `ufrag`/`pwd`, and the cell its
 /// RTCP feedback lands in.
 pub(crate) fn build_peer_connection(
@@ -149,17 +141,13 @@ pub(crate) fn build_peer_connection(
     let registry = configure_nack(Registry::new(), &mut media);
     let registry = configure_twcc(registry, &mut media)?;
     let feedback = SharedFeedback::default();
-    // GCC over the subscriber's TWCC feedback: the bandwidth estimate layer choice runs on.
-    let registry = configure_rtcp_reports(registry)
-        .with(
-            Slot::CongestionControl,
-            CongestionControlBuilder::new(Gcc::new(GCC_INITIAL_BPS, GCC_MIN_BPS, GCC_MAX_BPS))
-                .build(),
-        )
-        .with(
-            Slot::from(TAP_SLOT),
-            FeedbackTap::new(feedback.clone(), now),
-        );
+    // No congestion-control interceptor: GCC over TWCC records every packet sent to every
+    // subscriber, which made the forwarding loop fall behind under load; the engine estimates
+    // each downlink from receiver report loss instead (engine/bandwidth.rs).
+    let registry = configure_rtcp_reports(registry).with(
+        Slot::from(TAP_SLOT),
+        FeedbackTap::new(feedback.clone(), now),
+    );
 
     let settings = SettingEngineBuilder::new()
         .with_lite(true)

@@ -344,24 +344,16 @@ impl Driver {
 
     // ---- RTCP feedback -------------------------------------------------------------------
 
-    /// Hands what the RTCP taps gathered to the engines: each subscriber's bandwidth estimate,
-    /// and loss, jitter and round trip from the receiver reports about what we send it.
+    /// Hands what the RTCP taps gathered to the engines: loss, jitter and round trip from the
+    /// receiver reports about what we send each subscriber.
     pub(super) fn collect_feedback(&mut self, now: Instant) {
-        struct Gathered {
-            peer: PeerId,
-            estimate: Option<u64>,
-            report: Option<(f64, f64, f64)>,
-        }
         let mut gathered = Vec::new();
         for entry in self.pcs.values_mut() {
-            let (reports, estimate) = {
+            let reports = {
                 let mut feedback = entry.feedback.lock().unwrap_or_else(|e| e.into_inner());
-                (
-                    std::mem::take(&mut feedback.reports),
-                    feedback.target_bps.take(),
-                )
+                std::mem::take(&mut feedback.reports)
             };
-            if entry.kind != PcKind::Subscriber {
+            if entry.kind != PcKind::Subscriber || reports.is_empty() {
                 continue;
             }
             // Loss and round trip: the worst of any stream. Jitter: audio's when there is
@@ -387,41 +379,24 @@ impl Driver {
                     rtt = Some(rtt.map_or(ms, |r: f64| r.max(ms)));
                 }
             }
-            let figures = loss.map(|loss| (loss, audio_jitter.or(video_jitter).unwrap_or(0.0)));
             if rtt.is_some() {
                 entry.last_rtt_ms = rtt;
             }
-            if estimate.is_none() && figures.is_none() {
-                continue;
-            }
-            gathered.push(Gathered {
-                peer: entry.peer.clone(),
-                estimate,
-                // Until a sender report has been answered there is no round trip to count.
-                report: figures
-                    .map(|(loss, jitter)| (loss, jitter, entry.last_rtt_ms.unwrap_or(0.0))),
-            });
-        }
-        for Gathered {
-            peer,
-            estimate,
-            report,
-        } in gathered
-        {
-            let Some(state) = self.peers.get_mut(&peer) else {
+            let Some(loss) = loss else {
                 continue;
             };
-            let estimate = estimate.filter(|bps| state.estimate_bps != Some(*bps));
-            if let Some(bps) = estimate {
-                state.estimate_bps = Some(bps);
-            }
+            let jitter = audio_jitter.or(video_jitter).unwrap_or(0.0);
+            // Until a sender report has been answered there is no round trip to count.
+            gathered.push((
+                entry.peer.clone(),
+                loss,
+                jitter,
+                entry.last_rtt_ms.unwrap_or(0.0),
+            ));
+        }
+        for (peer, loss, jitter_ms, rtt_ms) in gathered {
             self.with_engine(&peer, Some(now), false, |e, me| {
-                if let Some(bps) = estimate {
-                    e.set_bandwidth_estimate(me, bps);
-                }
-                if let Some((loss, jitter_ms, rtt_ms)) = report {
-                    e.on_receiver_report(me, loss, jitter_ms, rtt_ms, now);
-                }
+                e.on_receiver_report(me, loss, jitter_ms, rtt_ms, now)
             });
         }
     }

@@ -24,7 +24,8 @@
 //!   speaking ([`Engine::layer_for`]; the `layers` submodule documents the rules).
 //! - **Dominant speaker** from RFC 6464 audio levels, with hysteresis (the `speaker` submodule).
 //! - **Network quality** 0–5 per participant from receiver reports (the `quality` submodule
-//!   has the thresholds).
+//!   has the thresholds); the same reports' loss drives each subscriber's downlink estimate
+//!   when no congestion controller gives one (the `bandwidth` submodule).
 //!
 //! Time: calls that need it take `now`, and [`Engine::handle_timeout`] must be called when
 //! [`Engine::poll_timeout`] says (a regular tick of 100 ms or so does as well): held layer
@@ -38,6 +39,7 @@
 //! Everything is kept in `BTreeMap`s and `BTreeSet`s: the same inputs give the same decisions in
 //! the same order, which the tests rely on and which makes a recorded call replayable.
 
+mod bandwidth;
 mod keyframe;
 mod layers;
 mod quality;
@@ -47,6 +49,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use bandwidth::LossBasedEstimate;
 use keyframe::KeyframeGate;
 use layers::{LayerState, Priority, Want};
 use quality::NetworkQuality;
@@ -62,7 +65,7 @@ pub const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
 /// Simulcast from this many admitted participants. With two, the one viewer's needs can be met
 /// by the publisher's own encoder adapting; with three, viewers differ and layers are needed.
 pub const SIMULCAST_MIN_PARTICIPANTS: usize = 3;
-/// Downlink assumed for a subscriber before its first bandwidth estimate: enough for a medium
+/// Downlink assumed for a subscriber before its first receiver report: enough for a medium
 /// layer of the speaker and low layers of two others, without starting on a guess too high.
 pub const DEFAULT_BANDWIDTH_BPS: u64 = 1_000_000;
 /// Downlink set aside for each audio track a subscriber receives (Opus at ~32 kbps plus
@@ -312,7 +315,10 @@ pub enum EngineEvent {
 struct Peer {
     admitted: bool,
     low_end: bool,
+    /// From congestion control (TWCC, REMB), when the driver has it.
     bandwidth_bps: Option<u64>,
+    /// From the loss in the peer's receiver reports, used when there is no estimate above.
+    loss_estimate: LossBasedEstimate,
     /// How large this peer shows each publisher's camera.
     render_sizes: BTreeMap<PeerId, (u32, u32)>,
     tracks: BTreeMap<TrackId, Track>,
@@ -839,8 +845,10 @@ impl Engine {
         self.speaker.current().cloned()
     }
 
-    /// Receiver report figures for `peer`'s connection: `loss_fraction` 0.0–1.0, interarrival
-    /// jitter and round trip in milliseconds.
+    /// Receiver report figures for what `peer` receives: `loss_fraction` 0.0–1.0, interarrival
+    /// jitter and round trip in milliseconds. They make its network score, and (until a
+    /// congestion controller's estimate is given) its downlink estimate from loss (the
+    /// `bandwidth` submodule).
     pub fn on_receiver_report(
         &mut self,
         peer: &PeerId,
@@ -858,6 +866,12 @@ impl Engine {
                 peer: peer.clone(),
                 score,
             });
+        }
+        let before = p.loss_estimate.bps();
+        let after = p.loss_estimate.report(loss_fraction, now);
+        if p.bandwidth_bps.is_none() && after != before {
+            // Lower at once, higher after the hold, as for any estimate.
+            self.settle(now);
         }
     }
 
@@ -1095,7 +1109,7 @@ impl Engine {
             }
             let budget = sub
                 .bandwidth_bps
-                .unwrap_or(DEFAULT_BANDWIDTH_BPS)
+                .unwrap_or(sub.loss_estimate.bps())
                 .saturating_sub(reserved);
             let chosen = layers::allocate(budget, &wants);
             for ((pub_id, track_id, hidden), target) in keys.into_iter().zip(chosen) {
