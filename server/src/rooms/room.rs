@@ -199,7 +199,13 @@ impl Room {
         self.members
             .get(id)
             .and_then(|m| m.video.clone())
-            .unwrap_or_else(|| wire_constraints(&Engine::new().video_constraints()))
+            .unwrap_or_else(|| {
+                let mut engine = Engine::new();
+                if let Some(sfu) = &self.sfu {
+                    engine.set_video_codec(sfu.video_codec());
+                }
+                wire_constraints(&engine.video_constraints())
+            })
     }
 
     fn to_room(&self, message: &ServerMessage, except: Option<&str>) {

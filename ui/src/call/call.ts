@@ -555,7 +555,7 @@ export class Call {
   }
 
   private preferCodec(transceiver: RTCRtpTransceiver) {
-    const wanted = `video/${(this.video?.codec ?? "VP8").toUpperCase()}`;
+    const wanted = `VIDEO/${(this.video?.codec ?? "VP8").toUpperCase()}`;
     const caps = RTCRtpReceiver.getCapabilities?.("video");
     if (!caps || typeof transceiver.setCodecPreferences !== "function") return;
     const codecs = [...caps.codecs].sort(
@@ -643,6 +643,15 @@ export class Call {
     if (!isSimulcast && params.encodings?.[0]) {
       params.encodings[0].maxBitrate = this.maxBitrate("video");
       await transceiver.sender.setParameters(params).catch(() => undefined);
+    }
+    const wanted = `VIDEO/${vc.codec.toUpperCase()}`;
+    const sending = params.codecs?.[0]?.mimeType?.toUpperCase();
+    const canSend = RTCRtpSender.getCapabilities?.("video")?.codecs.some((c) => c.mimeType.toUpperCase() === wanted) ?? false;
+    if (sending && sending !== wanted && canSend) {
+      // The room's codec changed (or was not known when the sender was made): offer again
+      // with it first. A browser that cannot send it keeps sending what it can.
+      for (const [t, s] of this.sending) if (s.kind !== "audio") this.preferCodec(t);
+      await this.negotiatePublisher();
     }
   }
 

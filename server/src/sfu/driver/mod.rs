@@ -401,6 +401,7 @@ pub struct Sfu {
     tcp_inbound: mpsc::Sender<TcpInbound>,
     events: broadcast::Sender<SfuEvent>,
     udp_addr: SocketAddr,
+    video_codec: VideoCodec,
     counters: Arc<Counters>,
     next_conn: Arc<AtomicU64>,
 }
@@ -433,6 +434,7 @@ impl Sfu {
             tcp_inbound,
             events,
             udp_addr,
+            video_codec: cfg.video_codec,
             counters,
             next_conn: Arc::new(AtomicU64::new(1)),
         })
@@ -441,6 +443,11 @@ impl Sfu {
     /// The address the media socket is actually bound to.
     pub fn udp_addr(&self) -> SocketAddr {
         self.udp_addr
+    }
+
+    /// The codec rooms ask cameras for unless one says otherwise.
+    pub fn video_codec(&self) -> VideoCodec {
+        self.video_codec
     }
 
     /// Client's publisher offer -> our answer. Creates the publisher connection if needed;

@@ -633,7 +633,7 @@ fn a_paused_layer_moves_only_its_own_viewers() {
             _ => None,
         })
         .collect();
-    assert_eq!(moved, [s.clone()]);
+    assert_eq!(moved, std::slice::from_ref(&s));
     e.handle_timeout(clock.ms(3600));
     let asked = keyframes(&drain(&mut e));
     assert_eq!(asked.len(), 1);
