@@ -190,6 +190,18 @@ pub struct MediaConfig {
     /// The address clients reach the media ports at; defaults to the listen address, or
     /// the public URL's host when that is an IP address.
     pub advertise_ip: Option<std::net::IpAddr>,
+    /// The video codec cameras are asked for in every visit: `vp8` (the default), or `h264`
+    /// (packetization mode 1, constrained baseline) where endpoints need it.
+    pub video_codec: VideoCodecSetting,
+}
+
+/// `media.video_codec`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VideoCodecSetting {
+    #[default]
+    Vp8,
+    H264,
 }
 
 impl Default for MediaConfig {
@@ -200,6 +212,7 @@ impl Default for MediaConfig {
             udp_enabled: true,
             ice_tcp: true,
             advertise_ip: None,
+            video_codec: VideoCodecSetting::Vp8,
         }
     }
 }

@@ -119,6 +119,10 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
             advertise_ip: state.config.media_advertise_ip(),
             tcp_port: m.ice_tcp.then_some(addr.port()),
             udp_enabled: m.udp_enabled,
+            video_codec: match m.video_codec {
+                config::VideoCodecSetting::Vp8 => sfu::VideoCodec::Vp8,
+                config::VideoCodecSetting::H264 => sfu::VideoCodec::H264,
+            },
         })
         .await
         .with_context(|| format!("starting media on UDP {}", m.udp_listen))?;

@@ -1,9 +1,10 @@
 //! The bridge between signaling and the SFU: SDP offers and answers, and ICE candidates.
 //!
-//! Only admitted participants negotiate media. The SFU also enforces admission on every
-//! packet (the room task keeps its gate current), so a stale negotiation cannot leak media.
+//! Only admitted participants negotiate media, as the room task knows them (not the database:
+//! this runs for every trickled candidate). The SFU also enforces admission on every packet
+//! (the room task keeps its gate current), so a stale negotiation cannot leak media.
 
-use rounds_proto::{ClientMessage, ErrorCode, ParticipantState, PcKind, RoomClaims, ServerMessage};
+use rounds_proto::{ClientMessage, ErrorCode, PcKind, RoomClaims, ServerMessage};
 
 use crate::AppState;
 use crate::sfu::{self, SfuError};
@@ -46,14 +47,9 @@ pub async fn negotiate(
             "Audio and video are not enabled on this server.",
         ));
     };
-    let admitted = state
-        .store
-        .participant(&claims.sub)
-        .await
-        .ok()
-        .flatten()
-        .is_some_and(|p| p.state == ParticipantState::Admitted && p.visit_id == claims.room);
-    if !admitted {
+    // The room task's own record: it is what admission changes first, and asking it costs a
+    // message, not a database read per trickled candidate.
+    if !state.rooms.is_admitted(&claims.room, &claims.sub).await {
         return Err(ServerMessage::error(
             ErrorCode::NotAdmitted,
             "You can share audio and video once the clinic lets you in.",

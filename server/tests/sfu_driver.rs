@@ -30,6 +30,7 @@ use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtp::extension::HeaderExtension;
 use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -105,6 +106,74 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for PliTap {
 }
 
 impl Interceptor for PliTap {
+    fn bind_local_stream(&mut self, _: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _: &StreamInfo) {}
+}
+
+/// Holds back the client's receiver reports on their way to the wire, as a slow return path
+/// would: the SFU's round-trip figure from LSR/DLSR grows by `delay`.
+struct DelayReports {
+    delay: Duration,
+    held: VecDeque<(Instant, TaggedPacket)>,
+    reads: VecDeque<TaggedPacket>,
+    writes: VecDeque<TaggedPacket>,
+}
+
+impl DelayReports {
+    fn new(delay: Duration) -> Self {
+        Self {
+            delay,
+            held: VecDeque::new(),
+            reads: VecDeque::new(),
+            writes: VecDeque::new(),
+        }
+    }
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for DelayReports {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = RtcError;
+    type Time = Instant;
+
+    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.reads.push_back(msg);
+        Ok(())
+    }
+    fn poll_read(&mut self) -> Option<TaggedPacket> {
+        self.reads.pop_front()
+    }
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        let report = matches!(&msg.message.packet, Packet::Rtcp(packets)
+            if packets.iter().any(|p| p.as_any().is::<ReceiverReport>()));
+        if report {
+            self.held.push_back((msg.now + self.delay, msg));
+        } else {
+            self.writes.push_back(msg);
+        }
+        Ok(())
+    }
+    fn poll_write(&mut self) -> Option<TaggedPacket> {
+        self.writes.pop_front()
+    }
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), Self::Error> {
+        while self.held.front().is_some_and(|(due, _)| *due <= now) {
+            if let Some((_, mut msg)) = self.held.pop_front() {
+                msg.now = now;
+                self.writes.push_back(msg);
+            }
+        }
+        Ok(())
+    }
+    fn poll_timeout(&mut self) -> Option<Instant> {
+        self.held.front().map(|(due, _)| *due)
+    }
+}
+
+impl Interceptor for DelayReports {
     fn bind_local_stream(&mut self, _: &StreamInfo) {}
     fn unbind_local_stream(&mut self, _: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _: &StreamInfo) {}
@@ -187,6 +256,7 @@ async fn build_pc(
     tcp: bool,
     received: Arc<Received>,
     remote_tracks: Arc<Mutex<Vec<Arc<dyn TrackRemote>>>>,
+    report_delay: Option<Duration>,
 ) -> (
     Arc<dyn PeerConnection>,
     watch::Receiver<RTCPeerConnectionState>,
@@ -219,9 +289,13 @@ async fn build_pc(
             None,
         )
         .expect("audio level");
-    let registry = register_default_interceptors(Registry::new(), &mut media)
+    let mut registry = register_default_interceptors(Registry::new(), &mut media)
         .expect("interceptors")
         .with(Slot::from(14_000), PliTap::default());
+    if let Some(delay) = report_delay {
+        // Wire-most, so the reports are held after they were written.
+        registry = registry.with(Slot::from(100), DelayReports::new(delay));
+    }
     let mut settings = SettingEngineBuilder::new();
     if tcp {
         settings = settings.with_network_types(vec![rtc::ice::network_type::NetworkType::Tcp4]);
@@ -294,12 +368,17 @@ struct Client {
 
 impl Client {
     async fn new(id: &str, tcp: bool) -> Arc<Client> {
+        Self::with_report_delay(id, tcp, None).await
+    }
+
+    /// A client whose subscriber connection holds its receiver reports back for `delay`.
+    async fn with_report_delay(id: &str, tcp: bool, delay: Option<Duration>) -> Arc<Client> {
         let received = Arc::new(Received::default());
         let remote_tracks = Arc::new(Mutex::new(Vec::new()));
         let (publisher, publisher_state) =
-            build_pc(tcp, received.clone(), remote_tracks.clone()).await;
+            build_pc(tcp, received.clone(), remote_tracks.clone(), None).await;
         let (subscriber, subscriber_state) =
-            build_pc(tcp, received.clone(), remote_tracks.clone()).await;
+            build_pc(tcp, received.clone(), remote_tracks.clone(), delay).await;
         Arc::new(Client {
             id: id.to_owned(),
             tcp,
@@ -700,6 +779,7 @@ async fn start_sfu(tcp_port: Option<u16>, udp_enabled: bool) -> Sfu {
         advertise_ip: LOCALHOST,
         tcp_port,
         udp_enabled,
+        video_codec: rounds_server::sfu::VideoCodec::Vp8,
     })
     .await
     .expect("sfu starts")
@@ -710,7 +790,14 @@ async fn join(
     id: &str,
     tcp: bool,
 ) -> Arc<Client> {
-    let client = Client::new(id, tcp).await;
+    join_with(clients, Client::new(id, tcp).await)
+}
+
+fn join_with(
+    clients: &Arc<Mutex<HashMap<PeerId, Arc<Client>>>>,
+    client: Arc<Client>,
+) -> Arc<Client> {
+    let id = client.id.clone();
     clients
         .lock()
         .expect("lock")
@@ -907,6 +994,61 @@ async fn udp_call_forwards_gates_and_survives_garbage() {
         })
         .await;
         for client in [&a, &b, &c] {
+            client.close().await;
+        }
+    })
+    .await
+    .expect("test finished in time");
+}
+
+/// Network quality from receiver reports: on loopback both peers score 5 (excellent), until
+/// one's reports come back 800 ms late. The SFU measures the round trip itself from LSR/DLSR
+/// against its own sender reports (`rtc` does not), and that peer's score falls while the
+/// other's stays where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_return_path_lowers_the_network_score() {
+    init_tracing();
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let sfu = start_sfu(None, true).await;
+        let clients = Arc::new(Mutex::new(HashMap::new()));
+        let events = spawn_signaling(&sfu, clients.clone());
+        let (alice, bob) = ("alice".to_owned(), "bob".to_owned());
+        for (me, other) in [(&alice, &bob), (&bob, &alice)] {
+            sfu.set_allowed(me, true).await;
+            sfu.set_subscriptions(me, vec![other.clone()]).await;
+        }
+        let a = join(&clients, &alice, false).await;
+        let b = join_with(
+            &clients,
+            Client::with_report_delay(&bob, false, Some(Duration::from_millis(800))).await,
+        );
+        for client in [&a, &b] {
+            client.publish(&sfu).await;
+            client.negotiate_subscriber(&sfu).await;
+        }
+        let latest = |peer: &str| {
+            events
+                .lock()
+                .expect("lock")
+                .iter()
+                .rev()
+                .find_map(|e| match e {
+                    SfuEvent::NetworkScore { peer: p, score } if p == peer => Some(*score),
+                    _ => None,
+                })
+        };
+        wait_until("alice to score excellent", Duration::from_secs(40), || {
+            latest(&alice) == Some(5)
+        })
+        .await;
+        wait_until(
+            "bob's score to fall with his round trip",
+            Duration::from_secs(40),
+            || latest(&bob).is_some_and(|score| (1..=2).contains(&score)),
+        )
+        .await;
+        assert_eq!(latest(&alice), Some(5), "alice's network did not change");
+        for client in [&a, &b] {
             client.close().await;
         }
     })

@@ -301,6 +301,20 @@ impl Client {
     }
 
     /// A host action on another participant (admit, deny, mute, remove).
+    /// Tells the server how large this client draws each participant's camera (0 × 0: not
+    /// shown), so that it forwards the simulcast layer that fills the tile and no more.
+    pub async fn set_render_sizes(&self, sizes: &[(&str, u32, u32)]) -> Result<(), ClientError> {
+        let sizes = sizes
+            .iter()
+            .map(|(participant, width, height)| rounds_proto::RenderSize {
+                participant_id: (*participant).to_owned(),
+                width: *width,
+                height: *height,
+            })
+            .collect();
+        self.send(ClientMessage::RenderSizes { sizes }).await
+    }
+
     pub async fn host(&self, participant: &str, action: HostAction) -> Result<(), ClientError> {
         self.send(ClientMessage::Host {
             participant: participant.to_owned(),

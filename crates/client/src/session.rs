@@ -247,10 +247,12 @@ impl Session {
             return Err(Outcome::Dropped);
         };
         self.session_id = session.clone();
+        self.media.signaling_restarted();
         self.heartbeat = Duration::from_secs(u64::from((*heartbeat_secs).max(1)));
         let state = me.state;
         let resumed = *resumed;
-        self.media.set_constraints(video.clone());
+        // Before admission nothing is published yet, so nothing needs sending.
+        let _ = self.media.set_constraints(video.clone()).await;
         self.shared.roster().apply(&joined);
         if reconnect && !resumed {
             // The server forgot us (the resume window passed): start media over.
@@ -304,7 +306,10 @@ impl Session {
             ServerMessage::Ice { pc, candidate } => {
                 self.media.on_remote_candidate(*pc, candidate.clone()).await;
             }
-            ServerMessage::VideoConstraints { video } => self.media.set_constraints(video.clone()),
+            ServerMessage::VideoConstraints { video } => {
+                let messages = self.media.set_constraints(video.clone()).await;
+                self.send_all(ws, messages).await?;
+            }
             ServerMessage::MuteRequested { kind, .. } => self.media.set_muted(*kind, true),
             ServerMessage::Ping { t }
                 if send(ws, &ClientMessage::Pong { t: *t }).await.is_err() =>

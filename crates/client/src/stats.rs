@@ -114,7 +114,8 @@ pub struct SentStats {
     /// The answer accepted the RFC 6464 audio-level extension, so every audio packet carries
     /// the tone's level.
     pub audio_level_negotiated: bool,
-    /// What the encoder currently produces (after the server's constraints).
+    /// What the encoder currently produces (after the server's constraints); with simulcast,
+    /// the top encoding's size and the sum of the encodings' bitrates.
     pub video_width: u32,
     pub video_height: u32,
     pub video_fps: u32,
@@ -123,6 +124,8 @@ pub struct SentStats {
     pub screen_frames: u64,
     pub screen_width: u32,
     pub screen_height: u32,
+    /// The video goes out as simulcast encodings (the room has three people or more).
+    pub simulcast: bool,
 }
 
 /// A snapshot of everything [`crate::Client::stats`] knows.

@@ -88,6 +88,7 @@ pub fn typescript_bindings() -> String {
         TrackKind::decl(),
         TrackInfo::decl(),
         IceCandidate::decl(),
+        RenderSize::decl(),
         MediaKind::decl(),
         HostAction::decl(),
         ClientMessage::decl(),

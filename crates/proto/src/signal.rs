@@ -57,6 +57,20 @@ pub struct TrackInfo {
     pub muted: bool,
 }
 
+/// How large a client draws one participant's camera, in device pixels; 0 × 0 when it does
+/// not show it at all. The server sends each viewer the smallest simulcast layer that fills
+/// the tile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(deny_unknown_fields)]
+pub struct RenderSize {
+    pub participant_id: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Most render sizes one `render_sizes` message may carry: more tiles than any visit shows.
+pub const MAX_RENDER_SIZES: usize = 16;
+
 /// A trickled ICE candidate (the fields of `RTCIceCandidateInit`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(deny_unknown_fields)]
@@ -124,6 +138,11 @@ pub enum ClientMessage {
     SetMuted {
         kind: MediaKind,
         muted: bool,
+    },
+    /// How large I draw each participant's camera now (send again when tiles change; each
+    /// message replaces the sizes it names). At most [`MAX_RENDER_SIZES`] entries.
+    RenderSizes {
+        sizes: Vec<RenderSize>,
     },
     Chat {
         #[ts(type = "string")]

@@ -16,7 +16,7 @@ use rounds_proto::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::sfu::engine::{Engine, EngineEvent, PeerId as EnginePeer};
+use crate::sfu::engine::Engine;
 use crate::sfu::{Sfu, SfuEvent};
 
 use crate::store::ParticipantRow;
@@ -42,6 +42,15 @@ pub enum Request {
     Publish(TrackInfo),
     Unpublish(String),
     SetMuted(MediaKind, bool),
+    /// How large the client draws each participant's camera: (participant, width, height).
+    RenderSizes(Vec<(String, u32, u32)>),
+}
+
+/// What a request leaves for the SFU, done after the room's own bookkeeping.
+enum MediaFollowUp {
+    /// The participant turned their own microphone or camera back on: a host mute is lifted.
+    SelfUnmuted(String, MediaKind),
+    RenderSizes(String, Vec<(String, u32, u32)>),
 }
 
 // Connect carries a whole participant row once per connection; boxing it would buy nothing.
@@ -73,6 +82,10 @@ enum Command {
     RunningLate(u32),
     Ended,
     Snapshot(oneshot::Sender<Vec<RoomParticipant>>),
+    IsAdmitted {
+        participant: String,
+        reply: oneshot::Sender<bool>,
+    },
     Media(SfuEvent),
 }
 
@@ -100,6 +113,9 @@ struct Member {
     conn: Option<Conn>,
     session: String,
     dropped_at: Option<Instant>,
+    /// What the SFU last asked this participant's camera to send.
+    video: Option<VideoConstraints>,
+    network_score: u8,
 }
 
 impl Member {
@@ -147,8 +163,8 @@ struct Room {
     running_late: Option<u32>,
     ended: bool,
     sfu: Option<Sfu>,
-    /// Dominant speaker and network scores, decided without I/O.
-    engine: Engine,
+    /// The dominant speaker as the SFU's engine last announced it.
+    dominant: Option<String>,
     /// What the SFU was last told, to send it only changes.
     media_gate: BTreeMap<String, (bool, Vec<String>)>,
     /// Members whose peer connections belong to a page that is gone.
@@ -177,17 +193,19 @@ impl Room {
             .collect()
     }
 
-    fn video(&self) -> VideoConstraints {
-        let people = self.members.values().filter(|m| m.in_room()).count();
-        let simulcast = people >= 3;
-        VideoConstraints {
-            width: 1280,
-            height: 720,
-            fps: 24,
-            max_bitrate_kbps: if simulcast { 1700 } else { 1500 },
-            simulcast,
-            codec: "VP8".into(),
-        }
+    /// The camera settings the SFU asked of `id`, or the engine's default for a two-party call
+    /// until it has asked (in the lobby, or with media disabled).
+    fn video(&self, id: &str) -> VideoConstraints {
+        self.members
+            .get(id)
+            .and_then(|m| m.video.clone())
+            .unwrap_or_else(|| {
+                let mut engine = Engine::new();
+                if let Some(sfu) = &self.sfu {
+                    engine.set_video_codec(sfu.video_codec());
+                }
+                wire_constraints(&engine.video_constraints())
+            })
     }
 
     fn to_room(&self, message: &ServerMessage, except: Option<&str>) {
@@ -271,6 +289,8 @@ impl Room {
                         conn: Some(conn),
                         session: rounds_auth::random_id(),
                         dropped_at: None,
+                        video: None,
+                        network_score: 0,
                     },
                 );
             }
@@ -309,7 +329,7 @@ impl Room {
             } else {
                 Vec::new()
             },
-            video: self.video(),
+            video: self.video(&id),
             heartbeat_secs: HEARTBEAT.as_secs() as u32,
             resume_secs: RESUME_WINDOW.as_secs() as u32,
             running_late_minutes: self.running_late,
@@ -370,18 +390,17 @@ impl Room {
         }
     }
 
-    fn request(&mut self, conn: ConnId, request: Request) {
-        let Some(member) = self.member_by_conn(conn) else {
-            return;
-        };
+    fn request(&mut self, conn: ConnId, request: Request) -> Option<MediaFollowUp> {
+        let member = self.member_by_conn(conn)?;
         if !member.in_room() {
             member.send(ServerMessage::error(
                 ErrorCode::NotAdmitted,
                 "You can share audio and video once the clinic lets you in.",
             ));
-            return;
+            return None;
         }
         let id = member.id.clone();
+        let mut follow_up = None;
         let message = match request {
             Request::Publish(mut track) => {
                 track.muted = false;
@@ -404,12 +423,36 @@ impl Room {
                     MediaKind::Audio => member.audio_muted = muted,
                     MediaKind::Video => member.video_muted = muted,
                 }
+                if !muted {
+                    follow_up = Some(MediaFollowUp::SelfUnmuted(id.clone(), kind));
+                }
                 ServerMessage::ParticipantUpdated {
                     participant: member.view(),
                 }
             }
+            Request::RenderSizes(sizes) => {
+                // Only sizes of people in the room: nothing here may name someone else.
+                let sizes = sizes
+                    .into_iter()
+                    .filter(|(p, _, _)| {
+                        *p != id && self.members.get(p).is_some_and(Member::in_room)
+                    })
+                    .collect();
+                return Some(MediaFollowUp::RenderSizes(id, sizes));
+            }
         };
         self.to_room(&message, Some(&id));
+        follow_up
+    }
+
+    async fn media_follow_up(&self, follow_up: MediaFollowUp) {
+        let Some(sfu) = &self.sfu else { return };
+        match follow_up {
+            MediaFollowUp::SelfUnmuted(id, kind) => {
+                sfu.set_host_muted(&id, media_kind(kind), false).await;
+            }
+            MediaFollowUp::RenderSizes(id, sizes) => sfu.set_render_sizes(&id, sizes),
+        }
     }
 
     fn admission(&mut self, id: &str, state: ParticipantState) {
@@ -433,20 +476,14 @@ impl Room {
                 if let Some(m) = self.members.get(id) {
                     m.send(admitted);
                     // Someone admitted mid-visit learns who is speaking now, not at the next change.
-                    if let Some(speaker) = self.engine.dominant_speaker() {
+                    if let Some(speaker) = &self.dominant {
                         m.send(ServerMessage::DominantSpeaker {
-                            participant_id: Some(speaker.as_str().to_owned()),
+                            participant_id: Some(speaker.clone()),
                         });
                     }
-                    m.send(ServerMessage::VideoConstraints {
-                        video: self.video(),
-                    });
                 }
+                // Camera settings for everyone follow from the SFU once it has admitted them.
                 self.lobby_changed();
-                let video = ServerMessage::VideoConstraints {
-                    video: self.video(),
-                };
-                self.to_room(&video, Some(id));
             }
             ParticipantState::Denied | ParticipantState::Removed | ParticipantState::Left => {
                 let Some(member) = self.members.remove(id) else {
@@ -471,10 +508,6 @@ impl Room {
                         },
                         None,
                     );
-                    let video = ServerMessage::VideoConstraints {
-                        video: self.video(),
-                    };
-                    self.to_room(&video, None);
                 }
                 self.lobby_changed();
             }
@@ -482,9 +515,9 @@ impl Room {
         }
     }
 
-    fn host_mute(&mut self, id: &str, kind: MediaKind) {
+    fn host_mute(&mut self, id: &str, kind: MediaKind) -> bool {
         let Some(member) = self.members.get_mut(id) else {
-            return;
+            return false;
         };
         let message = match kind {
             MediaKind::Audio => {
@@ -505,6 +538,7 @@ impl Room {
             &ServerMessage::ParticipantUpdated { participant: view },
             Some(id),
         );
+        true
     }
 
     fn chat(&self, message: ChatMessage) {
@@ -562,8 +596,6 @@ impl Room {
                 Vec::new()
             };
             wanted.insert(m.id.clone(), (allowed, subs));
-            self.engine
-                .set_admitted(&EnginePeer::new(m.id.clone()), allowed);
         }
         let gone: Vec<String> = self
             .media_gate
@@ -579,14 +611,15 @@ impl Room {
                 }
             }
         }
-        for id in &gone {
-            self.engine.remove_peer(&EnginePeer::new(id.clone()));
-        }
         let Some(sfu) = &self.sfu else {
             self.media_gate = wanted;
             return;
         };
         for (id, gate) in &wanted {
+            if !self.media_gate.contains_key(id) {
+                // This room's engine decides for them from now on.
+                sfu.join_room(id, &self.id).await;
+            }
             if self.media_gate.get(id) != Some(gate) {
                 sfu.set_allowed(id, gate.0).await;
                 sfu.set_subscriptions(id, gate.1.clone()).await;
@@ -596,7 +629,6 @@ impl Room {
             sfu.remove_peer(id).await;
         }
         self.media_gate = wanted;
-        self.drain_engine();
     }
 
     fn media(&mut self, event: SfuEvent) {
@@ -625,75 +657,46 @@ impl Room {
                     }
                 });
             }
-            SfuEvent::AudioLevel { peer, level_dbov } => {
-                let muted = self.members.get(&peer).is_some_and(|m| m.audio_muted);
-                self.engine.on_audio_level(
-                    &EnginePeer::new(peer),
-                    level_dbov,
-                    !muted && level_dbov < 127,
-                    Instant::now(),
-                );
-                self.drain_engine();
+            SfuEvent::DominantSpeaker { peer, .. } => {
+                // Only someone in the room holds the floor as far as anyone is told.
+                let peer = peer.filter(|p| self.members.get(p).is_some_and(Member::in_room));
+                if peer != self.dominant {
+                    self.dominant = peer.clone();
+                    self.to_room(
+                        &ServerMessage::DominantSpeaker {
+                            participant_id: peer,
+                        },
+                        None,
+                    );
+                }
+            }
+            SfuEvent::NetworkScore { peer, score } => {
+                let Some(member) = self.members.get_mut(&peer) else {
+                    return;
+                };
+                member.network_score = score;
+                let scores = self
+                    .members
+                    .values()
+                    .filter(|m| m.in_room())
+                    .map(|m| rounds_proto::ParticipantQuality {
+                        participant_id: m.id.clone(),
+                        score: m.network_score,
+                    })
+                    .collect();
+                self.to_room(&ServerMessage::NetworkQuality { scores }, None);
+            }
+            SfuEvent::VideoConstraints { peer, constraints } => {
+                let Some(member) = self.members.get_mut(&peer) else {
+                    return;
+                };
+                let video = wire_constraints(&constraints);
+                member.video = Some(video.clone());
+                if member.in_room() {
+                    member.send(ServerMessage::VideoConstraints { video });
+                }
             }
             _ => {}
-        }
-    }
-
-    /// Network scores from the SFU's view of each admitted member's connections.
-    async fn refresh_quality(&mut self) {
-        let Some(sfu) = self.sfu.clone() else { return };
-        let now = Instant::now();
-        let ids: Vec<String> = self
-            .members
-            .values()
-            .filter(|m| m.in_room())
-            .map(|m| m.id.clone())
-            .collect();
-        for id in ids {
-            let Some(stats) = sfu.stats(&id).await else {
-                continue;
-            };
-            let Some(sub) = stats.subscriber.or(stats.publisher) else {
-                continue;
-            };
-            // Loss comes from the client's receiver reports. rtc 0.21 does not compute RTT
-            // from them yet (ADR 4), so a missing RTT counts as none rather than hiding the score.
-            let Some(loss) = sub.fraction_lost else {
-                continue;
-            };
-            let rtt_ms = sub.rtt.map_or(0.0, |rtt| rtt.as_secs_f64() * 1000.0);
-            self.engine
-                .on_receiver_report(&EnginePeer::new(id), loss, 0.0, rtt_ms, now);
-        }
-        self.engine.handle_timeout(now);
-        self.drain_engine();
-    }
-
-    fn drain_engine(&mut self) {
-        let mut scores_changed = false;
-        while let Some(event) = self.engine.poll_event() {
-            match event {
-                EngineEvent::DominantSpeakerChanged(peer) => {
-                    let message = ServerMessage::DominantSpeaker {
-                        participant_id: peer.map(|p| p.as_str().to_owned()),
-                    };
-                    self.to_room(&message, None);
-                }
-                EngineEvent::NetworkScoreChanged { .. } => scores_changed = true,
-                _ => {}
-            }
-        }
-        if scores_changed {
-            let scores = self
-                .members
-                .values()
-                .filter(|m| m.in_room())
-                .map(|m| rounds_proto::ParticipantQuality {
-                    participant_id: m.id.clone(),
-                    score: self.engine.network_score(&EnginePeer::new(m.id.clone())),
-                })
-                .collect();
-            self.to_room(&ServerMessage::NetworkQuality { scores }, None);
         }
     }
 
@@ -709,7 +712,6 @@ async fn run(mut room: Room, mut rx: mpsc::Receiver<Command>, registry: Arc<Regi
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut idle_since: Option<Instant> = None;
-    let mut quality_ticks: u64 = 0;
     loop {
         tokio::select! {
             command = rx.recv() => {
@@ -734,13 +736,24 @@ async fn run(mut room: Room, mut rx: mpsc::Receiver<Command>, registry: Arc<Regi
                         }
                     }
                     Command::Disconnect { conn } => room.disconnect(conn, Instant::now()),
-                    Command::Request { conn, request } => room.request(conn, request),
+                    Command::Request { conn, request } => {
+                        if let Some(follow_up) = room.request(conn, request) {
+                            room.media_follow_up(follow_up).await;
+                        }
+                    }
                     Command::Admission { participant, state } => {
                         room.admission(&participant, state);
                         room.sync_media().await;
                     }
                     Command::Media(event) => room.media(event),
-                    Command::HostMute { participant, kind } => room.host_mute(&participant, kind),
+                    Command::HostMute { participant, kind } => {
+                        if room.host_mute(&participant, kind)
+                            && let Some(sfu) = &room.sfu
+                        {
+                            // Nobody receives the track until the participant turns it back on.
+                            sfu.set_host_muted(&participant, media_kind(kind), true).await;
+                        }
+                    }
                     Command::Chat(message) => room.chat(message),
                     Command::RunningLate(minutes) => {
                         room.running_late = (minutes > 0).then_some(minutes);
@@ -755,6 +768,9 @@ async fn run(mut room: Room, mut rx: mpsc::Receiver<Command>, registry: Arc<Regi
                     Command::Snapshot(reply) => {
                         let _ = reply.send(room.members.values().map(Member::view).collect());
                     }
+                    Command::IsAdmitted { participant, reply } => {
+                        let _ = reply.send(room.members.get(&participant).is_some_and(Member::in_room));
+                    }
                 }
             }
             _ = tick.tick() => {
@@ -763,10 +779,6 @@ async fn run(mut room: Room, mut rx: mpsc::Receiver<Command>, registry: Arc<Regi
                 room.expire(now);
                 if room.members.len() != before {
                     room.sync_media().await;
-                }
-                quality_ticks += 1;
-                if quality_ticks.is_multiple_of(2) {
-                    room.refresh_quality().await;
                 }
                 if room.connected() == 0 {
                     let since = *idle_since.get_or_insert(now);
@@ -838,7 +850,7 @@ impl Rooms {
             running_late: settings.running_late_minutes,
             ended: false,
             sfu: self.sfu.get().cloned(),
-            engine: Engine::new(),
+            dominant: None,
             media_gate: BTreeMap::new(),
             media_reset: Vec::new(),
             routes: self.peers.clone(),
@@ -935,6 +947,23 @@ impl Rooms {
         self.tell(room, Command::Ended).await;
     }
 
+    /// Whether `participant` is in the room (admitted) as the room task knows it now. Media
+    /// negotiation asks this for every offer, answer and candidate.
+    pub async fn is_admitted(&self, room: &str, participant: &str) -> bool {
+        let Some(tx) = self.existing(room) else {
+            return false;
+        };
+        let (reply, wait) = oneshot::channel();
+        let ask = Command::IsAdmitted {
+            participant: participant.to_owned(),
+            reply,
+        };
+        if tx.send(ask).await.is_err() {
+            return false;
+        }
+        wait.await.unwrap_or(false)
+    }
+
     /// Everyone the room task knows (tests use it to prove a reconnect made no duplicate).
     pub async fn snapshot(&self, room: &str) -> Vec<RoomParticipant> {
         let Some(tx) = self.existing(room) else {
@@ -958,17 +987,18 @@ impl Rooms {
             loop {
                 match events.recv().await {
                     Ok(event) => {
-                        let peer = match &event {
+                        let room = match &event {
+                            SfuEvent::DominantSpeaker { room, .. } => Some(room.clone()),
                             SfuEvent::RenegotiationNeeded { peer }
-                            | SfuEvent::AudioLevel { peer, .. } => peer.clone(),
+                            | SfuEvent::NetworkScore { peer, .. }
+                            | SfuEvent::VideoConstraints { peer, .. } => rooms
+                                .peers
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .get(peer)
+                                .cloned(),
                             _ => continue,
                         };
-                        let room = rooms
-                            .peers
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .get(&peer)
-                            .cloned();
                         if let Some(room) = room {
                             rooms.tell(&room, Command::Media(event)).await;
                         }
@@ -984,6 +1014,25 @@ impl Rooms {
 
     pub fn sfu(&self) -> Option<&Sfu> {
         self.sfu.get()
+    }
+}
+
+fn media_kind(kind: MediaKind) -> crate::sfu::MediaKind {
+    match kind {
+        MediaKind::Audio => crate::sfu::MediaKind::Audio,
+        MediaKind::Video => crate::sfu::MediaKind::Video,
+    }
+}
+
+/// The engine's camera settings as the signaling protocol carries them.
+fn wire_constraints(c: &crate::sfu::VideoConstraints) -> VideoConstraints {
+    VideoConstraints {
+        width: c.width,
+        height: c.height,
+        fps: c.fps,
+        max_bitrate_kbps: c.max_bitrate_kbps,
+        simulcast: c.simulcast,
+        codec: c.codec.as_str().to_owned(),
     }
 }
 

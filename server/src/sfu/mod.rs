@@ -1,15 +1,16 @@
 //! The SFU: selective forwarding of media between the participants of a visit.
 //!
-//! [`driver`] is the I/O layer: one UDP socket and the ICE-TCP connections, demultiplexed to one
-//! sans-IO `rtc` peer connection per participant and direction, with RTP forwarded between them
-//! under the admission gate. [`engine`] holds the decisions that need no I/O (layers, dominant
-//! speaker, network score); the driver reports what it observes as [`SfuEvent`]s and never
-//! depends on the engine.
+//! [`engine`] holds every decision (admission, layers, keyframe requests, dominant speaker,
+//! network score), with no I/O. [`driver`] is the I/O layer: one UDP socket and the ICE-TCP
+//! connections, demultiplexed to one sans-IO `rtc` peer connection per participant and
+//! direction; it owns one engine per room, feeds it what it observes and forwards RTP as it
+//! decides. The room task hears of the engine's outcomes as [`SfuEvent`]s.
 
 pub mod driver;
 pub mod engine;
 
 pub use driver::{
-    CounterSnapshot, EVENT_CAPACITY, IceProtocol, KeyframeReason, MediaKind, PcKind, PcState,
-    PcStats, PeerId, PeerStats, SelectedPair, Sfu, SfuConfig, SfuError, SfuEvent,
+    CounterSnapshot, EVENT_CAPACITY, IceProtocol, KeyframeReason, Layer, MediaKind, PcKind,
+    PcState, PcStats, PeerId, PeerStats, RoomId, SelectedPair, Sfu, SfuConfig, SfuError, SfuEvent,
+    VideoCodec, VideoConstraints,
 };

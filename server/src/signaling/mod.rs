@@ -298,6 +298,26 @@ async fn handle(
                 .await;
             None
         }
+        ClientMessage::RenderSizes { sizes } => {
+            if sizes.len() > rounds_proto::MAX_RENDER_SIZES {
+                return Some(Reply::Error(ServerMessage::error(
+                    ErrorCode::BadMessage,
+                    format!(
+                        "Send at most {} render sizes at a time.",
+                        rounds_proto::MAX_RENDER_SIZES
+                    ),
+                )));
+            }
+            let sizes = sizes
+                .into_iter()
+                .map(|s| (s.participant_id, s.width, s.height))
+                .collect();
+            state
+                .rooms
+                .request(room, conn, Request::RenderSizes(sizes))
+                .await;
+            None
+        }
         ClientMessage::Offer { .. } | ClientMessage::Answer { .. } | ClientMessage::Ice { .. } => {
             match crate::media::negotiate(state, claims, message).await {
                 Ok(reply) => reply.map(Reply::Send),

@@ -26,6 +26,29 @@ after(async () => {
   await server?.stop();
 });
 
+/** The width of the last decoded video frame per remote participant, on one page. */
+async function frameWidthBySender(page) {
+  return page.evaluate(async () => {
+    const out = {};
+    for (const pc of window.__pcs) {
+      if (pc.connectionState === "closed" || !pc.remoteDescription) continue;
+      const mids = {};
+      let mid = null;
+      for (const line of pc.remoteDescription.sdp.split(/\r?\n/)) {
+        if (line.startsWith("a=mid:")) mid = line.slice(6);
+        if (line.startsWith("a=msid:") && mid !== null) mids[mid] = line.slice(7).split(" ")[0];
+      }
+      const stats = await pc.getStats();
+      stats.forEach((s) => {
+        if (s.type !== "inbound-rtp" || s.kind !== "video" || !s.frameWidth) return;
+        const who = (s.mid && mids[s.mid]) || "unknown";
+        out[who] = Math.max(out[who] ?? 0, s.frameWidth);
+      });
+    }
+    return out;
+  });
+}
+
 test("patient, guest and clinician each see the two others", async () => {
   const access = await server.login();
   const { visit, link } = await server.createVisit(access);
@@ -72,4 +95,18 @@ test("patient, guest and clinician each see the two others", async () => {
   // The grid: one large tile, the others as thumbnails.
   await patient.locator(".stage .tile").waitFor();
   assert.equal(await patient.locator(".strip .tile").count(), 2);
+
+  // The page tells the server how large it draws each of them, and the SFU forwards the
+  // simulcast layer that fills each tile: the large one decodes wider than a thumbnail.
+  const main = await patient.locator(".stage .tile").getAttribute("data-participant");
+  const thumb = [provider.participant_id, g.id].find((id) => id !== main);
+  const deadline = Date.now() + 45000;
+  let widths = {};
+  while (Date.now() < deadline) {
+    widths = await frameWidthBySender(patient);
+    if ((widths[main] ?? 0) > (widths[thumb] ?? 0) && (widths[thumb] ?? 0) > 0) break;
+    await patient.waitForTimeout(500);
+  }
+  console.log(JSON.stringify({ main, thumb, widths }));
+  assert.ok((widths[main] ?? 0) > (widths[thumb] ?? 0) && (widths[thumb] ?? 0) > 0, `layers by tile size: ${JSON.stringify(widths)}`);
 });

@@ -9,6 +9,7 @@ import type {
   HostAction,
   MediaKind,
   ParticipantState,
+  RenderSize,
   RoomParticipant,
   ServerMessage,
   TrackKind,
@@ -90,6 +91,8 @@ export class Call {
   /** Which kind each of our sending transceivers carries, and the id we published it under. */
   private readonly sending = new Map<RTCRtpTransceiver, { kind: TrackKind; id: string; published: boolean }>();
   private cameraId: string | undefined;
+  /** The last render size sent per participant, sent again after a reconnect. */
+  private readonly renderSizes = new Map<string, RenderSize>();
 
   constructor(private readonly options: CallOptions) {
     this.signal = new Signal(
@@ -291,6 +294,7 @@ export class Call {
           }
           this.signal.send({ type: "set_muted", kind: "audio", muted: this.audioMuted });
           if (this.videoMuted) this.signal.send({ type: "set_muted", kind: "video", muted: true });
+          this.sendRenderSizes([...this.renderSizes.values()]);
         }
         this.emit({ type: "participants" });
         break;
@@ -301,6 +305,7 @@ export class Call {
         this.setState("admitted");
         this.emit({ type: "participants" });
         if (this.mediaWanted) void this.restartMedia();
+        this.sendRenderSizes([...this.renderSizes.values()]);
         break;
       case "denied":
       case "removed":
@@ -425,6 +430,26 @@ export class Call {
 
   // ---- media --------------------------------------------------------------------------
 
+  /**
+   * How large this page draws each participant's camera, in device pixels: the server sends
+   * the simulcast layer that fills the tile and no more. Only changes go out.
+   */
+  setRenderSizes(sizes: RenderSize[]): void {
+    const changed = sizes.filter((s) => {
+      const old = this.renderSizes.get(s.participant_id);
+      return !old || old.width !== s.width || old.height !== s.height;
+    });
+    for (const s of changed) this.renderSizes.set(s.participant_id, s);
+    if (this.state === "admitted") this.sendRenderSizes(changed);
+  }
+
+  private sendRenderSizes(sizes: RenderSize[]) {
+    // The server takes at most 16 per message.
+    for (let i = 0; i < sizes.length; i += 16) {
+      this.signal.send({ type: "render_sizes", sizes: sizes.slice(i, i + 16) });
+    }
+  }
+
   private sendSize(): { width: number; height: number } {
     if (this.options.lowEnd) return { width: 640, height: 480 };
     return { width: this.video?.width ?? 1280, height: this.video?.height ?? 720 };
@@ -530,7 +555,7 @@ export class Call {
   }
 
   private preferCodec(transceiver: RTCRtpTransceiver) {
-    const wanted = `video/${(this.video?.codec ?? "VP8").toUpperCase()}`;
+    const wanted = `VIDEO/${(this.video?.codec ?? "VP8").toUpperCase()}`;
     const caps = RTCRtpReceiver.getCapabilities?.("video");
     if (!caps || typeof transceiver.setCodecPreferences !== "function") return;
     const codecs = [...caps.codecs].sort(
@@ -618,6 +643,15 @@ export class Call {
     if (!isSimulcast && params.encodings?.[0]) {
       params.encodings[0].maxBitrate = this.maxBitrate("video");
       await transceiver.sender.setParameters(params).catch(() => undefined);
+    }
+    const wanted = `VIDEO/${vc.codec.toUpperCase()}`;
+    const sending = params.codecs?.[0]?.mimeType?.toUpperCase();
+    const canSend = RTCRtpSender.getCapabilities?.("video")?.codecs.some((c) => c.mimeType.toUpperCase() === wanted) ?? false;
+    if (sending && sending !== wanted && canSend) {
+      // The room's codec changed (or was not known when the sender was made): offer again
+      // with it first. A browser that cannot send it keeps sending what it can.
+      for (const [t, s] of this.sending) if (s.kind !== "audio") this.preferCodec(t);
+      await this.negotiatePublisher();
     }
   }
 

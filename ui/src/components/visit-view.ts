@@ -59,6 +59,9 @@ export class VisitView {
   private lastMain: string | null = null;
   private unread = 0;
   private known = new Set<string>();
+  /** Watches the others' camera tiles, so the server sends each the layer that fills it. */
+  private readonly resize = new ResizeObserver(() => this.queueRenderSizes());
+  private sizeTimer = 0;
 
   constructor(private readonly opts: VisitViewOptions) {
     const call = opts.call;
@@ -104,7 +107,9 @@ export class VisitView {
   dispose(): void {
     this.off.forEach((f) => f());
     this.meter?.stop();
+    this.resize.disconnect();
     window.clearTimeout(this.hintTimer);
+    window.clearTimeout(this.sizeTimer);
     for (const a of this.audios.values()) a.srcObject = null;
   }
 
@@ -245,7 +250,9 @@ export class VisitView {
 
     for (const key of [...this.tiles.keys()]) {
       if (!keys.includes(key)) {
-        this.tiles.get(key)?.el.remove();
+        const gone = this.tiles.get(key);
+        if (gone) this.resize.unobserve(gone.el);
+        gone?.el.remove();
         this.tiles.delete(key);
       }
     }
@@ -276,7 +283,26 @@ export class VisitView {
     const el = h("figure", { class: "tile", "data-key": key }, avatar, caption);
     const ref: TileRef = { el, video: null, avatar, caption };
     this.tiles.set(key, ref);
+    if (!key.startsWith(`${SELF}:`) && key.endsWith(":camera")) this.resize.observe(el);
     return ref;
+  }
+
+  private queueRenderSizes() {
+    // Resizes come in bursts (a window drag, a tile moving to the stage): send the outcome.
+    window.clearTimeout(this.sizeTimer);
+    this.sizeTimer = window.setTimeout(() => this.sendRenderSizes(), 250);
+  }
+
+  private sendRenderSizes() {
+    const scale = window.devicePixelRatio || 1;
+    const sizes = [];
+    for (const [key, tile] of this.tiles) {
+      const [id = "", kind] = key.split(":");
+      if (id === SELF || kind !== "camera") continue;
+      const box = tile.el.getBoundingClientRect();
+      sizes.push({ participant_id: id, width: Math.round(box.width * scale), height: Math.round(box.height * scale) });
+    }
+    this.opts.call.setRenderSizes(sizes);
   }
 
   private updateTile(key: string, tile: TileRef, main: boolean) {

@@ -396,11 +396,13 @@ export type IceCandidate = {
  */
 candidate: string, sdpMid?: string, sdpMLineIndex?: number, };
 
+export type RenderSize = { participant_id: string, width: number, height: number, };
+
 export type MediaKind = "audio" | "video";
 
 export type HostAction = "admit" | "deny" | "mute_audio" | "stop_video" | "remove";
 
-export type ClientMessage = { "type": "join", v: number, token: string, resume?: string, } | { "type": "offer", pc: PcKind, sdp: string, } | { "type": "answer", pc: PcKind, sdp: string, } | { "type": "ice", pc: PcKind, candidate: IceCandidate, } | { "type": "publish", track: TrackInfo, } | { "type": "unpublish", track_id: string, } | { "type": "set_muted", kind: MediaKind, muted: boolean, } | { "type": "chat", text: string, 
+export type ClientMessage = { "type": "join", v: number, token: string, resume?: string, } | { "type": "offer", pc: PcKind, sdp: string, } | { "type": "answer", pc: PcKind, sdp: string, } | { "type": "ice", pc: PcKind, candidate: IceCandidate, } | { "type": "publish", track: TrackInfo, } | { "type": "unpublish", track_id: string, } | { "type": "set_muted", kind: MediaKind, muted: boolean, } | { "type": "render_sizes", sizes: Array<RenderSize>, } | { "type": "chat", text: string, 
 /**
  * A participant id, `"staff"`, or absent for the whole room.
  */

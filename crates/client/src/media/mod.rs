@@ -52,6 +52,9 @@ pub(crate) struct Media {
     screen: Option<ExternalVideo>,
     /// Since when the publisher has been disconnected or failed.
     publisher_trouble: Option<Instant>,
+    /// Answers still to come for offers of publishers closed before theirs arrived. The server
+    /// answers offers in order, so the next this many answers belong to no current publisher.
+    stale_answers: usize,
 }
 
 impl Media {
@@ -76,6 +79,7 @@ impl Media {
             video_muted: false,
             screen: None,
             publisher_trouble: None,
+            stale_answers: 0,
         }
     }
 
@@ -146,6 +150,7 @@ impl Media {
                 AudioSource::Tone => None,
             },
             screen: self.screen.clone(),
+            simulcast: self.wants_simulcast(),
         };
         let (publisher, offer, tracks) =
             Publisher::create(generation, opts, self.events.clone(), self.stats.clone()).await?;
@@ -177,6 +182,12 @@ impl Media {
         pc: PcKind,
         sdp: String,
     ) -> Result<Vec<ClientMessage>, ClientError> {
+        if pc == PcKind::Publisher && self.stale_answers > 0 {
+            // The answer to an offer of a publisher that has since been rebuilt.
+            self.stale_answers -= 1;
+            tracing::debug!("answer for a replaced publisher; ignored");
+            return Ok(Vec::new());
+        }
         match (pc, self.publisher.as_mut()) {
             (PcKind::Publisher, Some(publisher)) => {
                 publisher.apply_answer(sdp).await?;
@@ -380,17 +391,57 @@ impl Media {
         }
     }
 
-    pub(crate) fn set_constraints(&mut self, constraints: VideoConstraints) {
-        if constraints.simulcast {
-            tracing::debug!("simulcast requested; this client sends a single layer");
-        }
+    /// Whether the video should go out as simulcast: the room asks for it and the video is
+    /// the test pattern (frames the application pushes go as one encoding).
+    fn wants_simulcast(&self) -> bool {
+        // A camera smaller than the top layer has no larger pictures to offer: one encoding.
+        let (_, top_w, top_h, _) =
+            publisher::SIMULCAST_LAYERS[publisher::SIMULCAST_LAYERS.len() - 1];
+        self.cfg.publish_video
+            && self.constraints.as_ref().is_some_and(|c| c.simulcast)
+            && matches!(self.cfg.video, VideoSource::TestPattern { width, height, .. }
+                if width >= top_w && height >= top_h)
+    }
+
+    /// Follows the server's camera settings. Simulcast is fixed when a track is made, so
+    /// starting or stopping it rebuilds the publisher; returns what to send for that.
+    pub(crate) async fn set_constraints(
+        &mut self,
+        constraints: VideoConstraints,
+    ) -> Vec<ClientMessage> {
         if !constraints.codec.eq_ignore_ascii_case("vp8") {
             tracing::warn!(codec = %constraints.codec, "only VP8 is supported; sending VP8");
         }
         self.constraints = Some(constraints);
-        let params = self.video_params();
-        if let Some(p) = self.publisher.as_ref() {
-            p.set_video_params(params);
+        let simulcast = self.wants_simulcast();
+        match self.publisher.as_ref() {
+            Some(p) if p.is_simulcast() != simulcast && self.cfg.publish_video => {
+                tracing::debug!(simulcast, "the room changed simulcast; publishing again");
+                let mut out: Vec<ClientMessage> = p
+                    .track_ids()
+                    .iter()
+                    .map(|id| ClientMessage::Unpublish {
+                        track_id: id.clone(),
+                    })
+                    .collect();
+                self.close_publisher().await;
+                match self.publish().await {
+                    Ok(messages) => {
+                        out.extend(messages);
+                        out
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "could not publish again");
+                        self.publisher_trouble = Some(Instant::now());
+                        Vec::new()
+                    }
+                }
+            }
+            Some(p) => {
+                p.set_video_params(self.video_params());
+                Vec::new()
+            }
+            None => Vec::new(),
         }
     }
 
@@ -406,6 +457,9 @@ impl Media {
 
     pub(crate) async fn close_publisher(&mut self) {
         if let Some(mut p) = self.publisher.take() {
+            if p.awaiting_answer() {
+                self.stale_answers += 1;
+            }
             p.close().await;
         }
         self.publisher_trouble = None;
@@ -428,5 +482,10 @@ impl Media {
     pub(crate) async fn close(&mut self) {
         self.close_publisher().await;
         self.close_subscriber().await;
+    }
+
+    /// A new signaling connection: answers to offers sent on an earlier one never come.
+    pub(crate) fn signaling_restarted(&mut self) {
+        self.stale_answers = 0;
     }
 }

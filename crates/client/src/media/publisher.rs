@@ -2,7 +2,10 @@
 //!
 //! Video is the `rounds_media` test pattern, or frames the application pushes through an
 //! [`ExternalVideo`], encoded with libvpx on a thread of its own (a 720p frame takes several
-//! milliseconds) and packetized per RFC 7741; audio is a sine tone or samples pushed through
+//! milliseconds) and packetized per RFC 7741. When the room asks for simulcast (three people
+//! or more) the test pattern is sent as three encodings of one track, 320x180, 640x360 and
+//! 1280x720 with rids `q`, `h` and `f` (RFC 8853), each with its own libvpx encoder, its own
+//! SSRC, and the MID and RID header extensions the SFU tells them apart by; audio is a sine tone or samples pushed through
 //! an [`ExternalAudio`], encoded with Opus in 20 ms frames, each packet carrying the frame's
 //! RFC 6464 level. Both
 //! go out through `TrackLocalStaticRTP`, so sequence numbers, timestamps, SSRCs and payload
@@ -14,7 +17,7 @@
 //! `addTrack` and `removeTrack` are), so audio and camera never stop. It has its own
 //! encoder, sized by the screen rather than by the server's camera constraints.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +28,7 @@ use rounds_media::{
 };
 use rounds_proto::{ClientMessage, PcKind, TrackInfo, TrackKind};
 use rtc::media_stream::MediaStreamTrack;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp::extension::HeaderExtension;
 use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -52,6 +56,15 @@ use crate::stats::StatsHub;
 const MAX_RTP_PAYLOAD: usize = 1150;
 /// At most this many encoded frames wait for the network before the encoder pauses.
 const VIDEO_QUEUE: usize = 4;
+/// The simulcast encodings, lowest first: rid, size, bitrate (kbps). The same ladder the
+/// server's engine allocates by and the browsers send.
+pub(crate) const SIMULCAST_LAYERS: [(&str, u32, u32, u32); 3] = [
+    ("q", 320, 180, 150),
+    ("h", 640, 360, 450),
+    ("f", 1280, 720, 1200),
+];
+const SDES_MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
+const SDES_RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
 
 /// What the publisher sends, fixed when it is built.
 #[derive(Debug, Clone)]
@@ -71,6 +84,8 @@ pub(crate) struct PublishOptions {
     pub(crate) external_audio: Option<ExternalAudio>,
     /// A screen share to send from the start.
     pub(crate) screen: Option<ExternalVideo>,
+    /// Send the test pattern as three simulcast encodings (the room has three people or more).
+    pub(crate) simulcast: bool,
 }
 
 /// Knobs the session turns while the sources run.
@@ -78,6 +93,8 @@ pub(crate) struct PublishOptions {
 pub(crate) struct SourceControl {
     stop: AtomicBool,
     force_keyframe: AtomicBool,
+    /// Simulcast: keyframes asked for per encoding, bit `i` for `SIMULCAST_LAYERS[i]`.
+    force_layers: AtomicU8,
     audio_muted: AtomicBool,
     video_muted: AtomicBool,
     video: Mutex<VideoParams>,
@@ -88,6 +105,7 @@ impl SourceControl {
         SourceControl {
             stop: AtomicBool::new(false),
             force_keyframe: AtomicBool::new(false),
+            force_layers: AtomicU8::new(0),
             audio_muted: AtomicBool::new(false),
             video_muted: AtomicBool::new(false),
             video: Mutex::new(video),
@@ -103,6 +121,10 @@ struct LocalTrack {
     track: Arc<TrackLocalStaticRTP>,
     sender: Arc<dyn RtpSender>,
     ssrc: u32,
+    /// Simulcast: the SSRC of each of `SIMULCAST_LAYERS`; empty for one encoding.
+    layer_ssrcs: Vec<u32>,
+    /// The track's mid once offered (the SFU reads it from the MID header extension).
+    mid: Option<String>,
 }
 
 /// One packet ready for the wire.
@@ -110,6 +132,15 @@ struct RtpOut {
     payload: Vec<u8>,
     marker: bool,
     timestamp: u32,
+    /// Which encoding: 0 without simulcast, else the index into `SIMULCAST_LAYERS`.
+    layer: usize,
+}
+
+/// Where the writer sends one encoding.
+struct OutStream {
+    ssrc: u32,
+    /// Header extensions every packet of the encoding carries (MID and RID for simulcast).
+    extensions: Vec<(u8, Bytes)>,
 }
 
 /// One encoded frame's packets.
@@ -164,6 +195,8 @@ pub(crate) struct Publisher {
     started: bool,
     remote: RemoteCandidates,
     first_mid: Option<String>,
+    /// The ids of the tracks announced with `publish`.
+    track_ids: Vec<String>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -180,6 +213,8 @@ fn random_token() -> String {
     format!("{:08x}", rand::random::<u32>())
 }
 
+/// Adds a track with one encoding, or (`simulcast`) one per `SIMULCAST_LAYERS`, each with its
+/// rid and SSRC.
 async fn add_track(
     pc: &Arc<dyn PeerConnection>,
     stream_id: &str,
@@ -187,13 +222,29 @@ async fn add_track(
     label: &str,
     kind: RtpCodecKind,
     codec: RTCRtpCodec,
+    simulcast: bool,
 ) -> Result<LocalTrack, ClientError> {
     let ssrc = random_ssrc();
-    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-        stream_id.to_owned(),
-        track_id.to_owned(),
-        label.to_owned(),
-        kind,
+    let layer_ssrcs: Vec<u32> = if simulcast {
+        SIMULCAST_LAYERS.iter().map(|_| random_ssrc()).collect()
+    } else {
+        Vec::new()
+    };
+    let codings = if simulcast {
+        SIMULCAST_LAYERS
+            .iter()
+            .zip(&layer_ssrcs)
+            .map(|((rid, ..), ssrc)| RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    rid: (*rid).to_owned(),
+                    ssrc: Some(*ssrc),
+                    ..Default::default()
+                },
+                codec: codec.clone(),
+                ..Default::default()
+            })
+            .collect()
+    } else {
         vec![RTCRtpEncodingParameters {
             rtp_coding_parameters: RTCRtpCodingParameters {
                 ssrc: Some(ssrc),
@@ -201,13 +252,22 @@ async fn add_track(
             },
             codec,
             ..Default::default()
-        }],
+        }]
+    };
+    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        stream_id.to_owned(),
+        track_id.to_owned(),
+        label.to_owned(),
+        kind,
+        codings,
     )));
     let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await?;
     Ok(LocalTrack {
         track,
         sender,
         ssrc,
+        layer_ssrcs,
+        mid: None,
     })
 }
 
@@ -242,6 +302,7 @@ impl Publisher {
             started: false,
             remote: RemoteCandidates::new(opts.net.tcp_only),
             first_mid: None,
+            track_ids: Vec::new(),
             tasks: Vec::new(),
         };
         match publisher.offer(&opts).await {
@@ -272,11 +333,14 @@ impl Publisher {
                     },
                     RtpCodecKind::Audio,
                     pc::opus_codec(),
+                    false,
                 )
                 .await?,
             );
             ids.push((id, TrackKind::Audio));
         }
+        // Simulcast is for the test pattern; frames the application pushes go as one encoding.
+        let simulcast = opts.simulcast && opts.external_video.is_none();
         if opts.video {
             let id = format!("video-{}", random_token());
             self.video = Some(
@@ -291,6 +355,7 @@ impl Publisher {
                     },
                     RtpCodecKind::Video,
                     pc::vp8_codec(),
+                    simulcast,
                 )
                 .await?,
             );
@@ -302,7 +367,14 @@ impl Publisher {
         }
         let sdp = self.make_offer().await?;
         self.first_mid = sdp::first_mid(&sdp);
-        let tracks = track_infos(&sdp, ids);
+        let tracks = track_infos(&sdp, ids, simulcast);
+        self.track_ids = tracks.iter().map(|t| t.id.clone()).collect();
+        if let Some(video) = self.video.as_mut() {
+            video.mid = tracks
+                .iter()
+                .find(|t| t.kind == TrackKind::Video)
+                .and_then(|t| t.mid.clone());
+        }
         Ok((sdp, tracks))
     }
 
@@ -326,6 +398,7 @@ impl Publisher {
             "screen",
             RtpCodecKind::Video,
             pc::vp8_codec(),
+            false,
         )
         .await?;
         self.screen = Some(ScreenTrack {
@@ -355,6 +428,7 @@ impl Publisher {
         if let Some(mut old) = self.screen.take() {
             old.stop();
             self.pc.remove_track(&old.local.sender).await?;
+            self.track_ids.retain(|id| *id != old.id);
             out.push(ClientMessage::Unpublish { track_id: old.id });
         }
         let mut ids = Vec::new();
@@ -362,8 +436,10 @@ impl Publisher {
             ids.push((self.add_screen(source).await?, TrackKind::Screen));
         }
         let sdp = self.make_offer().await?;
+        let tracks = track_infos(&sdp, ids, false);
+        self.track_ids.extend(tracks.iter().map(|t| t.id.clone()));
         out.extend(
-            track_infos(&sdp, ids)
+            tracks
                 .into_iter()
                 .map(|track| ClientMessage::Publish { track }),
         );
@@ -382,6 +458,24 @@ impl Publisher {
     /// The mid our candidates are announced with.
     pub(crate) fn first_mid(&self) -> Option<String> {
         self.first_mid.clone()
+    }
+
+    /// Whether an offer of this publisher (the first or a renegotiation) still waits for the
+    /// server's answer.
+    pub(crate) fn awaiting_answer(&self) -> bool {
+        self.awaiting_answer
+    }
+
+    /// The ids of the tracks this publisher announced.
+    pub(crate) fn track_ids(&self) -> &[String] {
+        &self.track_ids
+    }
+
+    /// Whether the video goes out as simulcast encodings.
+    pub(crate) fn is_simulcast(&self) -> bool {
+        self.video
+            .as_ref()
+            .is_some_and(|v| !v.layer_ssrcs.is_empty())
     }
 
     pub(crate) async fn apply_answer(&mut self, answer: String) -> Result<(), ClientError> {
@@ -461,25 +555,28 @@ impl Publisher {
         if let Some(video) = &self.video {
             let params = video.sender.get_parameters().await.ok();
             let payload_type = negotiated_pt(params.as_ref(), "video/vp8").unwrap_or(VP8_PT);
-            let ssrc = negotiated_ssrc(params.as_ref()).unwrap_or(video.ssrc);
+            let streams = out_streams(video, params.as_ref());
             let (tx, rx) = mpsc::channel::<FrameOut>(VIDEO_QUEUE);
             let control = self.control.clone();
             let stats = self.stats.clone();
             let seed = self.opts.seed;
             let external = self.opts.external_video.clone();
+            let simulcast = !video.layer_ssrcs.is_empty();
             let spawned = std::thread::Builder::new()
                 .name("rounds-vp8-encode".into())
                 .spawn(move || match external {
                     Some(external) => encode_external(control, stats, &external, tx, false),
+                    None if simulcast => encode_simulcast(control, stats, seed, tx),
                     None => encode_loop(control, stats, seed, tx),
                 });
             if let Err(error) = spawned {
                 tracing::error!(%error, "could not start the video encoder thread");
             }
+            let ssrcs: Vec<u32> = streams.iter().map(|s| s.ssrc).collect();
             self.tasks.push(tokio::spawn(write_video(
                 video.track.clone(),
                 payload_type,
-                ssrc,
+                streams,
                 rx,
                 self.stats.clone(),
                 false,
@@ -488,6 +585,7 @@ impl Publisher {
                 video.track.clone(),
                 self.control.clone(),
                 self.stats.clone(),
+                simulcast.then_some(ssrcs),
             )));
         }
         tracing::debug!(generation = self.generation, "publisher sources started");
@@ -505,7 +603,7 @@ impl Publisher {
         screen.started = true;
         let params = screen.local.sender.get_parameters().await.ok();
         let payload_type = negotiated_pt(params.as_ref(), "video/vp8").unwrap_or(VP8_PT);
-        let ssrc = negotiated_ssrc(params.as_ref()).unwrap_or(screen.local.ssrc);
+        let streams = out_streams(&screen.local, params.as_ref());
         let (tx, rx) = mpsc::channel::<FrameOut>(VIDEO_QUEUE);
         let (control, stats, source) = (
             screen.control.clone(),
@@ -521,7 +619,7 @@ impl Publisher {
         screen.tasks.push(tokio::spawn(write_video(
             screen.local.track.clone(),
             payload_type,
-            ssrc,
+            streams,
             rx,
             self.stats.clone(),
             true,
@@ -530,6 +628,7 @@ impl Publisher {
             screen.local.track.clone(),
             screen.control.clone(),
             self.stats.clone(),
+            None,
         )));
         tracing::debug!(generation = self.generation, "screen share started");
     }
@@ -550,15 +649,16 @@ impl Publisher {
     }
 }
 
-/// The `publish` announcements for tracks just offered, with the mids the offer gave them.
-fn track_infos(offer: &str, ids: Vec<(String, TrackKind)>) -> Vec<TrackInfo> {
+/// The `publish` announcements for tracks just offered, with the mids the offer gave them;
+/// `simulcast` marks the camera track as sent in simulcast encodings.
+fn track_infos(offer: &str, ids: Vec<(String, TrackKind)>, simulcast: bool) -> Vec<TrackInfo> {
     let mids = sdp::mids_by_track(offer);
     ids.into_iter()
         .map(|(id, kind)| TrackInfo {
             mid: mids.get(&id).cloned(),
+            simulcast: simulcast && kind == TrackKind::Video,
             id,
             kind,
-            simulcast: false,
             muted: false,
         })
         .collect()
@@ -580,6 +680,56 @@ fn negotiated_ssrc(
     params: Option<&rtc::rtp_transceiver::rtp_sender::RTCRtpSendParameters>,
 ) -> Option<u32> {
     params?.encodings.first()?.rtp_coding_parameters.ssrc
+}
+
+fn negotiated_extension(
+    params: Option<&rtc::rtp_transceiver::rtp_sender::RTCRtpSendParameters>,
+    uri: &str,
+) -> Option<u8> {
+    params?
+        .rtp_parameters
+        .header_extensions
+        .iter()
+        .find(|h| h.uri == uri)
+        .and_then(|h| u8::try_from(h.id).ok())
+}
+
+/// The encodings the video writer sends: one, or each simulcast layer with the SSRC the
+/// sender signalled for its rid and the MID and RID extensions.
+fn out_streams(
+    video: &LocalTrack,
+    params: Option<&rtc::rtp_transceiver::rtp_sender::RTCRtpSendParameters>,
+) -> Vec<OutStream> {
+    if video.layer_ssrcs.is_empty() {
+        return vec![OutStream {
+            ssrc: negotiated_ssrc(params).unwrap_or(video.ssrc),
+            extensions: Vec::new(),
+        }];
+    }
+    let mid_ext = negotiated_extension(params, SDES_MID_URI);
+    let rid_ext = negotiated_extension(params, SDES_RID_URI);
+    SIMULCAST_LAYERS
+        .iter()
+        .zip(&video.layer_ssrcs)
+        .map(|((rid, ..), ours)| {
+            let ssrc = params
+                .and_then(|p| {
+                    p.encodings
+                        .iter()
+                        .find(|e| e.rtp_coding_parameters.rid == *rid)
+                })
+                .and_then(|e| e.rtp_coding_parameters.ssrc)
+                .unwrap_or(*ours);
+            let mut extensions = Vec::new();
+            if let (Some(id), Some(mid)) = (mid_ext, video.mid.as_ref()) {
+                extensions.push((id, Bytes::from(mid.clone().into_bytes())));
+            }
+            if let Some(id) = rid_ext {
+                extensions.push((id, Bytes::from_static(rid.as_bytes())));
+            }
+            OutStream { ssrc, extensions }
+        })
+        .collect()
 }
 
 struct AudioSender {
@@ -739,6 +889,7 @@ fn encode_loop(
             s.video_height = p.height;
             s.video_fps = p.fps;
             s.video_bitrate_kbps = p.bitrate_kbps;
+            s.simulcast = false;
         })
     };
     record(params);
@@ -811,18 +962,7 @@ fn send_encoded(
     out: &mpsc::Sender<FrameOut>,
 ) -> bool {
     for frame in encoded {
-        let payloads = vp8_payloads(&frame, MAX_RTP_PAYLOAD, *picture_id);
-        *picture_id = (*picture_id + 1) & 0x7fff;
-        let count = payloads.len();
-        let packets = payloads
-            .into_iter()
-            .enumerate()
-            .map(|(i, payload)| RtpOut {
-                payload,
-                marker: i + 1 == count,
-                timestamp,
-            })
-            .collect();
+        let packets = packetize(&frame, timestamp, picture_id, 0);
         if out
             .blocking_send(FrameOut {
                 packets,
@@ -834,6 +974,114 @@ fn send_encoded(
         }
     }
     true
+}
+
+/// One encoded frame as RTP payloads of encoding `layer`; the marker ends the frame.
+fn packetize(
+    frame: &rounds_media::EncodedFrame,
+    timestamp: u32,
+    picture_id: &mut u16,
+    layer: usize,
+) -> Vec<RtpOut> {
+    let payloads = vp8_payloads(frame, MAX_RTP_PAYLOAD, *picture_id);
+    *picture_id = (*picture_id + 1) & 0x7fff;
+    let count = payloads.len();
+    payloads
+        .into_iter()
+        .enumerate()
+        .map(|(i, payload)| RtpOut {
+            payload,
+            marker: i + 1 == count,
+            timestamp,
+            layer,
+        })
+        .collect()
+}
+
+/// The encoder thread for simulcast: each frame of the test pattern is drawn at every
+/// `SIMULCAST_LAYERS` size (the same picture: same seed, same frame number; drawing is cheaper
+/// than scaling the top one down) and encoded by that layer's encoder, and the three go out
+/// together with one timestamp. A keyframe request names the layer it is for.
+fn encode_simulcast(
+    control: Arc<SourceControl>,
+    stats: Arc<StatsHub>,
+    seed: u64,
+    out: mpsc::Sender<FrameOut>,
+) {
+    let fps = control.video_params().fps.max(1);
+    let (_, top_w, top_h, _) = SIMULCAST_LAYERS[SIMULCAST_LAYERS.len() - 1];
+    let mut patterns: Vec<TestPattern> = SIMULCAST_LAYERS
+        .iter()
+        .map(|(_, w, h, _)| TestPattern::with_seed(*w, *h, fps, seed))
+        .collect();
+    let mut encoders = Vec::new();
+    for (i, (_, width, height, kbps)) in SIMULCAST_LAYERS.iter().enumerate() {
+        let top = i + 1 == SIMULCAST_LAYERS.len();
+        match Vp8Encoder::new(Vp8Config {
+            width: *width,
+            height: *height,
+            fps,
+            bitrate_kbps: *kbps,
+            threads: if top { 2 } else { 1 },
+        }) {
+            Ok(e) => encoders.push(e),
+            Err(error) => {
+                tracing::error!(%error, "could not start a simulcast VP8 encoder");
+                return;
+            }
+        }
+    }
+    stats.sent(|s| {
+        s.video_width = top_w;
+        s.video_height = top_h;
+        s.video_fps = fps;
+        s.video_bitrate_kbps = SIMULCAST_LAYERS.iter().map(|l| l.3).sum();
+        s.simulcast = true;
+    });
+    let start = Instant::now();
+    let ts_base: u32 = rand::random();
+    let mut picture_ids: Vec<u16> = SIMULCAST_LAYERS
+        .iter()
+        .map(|_| rand::random::<u16>() & 0x7fff)
+        .collect();
+    let mut next = Instant::now();
+    while !control.stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        }
+        next += Duration::from_secs(1) / fps;
+        if next < Instant::now() {
+            next = Instant::now();
+        }
+        if control.video_muted.load(Ordering::Relaxed) {
+            continue;
+        }
+        let all = control.force_keyframe.swap(false, Ordering::Relaxed);
+        let layers = control.force_layers.swap(0, Ordering::Relaxed);
+        let timestamp = ts_base.wrapping_add((start.elapsed().as_micros() * 90 / 1000) as u32);
+        let mut packets = Vec::new();
+        let mut keyframe = false;
+        for (i, (encoder, pattern)) in encoders.iter_mut().zip(&mut patterns).enumerate() {
+            let frame = pattern.next_frame();
+            let force = all || layers & (1 << i) != 0;
+            match encoder.encode(&frame, force) {
+                Ok(encoded) => {
+                    for e in &encoded {
+                        keyframe |= e.keyframe;
+                        packets.extend(packetize(e, timestamp, &mut picture_ids[i], i));
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "VP8 encoding failed"),
+            }
+        }
+        if packets.is_empty() {
+            continue;
+        }
+        if out.blocking_send(FrameOut { packets, keyframe }).is_err() {
+            return;
+        }
+    }
 }
 
 /// A source that sent nothing for this long has its last frame repeated, so receivers that
@@ -967,30 +1215,38 @@ fn encode_external(
     }
 }
 
-/// Writes the encoder's packets to the track with our sequence numbers.
+/// Writes the encoder's packets to the track, each encoding with its own SSRC, sequence
+/// numbers and header extensions.
 async fn write_video(
     track: Arc<TrackLocalStaticRTP>,
     payload_type: u8,
-    ssrc: u32,
+    streams: Vec<OutStream>,
     mut frames: mpsc::Receiver<FrameOut>,
     stats: Arc<StatsHub>,
     screen: bool,
 ) {
-    let mut seq: u16 = rand::random();
+    let mut seqs: Vec<u16> = streams.iter().map(|_| rand::random()).collect();
     let mut failures = 0u64;
     while let Some(frame) = frames.recv().await {
         let (mut packets, mut bytes) = (0u64, 0u64);
         for out in frame.packets {
+            let (Some(stream), Some(seq)) = (streams.get(out.layer), seqs.get_mut(out.layer))
+            else {
+                continue;
+            };
             let len = out.payload.len();
-            let packet = rtp_packet(
+            let mut packet = rtp_packet(
                 payload_type,
-                seq,
+                *seq,
                 out.timestamp,
-                ssrc,
+                stream.ssrc,
                 out.marker,
                 out.payload,
             );
-            seq = seq.wrapping_add(1);
+            for (id, value) in &stream.extensions {
+                let _ = packet.header.set_extension(*id, value.clone());
+            }
+            *seq = seq.wrapping_add(1);
             match track.write_rtp(packet).await {
                 Ok(()) => {
                     packets += 1;
@@ -1017,18 +1273,31 @@ async fn write_video(
     }
 }
 
-/// PLI/FIR from the server (relayed from a subscriber) ask the encoder for a keyframe.
+/// PLI/FIR from the server (relayed from a subscriber) ask the encoder for a keyframe; with
+/// simulcast (`layer_ssrcs`), the encoder of the layer the PLI names.
 async fn watch_keyframe_requests(
     track: Arc<TrackLocalStaticRTP>,
     control: Arc<SourceControl>,
     stats: Arc<StatsHub>,
+    layer_ssrcs: Option<Vec<u32>>,
 ) {
     while !control.stop.load(Ordering::Relaxed) {
         match track.poll().await {
             Some(TrackLocalEvent::OnRtcpPacket(packets)) => {
-                if packets.iter().any(|p| is_keyframe_request(p.as_ref())) {
-                    control.force_keyframe.store(true, Ordering::Relaxed);
+                for packet in packets.iter().filter(|p| is_keyframe_request(p.as_ref())) {
                     stats.sent(|s| s.keyframe_requests_received += 1);
+                    let Some(ssrcs) = &layer_ssrcs else {
+                        control.force_keyframe.store(true, Ordering::Relaxed);
+                        continue;
+                    };
+                    let pli = packet.as_any().downcast_ref::<PictureLossIndication>();
+                    let mask = match pli.and_then(|p| ssrcs.iter().position(|s| *s == p.media_ssrc))
+                    {
+                        Some(layer) => 1u8 << layer,
+                        // A FIR, or a PLI for an SSRC we do not know: every layer.
+                        None => 0b111,
+                    };
+                    control.force_layers.fetch_or(mask, Ordering::Relaxed);
                 }
             }
             Some(_) => {}

@@ -52,6 +52,7 @@ async fn loopback(tcp_only: bool) {
         external_video: None,
         external_audio: None,
         screen: None,
+        simulcast: false,
     };
     let (mut publisher, offer, tracks) = Publisher::create(1, opts, pub_events, sent.clone())
         .await

@@ -4,3 +4,4 @@ mod browsers;
 mod harness;
 mod media;
 mod signaling;
+mod simulcast;

@@ -255,8 +255,10 @@ async fn three_clients_and_the_loudest_speaks() {
             guest.stats().join_ms.is_some(),
             "join time counts reassembled frames without decoding"
         );
-        // Three people: the server asks for simulcast; this client keeps sending one layer.
+        // Three people: the server asks for simulcast (tests/e2e/simulcast.rs follows it); a
+        // 320x240 camera has no larger layers to offer and keeps sending one encoding.
         assert!(guest.video_constraints().is_some_and(|v| v.simulcast));
+        assert!(!guest.stats().sent.simulcast);
 
         let loud = patient.participant_id().to_owned();
         // Those in the room when the patient became the loudest are told so. (Someone
@@ -399,10 +401,11 @@ async fn network_quality_is_scored_for_each_participant() {
             patient.participant_id().to_owned(),
         );
         let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+        let mut seen = Vec::new();
         loop {
             let message = tokio::time::timeout_at(deadline, events.recv())
                 .await
-                .expect("a network_quality message within 40 s")
+                .unwrap_or_else(|_| panic!("no good scores within 40 s: {seen:?}"))
                 .expect("events");
             if let rounds_proto::ServerMessage::NetworkQuality { scores } = message {
                 let score = |id: &str| {
@@ -411,8 +414,11 @@ async fn network_quality_is_scored_for_each_participant() {
                         .find(|s| s.participant_id == id)
                         .map(|s| s.score)
                 };
-                // On loopback with no loss both connections score as excellent.
-                if score(&pid) == Some(5) && score(&tid) == Some(5) {
+                seen.push((score(&pid), score(&tid)));
+                // On loopback there is no loss and no real round trip: both connections score
+                // as excellent, or good when a busy machine delays packets (jitter).
+                let good = |s: Option<u8>| s.is_some_and(|s| s >= 4);
+                if good(score(&pid)) && good(score(&tid)) {
                     break;
                 }
             }
@@ -451,10 +457,21 @@ async fn a_reloaded_page_gets_media_again() {
             .wait_stats(Duration::from_secs(30), |s| s.frames_decoded_from(&pid) > 5)
             .await
             .expect("the reloaded page receives the clinician's video again");
-        // The other direction (the clinician's Rust client receiving the new page's tracks
-        // after the server renegotiates its subscriber connection) is not asserted: the Rust
-        // client sometimes keeps reading the old tracks and never sees the new ones. Browsers
-        // do (tests/e2e rejoin test); the Rust client's fix is open work.
+        // And the clinician, whose subscriber connection the server renegotiated twice (the
+        // old page's tracks gone, the new page's added), decodes the new page's video.
+        let seen = provider.stats().frames_decoded_from(&tid);
+        let got = provider
+            .wait_stats(Duration::from_secs(30), |s| {
+                s.frames_decoded_from(&tid) > seen + 15
+            })
+            .await;
+        assert!(
+            got.is_ok(),
+            "the clinician decodes the reloaded page: {:#?}",
+            provider.stats()
+        );
+        reloaded.leave().await;
+        provider.leave().await;
     })
     .await
     .expect("test finished in time");

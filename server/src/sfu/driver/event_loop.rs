@@ -35,14 +35,15 @@ use tokio::time::MissedTickBehavior;
 use super::demux::{
     PacketClass, Routes, binding_request_is_authentic, binding_request_ufrag, classify,
 };
-use super::keyframe::KeyframeThrottle;
+use super::feedback::KeyframeFormat;
 use super::latency::ForwardDelay;
 use super::peer::{PcEntry, TrackKey, guard, pc_state};
 use super::probe::{ProbeTransport, Prober, Verdict};
+use super::rooms::RoomMedia;
 use super::timers::TimerHeap;
 use super::{
-    Command, ConnId, Counters, KeyframeReason, MediaKind, PcId, PcKind, PcState, PeerId, SfuConfig,
-    SfuError, SfuEvent, TcpInbound,
+    Command, ConnId, Counters, KeyframeReason, Layer, MediaKind, PcId, PcKind, PcState, PeerId,
+    RoomId, SfuConfig, SfuError, SfuEvent, TcpInbound, VideoConstraints,
 };
 
 /// Datagrams read per wake-up before giving commands and timers a turn.
@@ -52,7 +53,8 @@ const RECV_BATCH: usize = 64;
 const RECV_BUF: usize = 4096;
 /// Kernel buffers for the media socket: bursts of video from many peers arrive together.
 const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
-/// Deferred keyframe requests and the ICE-TCP handshake deadline are checked this often.
+/// The engines' clocks (held upgrades, deferred keyframe requests, speaker hand-overs), RTCP
+/// feedback and the ICE-TCP handshake deadline are served this often.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
 /// An ICE-TCP connection must authenticate (a valid binding request) within this time.
 const TCP_HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
@@ -63,11 +65,15 @@ const MAX_UNAUTHENTICATED_TCP_CONNS: usize = 256;
 /// reporting a past deadline cannot spin the loop.
 const MIN_TIMER_DELAY: Duration = Duration::from_millis(1);
 
-/// What the driver keeps per participant, beside its two connections.
+/// What the driver keeps per participant, beside its two connections. Admission and
+/// subscriptions are the room engine's.
 #[derive(Default)]
 pub(super) struct PeerState {
-    pub(super) allowed: bool,
-    pub(super) subscriptions: BTreeSet<PeerId>,
+    pub(super) room: RoomId,
+    /// The publishers the room task said this peer receives. The engine holds the
+    /// subscriptions; this is kept so they can be given again when a publisher that left the
+    /// engine (a reload) comes back under the same id.
+    pub(super) subscribed_to: BTreeSet<PeerId>,
     pub(super) publisher: Option<PcId>,
     pub(super) subscriber: Option<PcId>,
     /// The participant's tracks by mid on its publisher connection.
@@ -77,21 +83,54 @@ pub(super) struct PeerState {
     /// Senders were removed from the subscriber connection outside an offer (the gate
     /// closed), so the client's view is stale even if the track sets now agree.
     pub(super) subscriber_dirty: bool,
+    /// The camera settings last announced for this peer, to announce only changes.
+    pub(super) constraints: Option<VideoConstraints>,
 }
+
+/// One encoding of a published track: the only one, or one simulcast layer.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct InboundStream {
+    /// The simulcast layer its rid names; `None` for a track that is not simulcast.
+    pub(super) layer: Option<Layer>,
+    pub(super) ssrc: u32,
+    /// Which of the engine's streams its packets are (`Engine::stream_of`), refreshed whenever
+    /// the track's layers change; `None`: forwarded to nobody.
+    pub(super) routed_as: Option<Option<Layer>>,
+    /// When its last packet came. A browser stops sending its higher layers when its uplink
+    /// or CPU cannot carry them, and a layer that is not arriving must not be chosen.
+    pub(super) last_seen: Instant,
+    /// Whether the engine counts it among the track's layers.
+    pub(super) active: bool,
+}
+
+/// A simulcast layer with no packet for this long while the track's other layers keep coming
+/// is taken off the engine's list until its packets come back: long enough not to flap, short
+/// enough that a viewer moved off a paused layer does not stare at a frozen picture for long.
+pub(super) const LAYER_IDLE: Duration = Duration::from_secs(2);
 
 pub(super) struct PublishedTrack {
     pub(super) track_id: String,
     pub(super) kind: MediaKind,
     pub(super) codec: RTCRtpCodec,
-    /// The SSRC we forward. With simulcast, the first encoding to arrive; choosing layers is
-    /// the engine's job.
-    pub(super) ssrc: u32,
+    pub(super) keyframes: KeyframeFormat,
+    /// Every encoding that has arrived, at most one per layer.
+    pub(super) streams: Vec<InboundStream>,
     pub(super) receiver_id: RTCRtpReceiverId,
     pub(super) audio_level_id: Option<u8>,
     pub(super) last_level_event: Option<Instant>,
-    pub(super) throttle: KeyframeThrottle,
     /// Subscriber connections that have a sender for this track.
     pub(super) subscribers: Vec<PcId>,
+}
+
+impl PublishedTrack {
+    /// The layers the engine should know this track by: those arriving.
+    pub(super) fn layers(&self) -> Vec<Layer> {
+        self.streams
+            .iter()
+            .filter(|s| s.active)
+            .filter_map(|s| s.layer)
+            .collect()
+    }
 }
 
 pub(super) struct TcpConn {
@@ -194,8 +233,12 @@ pub(crate) struct Driver {
     pub(super) peers: HashMap<PeerId, PeerState>,
     pub(super) routes: Routes,
     pub(super) timers: TimerHeap,
-    /// Keyframe requests deferred by the throttle, with the latest reason.
-    pub(super) pending_keyframes: BTreeMap<TrackKey, KeyframeReason>,
+    /// One engine per room, with who is in it.
+    pub(super) rooms: HashMap<RoomId, RoomMedia>,
+    /// The codec a new room's engine asks cameras for.
+    pub(super) default_codec: super::VideoCodec,
+    /// Why a keyframe the engine deferred was wanted, for the event when it goes out.
+    pub(super) keyframe_reasons: BTreeMap<TrackKey, KeyframeReason>,
     /// When the datagram being processed was read, while it is.
     pub(super) ingress: Option<Instant>,
     pub(super) forward_delay: ForwardDelay,
@@ -283,7 +326,9 @@ impl Driver {
             peers: HashMap::new(),
             routes: Routes::default(),
             timers: TimerHeap::default(),
-            pending_keyframes: BTreeMap::new(),
+            rooms: HashMap::new(),
+            default_codec: cfg.video_codec,
+            keyframe_reasons: BTreeMap::new(),
             ingress: None,
             forward_delay: ForwardDelay::default(),
             prober: Prober::new(cfg.udp_enabled, Instant::now()),
@@ -386,6 +431,24 @@ impl Driver {
                 reply,
             } => {
                 self.set_subscriptions(peer, publishers);
+                let _ = reply.send(());
+            }
+            Command::JoinRoom { peer, room, reply } => {
+                self.join_room(peer, room);
+                let _ = reply.send(());
+            }
+            Command::SetVideoCodec { room, codec, reply } => {
+                self.set_video_codec(&room, codec);
+                let _ = reply.send(());
+            }
+            Command::RenderSizes { peer, sizes } => self.set_render_sizes(&peer, &sizes),
+            Command::HostMute {
+                peer,
+                kind,
+                muted,
+                reply,
+            } => {
+                self.set_host_muted(&peer, kind, muted);
                 let _ = reply.send(());
             }
             Command::RemovePeer { peer, reply } => {
@@ -609,7 +672,9 @@ impl Driver {
     }
 
     fn housekeeping(&mut self, now: Instant) {
-        self.run_deferred_keyframes(now);
+        self.retire_idle_layers(now);
+        self.collect_feedback(now);
+        self.run_engines(now);
         self.forward_delay.export();
         let expired: Vec<ConnId> = self
             .io

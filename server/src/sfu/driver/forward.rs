@@ -1,26 +1,35 @@
 //! The media path: publishing tracks, forwarding RTP, relaying keyframe requests, audio levels.
 //!
 //! Each packet is decrypted once, by the publisher's connection, and arrives here in the
-//! clear. For every subscriber connection holding a sender for the track, the admission rule is
-//! checked, the packet is re-addressed (the subscriber leg's SSRC and payload type, the audio
-//! level extension at the subscriber leg's id, other extensions dropped because their ids were
-//! negotiated on the other leg) and written to that connection, which encrypts it for that
-//! client.
+//! clear, from one of the track's encodings (the only one, or a simulcast layer). For every
+//! subscriber connection holding a sender for the track, the engine's cached answer says
+//! whether that encoding is the one it gets; if so the packet is re-addressed (the subscriber
+//! leg's SSRC, sequence numbers and timestamps, and payload type, the audio level extension at
+//! the subscriber leg's id, other extensions dropped because their ids were negotiated on the
+//! other leg) and written to that connection, which encrypts it for that client. A sender that
+//! is to move to another layer keeps getting the old one until a keyframe of the new one
+//! arrives.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rtc::peer_connection::event::RTCTrackEventInit;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::RTCRtpTransceiverId;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 
-use super::event_loop::{Driver, PublishedTrack, flush_and_rearm};
-use super::keyframe::{KeyframeThrottle, is_keyframe_request};
+use super::event_loop::{Driver, InboundStream, LAYER_IDLE, PublishedTrack, flush_and_rearm};
+use super::feedback::{KeyframeFormat, is_keyframe_request};
 use super::peer::{AUDIO_LEVEL_URI, PcEntry, SendParams, TrackKey, guard};
+use super::rooms::{engine_kind, engine_peer, engine_track};
 use super::{
-    AUDIO_LEVEL_INTERVAL, KeyframeReason, MediaKind, PcId, PcKind, PcState, SfuError, SfuEvent,
+    AUDIO_LEVEL_INTERVAL, KeyframeReason, Layer, MediaKind, PcId, PcKind, PcState, PeerId,
+    SfuError, SfuEvent,
 };
+
+/// A layer switch whose keyframe has not come after this long asks for one again (the engine's
+/// gate still spaces requests).
+const SWITCH_KEYFRAME_RETRY: Duration = Duration::from_millis(1000);
 
 /// The negotiated payload type and audio-level id for a sender, cached per negotiation.
 fn send_params(entry: &mut PcEntry, key: &TrackKey) -> Result<Option<SendParams>, SfuError> {
@@ -63,7 +72,8 @@ fn send_params(entry: &mut PcEntry, key: &TrackKey) -> Result<Option<SendParams>
 }
 
 impl Driver {
-    /// A publisher's track delivered its first packet: publish it.
+    /// An encoding of a publisher's track delivered its first packet: publish the track, or
+    /// add the layer to it.
     pub(super) fn on_track_open(&mut self, id: PcId, init: RTCTrackEventInit) {
         let Some(entry) = self.pcs.get_mut(&id) else {
             return;
@@ -106,13 +116,33 @@ impl Driver {
             RtpCodecKind::Video => MediaKind::Video,
             _ => return,
         };
+        let rid = init.rid.as_deref().filter(|r| !r.is_empty());
+        let layer = rid.and_then(Layer::from_rid);
+        if rid.is_some() && layer.is_none() {
+            tracing::debug!(peer = %entry.peer, mid = %mid, "encoding with an unknown rid; ignored");
+            return;
+        }
         entry.receivers.insert(init.track_id.clone(), mid.clone());
         let peer = entry.peer.clone();
         let Some(state) = self.peers.get_mut(&peer) else {
             return;
         };
-        if state.published.contains_key(&mid) {
-            // Another simulcast encoding of a track we already forward.
+        let stream = InboundStream {
+            layer,
+            ssrc: init.ssrc,
+            routed_as: None,
+            last_seen: Instant::now(),
+            active: true,
+        };
+        if let Some(track) = state.published.get_mut(&mid) {
+            if track.streams.iter().any(|s| s.ssrc == init.ssrc) {
+                return;
+            }
+            // A layer that comes back with a new SSRC replaces its old self.
+            track.streams.retain(|s| s.layer != layer);
+            track.streams.push(stream);
+            tracing::debug!(peer = %peer, mid = %mid, ?layer, "encoding added");
+            self.publish_to_engine(&peer, &mid);
             return;
         }
         let key = TrackKey {
@@ -126,21 +156,25 @@ impl Driver {
             .filter(|e| e.kind == PcKind::Subscriber && e.slots.contains_key(&key))
             .map(|e| e.id)
             .collect();
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
         state.published.insert(
             mid.clone(),
             PublishedTrack {
                 track_id: init.track_id.clone(),
                 kind,
+                keyframes: KeyframeFormat::for_mime(&codec.mime_type),
                 codec,
-                ssrc: init.ssrc,
+                streams: vec![stream],
                 receiver_id,
                 audio_level_id,
                 last_level_event: None,
-                throttle: KeyframeThrottle::default(),
                 subscribers,
             },
         );
-        tracing::info!(peer = %peer, mid = %mid, kind = ?kind, "track published");
+        tracing::info!(peer = %peer, mid = %mid, kind = ?kind, ?layer, "track published");
+        self.publish_to_engine(&peer, &mid);
         self.emit(SfuEvent::TrackPublished {
             peer: peer.clone(),
             track_id: init.track_id,
@@ -148,6 +182,40 @@ impl Driver {
             mid,
         });
         self.renegotiate_subscribers_of(&peer);
+    }
+
+    /// Tells the engine the track's current shape, and learns which of its streams each
+    /// encoding is.
+    fn publish_to_engine(&mut self, peer: &PeerId, mid: &str) {
+        let Some(track) = self.peers.get(peer).and_then(|s| s.published.get(mid)) else {
+            return;
+        };
+        let (kind, layers) = (engine_kind(track.kind), track.layers());
+        let engine_id = engine_track(mid);
+        self.with_engine(peer, None, true, |e, me| {
+            e.add_track(me, &engine_id, kind, layers)
+        });
+        let me = engine_peer(peer);
+        let routed: Vec<Option<Option<Layer>>> = match (
+            self.engine_of(peer),
+            self.peers.get(peer).and_then(|s| s.published.get(mid)),
+        ) {
+            (Some(engine), Some(track)) => track
+                .streams
+                .iter()
+                .map(|s| engine.stream_of(&me, &engine_id, s.layer))
+                .collect(),
+            _ => return,
+        };
+        if let Some(track) = self
+            .peers
+            .get_mut(peer)
+            .and_then(|s| s.published.get_mut(mid))
+        {
+            for (stream, routed_as) in track.streams.iter_mut().zip(routed) {
+                stream.routed_as = routed_as;
+            }
+        }
     }
 
     /// One decrypted RTP packet from a publisher.
@@ -175,14 +243,41 @@ impl Driver {
         let Some(state) = self.peers.get_mut(&key.publisher) else {
             return;
         };
-        let publisher_allowed = state.allowed;
         let Some(track) = state.published.get_mut(&key.mid) else {
             return;
         };
-        if packet.header.ssrc != track.ssrc {
+        let Some(stream) = track
+            .streams
+            .iter_mut()
+            .find(|s| s.ssrc == packet.header.ssrc)
+        else {
             return;
-        }
-        let kind = track.kind;
+        };
+        stream.last_seen = now;
+        let reactivated = !std::mem::replace(&mut stream.active, true);
+        let track = if reactivated {
+            // A paused layer is back: the engine may choose it again.
+            self.publish_to_engine(&key.publisher, &key.mid);
+            let Some(track) = self
+                .peers
+                .get_mut(&key.publisher)
+                .and_then(|s| s.published.get_mut(&key.mid))
+            else {
+                return;
+            };
+            track
+        } else {
+            track
+        };
+        let Some(routed_as) = track
+            .streams
+            .iter()
+            .find(|s| s.ssrc == packet.header.ssrc)
+            .and_then(|s| s.routed_as)
+        else {
+            return;
+        };
+        let (kind, keyframes) = (track.kind, track.keyframes);
 
         let level = track
             .audio_level_id
@@ -197,6 +292,10 @@ impl Driver {
             self.emit(SfuEvent::AudioLevel {
                 peer: key.publisher.clone(),
                 level_dbov,
+            });
+            // Silence is 127; clients send it while muted, so anything louder is a voice.
+            self.with_engine(&key.publisher, Some(now), false, |e, me| {
+                e.on_audio_level(me, level_dbov, level_dbov < 127, now)
             });
         }
         let Some(track) = self
@@ -216,26 +315,47 @@ impl Driver {
         packet.header.extensions.clear();
         packet.header.extensions_padding = 0;
         packet.header.extension_profile = 0;
+        // Only looked at when a sender waits for a layer switch.
+        let mut starts_keyframe: Option<bool> = None;
 
         let mut new_receivers = Vec::new();
+        let mut slow_switches = Vec::new();
         let mut poisoned = Vec::new();
         for sub_id in subscribers {
             let Some(sub) = self.pcs.get_mut(&sub_id) else {
                 continue;
             };
-            let gate_open = publisher_allowed
-                && self
-                    .peers
-                    .get(&sub.peer)
-                    .is_some_and(|s| s.allowed && s.subscriptions.contains(&key.publisher));
             let connected = sub.state == PcState::Connected;
             let Some(slot) = sub.slots.get_mut(&key) else {
                 continue;
             };
             // `negotiated`: the client has answered an offer listing this sender, so it knows
             // the SSRC; before that the packets (and the keyframe they trigger) would be lost.
-            if !gate_open || !connected || !slot.negotiated {
+            let Some(want) = slot.want.filter(|_| connected && slot.negotiated) else {
                 slot.forwarding = false;
+                continue;
+            };
+            if slot.current != Some(want) {
+                let switch = slot.current.is_some() && kind == MediaKind::Video;
+                if routed_as == want
+                    && (!switch
+                        || *starts_keyframe
+                            .get_or_insert_with(|| keyframes.starts_keyframe(&packet.payload)))
+                {
+                    slot.current = Some(want);
+                    slot.switch_since = None;
+                } else if slot.current == Some(routed_as) {
+                    // The old layer carries on until the new one can be decoded.
+                    if let Some(since) = slot.switch_since
+                        && now.saturating_duration_since(since) >= SWITCH_KEYFRAME_RETRY
+                    {
+                        slot.switch_since = Some(now);
+                        slow_switches.push(sub.peer.clone());
+                    }
+                } else {
+                    continue;
+                }
+            } else if routed_as != want {
                 continue;
             }
             let params = match send_params(sub, &key) {
@@ -312,12 +432,56 @@ impl Driver {
         }
         if kind == MediaKind::Video {
             for subscriber in new_receivers {
-                self.request_keyframe(&key, KeyframeReason::NewSubscriber { subscriber }, now);
+                let reason = KeyframeReason::NewSubscriber {
+                    subscriber: subscriber.clone(),
+                };
+                self.request_keyframe(&subscriber, &key, reason, now);
+            }
+            for subscriber in slow_switches {
+                self.request_keyframe(&subscriber, &key, KeyframeReason::LayerSwitch, now);
             }
         }
     }
 
-    /// RTCP that the keyframe tap let through: PLI or FIR from a subscriber.
+    /// Takes simulcast layers that stopped arriving off the engine's list, so no viewer is
+    /// left on a layer the publisher no longer sends.
+    pub(super) fn retire_idle_layers(&mut self, now: Instant) {
+        // (`now` only stands in for a track with no streams, which has nothing to retire.)
+        let mut reshaped = Vec::new();
+        for (peer, state) in &mut self.peers {
+            for (mid, track) in &mut state.published {
+                if track.streams.len() < 2 {
+                    continue;
+                }
+                // Idle next to its siblings, not just idle: a publisher whose every layer is
+                // late (a busy machine, a network hiccup) has paused nothing.
+                let freshest = track
+                    .streams
+                    .iter()
+                    .map(|s| s.last_seen)
+                    .max()
+                    .unwrap_or(now);
+                let mut changed = false;
+                for stream in &mut track.streams {
+                    if stream.active
+                        && freshest.saturating_duration_since(stream.last_seen) >= LAYER_IDLE
+                    {
+                        stream.active = false;
+                        changed = true;
+                    }
+                }
+                if changed {
+                    reshaped.push((peer.clone(), mid.clone()));
+                }
+            }
+        }
+        for (peer, mid) in reshaped {
+            tracing::debug!(peer = %peer, mid = %mid, "a simulcast layer stopped arriving");
+            self.publish_to_engine(&peer, &mid);
+        }
+    }
+
+    /// RTCP that the feedback tap let through: PLI or FIR from a subscriber.
     pub(super) fn on_rtcp(
         &mut self,
         id: PcId,
@@ -337,83 +501,56 @@ impl Driver {
             return;
         };
         let subscriber = entry.peer.clone();
-        // A peer behind the gate gets nothing, and may not make publishers do work either.
-        let gate_open = self
-            .peers
-            .get(&subscriber)
-            .is_some_and(|s| s.allowed && s.subscriptions.contains(&key.publisher))
-            && self.peers.get(&key.publisher).is_some_and(|p| p.allowed);
-        if gate_open {
-            self.request_keyframe(&key, KeyframeReason::SubscriberRequest { subscriber }, now);
-        }
+        // The engine's gate: a peer that does not get the track may not make its publisher
+        // do work either.
+        let reason = KeyframeReason::SubscriberRequest {
+            subscriber: subscriber.clone(),
+        };
+        self.request_keyframe(&subscriber, &key, reason, now);
     }
 
-    /// Asks the publisher for a keyframe now, or as soon as the throttle allows.
-    pub(super) fn request_keyframe(
+    /// Sends a PLI for each stream named (all of the track's when `layers` is empty).
+    pub(super) fn send_pli(
         &mut self,
         key: &TrackKey,
+        layers: &[Layer],
         reason: KeyframeReason,
         now: Instant,
     ) {
-        let Some(track) = self
-            .peers
-            .get_mut(&key.publisher)
-            .and_then(|s| s.published.get_mut(&key.mid))
-        else {
-            return;
-        };
-        if track.kind != MediaKind::Video {
-            return;
-        }
-        if track.throttle.request(now) {
-            self.send_pli(key, reason, now);
-        } else {
-            self.pending_keyframes.insert(key.clone(), reason);
-        }
-    }
-
-    pub(super) fn run_deferred_keyframes(&mut self, now: Instant) {
-        if self.pending_keyframes.is_empty() {
-            return;
-        }
-        let pending = std::mem::take(&mut self.pending_keyframes);
-        for (key, reason) in pending {
-            let Some(track) = self
-                .peers
-                .get_mut(&key.publisher)
-                .and_then(|s| s.published.get_mut(&key.mid))
-            else {
-                continue;
-            };
-            if track.throttle.poll_pending(now) {
-                self.send_pli(&key, reason, now);
-            } else if track.throttle.is_pending() {
-                self.pending_keyframes.insert(key, reason);
-            }
-        }
-    }
-
-    fn send_pli(&mut self, key: &TrackKey, reason: KeyframeReason, now: Instant) {
         let Some(state) = self.peers.get(&key.publisher) else {
             return;
         };
         let (Some(pub_id), Some(track)) = (state.publisher, state.published.get(&key.mid)) else {
             return;
         };
-        let (receiver_id, media_ssrc, track_id) =
-            (track.receiver_id, track.ssrc, track.track_id.clone());
+        if track.kind != MediaKind::Video {
+            return;
+        }
+        let ssrcs: Vec<u32> = track
+            .streams
+            .iter()
+            .filter(|s| layers.is_empty() || s.layer.is_some_and(|l| layers.contains(&l)))
+            .map(|s| s.ssrc)
+            .collect();
+        if ssrcs.is_empty() {
+            return;
+        }
+        let (receiver_id, track_id) = (track.receiver_id, track.track_id.clone());
         let Some(entry) = self.pcs.get_mut(&pub_id) else {
             return;
         };
         let written = guard(|| {
             entry.pc.rtp_receiver(receiver_id).map(|mut receiver| {
-                receiver.write_rtcp(
-                    now,
-                    vec![Box::new(PictureLossIndication {
-                        sender_ssrc: 0,
-                        media_ssrc,
-                    })],
-                )
+                let plis: Vec<Box<dyn rtc::rtcp::Packet>> = ssrcs
+                    .iter()
+                    .map(|&media_ssrc| {
+                        Box::new(PictureLossIndication {
+                            sender_ssrc: 0,
+                            media_ssrc,
+                        }) as Box<dyn rtc::rtcp::Packet>
+                    })
+                    .collect();
+                receiver.write_rtcp(now, plis)
             })
         });
         match written {
@@ -428,7 +565,7 @@ impl Driver {
             self.poison(pub_id);
             return;
         }
-        tracing::debug!(peer = %key.publisher, mid = %key.mid, ?reason, "keyframe requested");
+        tracing::debug!(peer = %key.publisher, mid = %key.mid, ?layers, ?reason, "keyframe requested");
         self.emit(SfuEvent::KeyframeRequested {
             publisher: key.publisher.clone(),
             track_id,

@@ -17,12 +17,25 @@
 //!   the set of tracks changed. It always carries one data channel, so it connects before the
 //!   first track exists and a later track only needs a renegotiation, not a new handshake.
 //!
-//! # Forwarding rule
+//! # Decisions
 //!
-//! A packet of publisher P's track reaches subscriber S iff `allowed(S) && allowed(P) && P in
-//! subscriptions(S)`. The rule is evaluated per packet, so [`Sfu::set_allowed`] stops (or
-//! permits) forwarding with the next packet. The subscriber's SDP only lists tracks the rule
-//! allows, so a peer in the lobby learns nothing about who is in the room either.
+//! Every decision about media is the engine's (`super::engine`): the driver keeps one
+//! [`Engine`](super::engine::Engine) per room, tells it what happens (admission,
+//! subscriptions, tracks and their simulcast layers, audio levels, receiver reports, bandwidth
+//! estimates, render sizes, keyframe requests, the passing of time) and does what it says.
+//! Peers belong to the room [`Sfu::join_room`] names (until then, to one shared unnamed room).
+//!
+//! A packet of publisher P's track reaches subscriber S iff the engine gives S a stream of that
+//! track (both admitted, S subscribed to P, the track not host-muted) and the packet belongs to
+//! that stream (the simulcast layer chosen for S). The engine's answer is cached on S's sender
+//! and refreshed after every change, so [`Sfu::set_allowed`] stops (or permits) forwarding
+//! with the next packet and nothing is looked up per packet. The subscriber's SDP only lists
+//! tracks of admitted publishers, so a peer in the lobby learns nothing about who is in the
+//! room either.
+//!
+//! A simulcast subscriber moves to a new layer only on a keyframe of that layer (asked of the
+//! publisher by the engine's keyframe gate); until it comes the old layer keeps flowing, and
+//! the sender's numbering stays continuous across the switch (`rewrite`).
 //!
 //! # Events
 //!
@@ -34,23 +47,27 @@
 //! - `event_loop`: the driver task: socket loop, routing, timers, ICE-TCP connections.
 //! - `negotiation`: offer/answer, the admission gate, subscriptions, removal, stats.
 //! - `forward`: publishing tracks, forwarding RTP, keyframe relay, audio levels.
+//! - `rooms`: the engine of each room, what the driver feeds it and how its answers are applied.
 //! - `peer`: building an `rtc` connection the way we need it, and the state kept beside it.
 //! - `demux`: classifying datagrams and the routing tables (ufrag, then address).
 //! - `framing`, `tcp`: RFC 4571 ICE-TCP.
 //! - `probe`: answering plain STUN binding requests, for reachability checks before a visit.
-//! - `keyframe`: getting PLI/FIR out of `rtc` and throttling them.
+//! - `feedback`: getting PLI/FIR, receiver reports and the bandwidth estimate out of `rtc`;
+//!   spotting keyframes.
+//! - `rewrite`: continuous sequence numbers and timestamps per subscriber sender.
 //! - `timers`: one deadline per connection in a heap.
 
 mod demux;
 mod event_loop;
+mod feedback;
 mod forward;
 mod framing;
-mod keyframe;
 mod latency;
 mod negotiation;
 mod peer;
 mod probe;
 mod rewrite;
+mod rooms;
 mod tcp;
 mod timers;
 
@@ -63,8 +80,12 @@ use bytes::Bytes;
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+pub use super::engine::{Layer, VideoCodec, VideoConstraints};
+
 /// Our participant id, as the room knows it. Only ever logged, never a name.
 pub type PeerId = String;
+/// A room (visit) id: the peers that share one engine.
+pub type RoomId = String;
 
 /// Which of a participant's two peer connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -88,6 +109,8 @@ pub enum KeyframeReason {
     SubscriberRequest { subscriber: PeerId },
     /// A subscriber just started receiving this video track and needs a frame to start from.
     NewSubscriber { subscriber: PeerId },
+    /// A subscriber moves to another simulcast layer, which it cannot decode before a keyframe.
+    LayerSwitch,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,8 +137,19 @@ pub enum SfuEvent {
     /// offer to the client. Raised once until that offer is made.
     RenegotiationNeeded { peer: PeerId },
     /// RFC 6464 level of a publisher's audio, 0 (loudest) to 127 (silence) in -dBov. At most
-    /// one per audio track every [`AUDIO_LEVEL_INTERVAL`].
+    /// one per audio track every [`AUDIO_LEVEL_INTERVAL`]. (The engine already has it; this is
+    /// for observers.)
     AudioLevel { peer: PeerId, level_dbov: u8 },
+    /// The room's dominant speaker changed; `None` when nobody holds the floor.
+    DominantSpeaker { room: RoomId, peer: Option<PeerId> },
+    /// A participant's network score changed: 5 excellent to 1 very poor, 0 no data.
+    NetworkScore { peer: PeerId, score: u8 },
+    /// What this admitted participant's camera should send now (sent on admission and whenever
+    /// it changes, e.g. simulcast from three people on).
+    VideoConstraints {
+        peer: PeerId,
+        constraints: VideoConstraints,
+    },
     /// We sent a PLI to a publisher.
     KeyframeRequested {
         publisher: PeerId,
@@ -140,6 +174,9 @@ pub struct SfuConfig {
     pub tcp_port: Option<u16>,
     /// `false` advertises TCP only (to exercise the fallback); the socket is still bound.
     pub udp_enabled: bool,
+    /// The codec every room's cameras are asked for unless the room says otherwise
+    /// ([`Sfu::set_video_codec`]).
+    pub video_codec: VideoCodec,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -315,6 +352,26 @@ pub(crate) enum Command {
         publishers: Vec<PeerId>,
         reply: oneshot::Sender<()>,
     },
+    JoinRoom {
+        peer: PeerId,
+        room: RoomId,
+        reply: oneshot::Sender<()>,
+    },
+    SetVideoCodec {
+        room: RoomId,
+        codec: VideoCodec,
+        reply: oneshot::Sender<()>,
+    },
+    RenderSizes {
+        peer: PeerId,
+        sizes: Vec<(PeerId, u32, u32)>,
+    },
+    HostMute {
+        peer: PeerId,
+        kind: MediaKind,
+        muted: bool,
+        reply: oneshot::Sender<()>,
+    },
     RemovePeer {
         peer: PeerId,
         reply: oneshot::Sender<()>,
@@ -347,6 +404,7 @@ pub struct Sfu {
     events: broadcast::Sender<SfuEvent>,
     udp_addr: SocketAddr,
     tcp_port: Option<u16>,
+    video_codec: VideoCodec,
     counters: Arc<Counters>,
     next_conn: Arc<AtomicU64>,
 }
@@ -380,6 +438,7 @@ impl Sfu {
             events,
             udp_addr,
             tcp_port: cfg.tcp_port,
+            video_codec: cfg.video_codec,
             counters,
             next_conn: Arc::new(AtomicU64::new(1)),
         })
@@ -393,6 +452,11 @@ impl Sfu {
     /// The HTTP listener's port when it also takes ICE-TCP media.
     pub fn ice_tcp_port(&self) -> Option<u16> {
         self.tcp_port
+    }
+
+    /// The codec rooms ask cameras for unless one says otherwise.
+    pub fn video_codec(&self) -> VideoCodec {
+        self.video_codec
     }
 
     /// Client's publisher offer -> our answer. Creates the publisher connection if needed;
@@ -481,6 +545,57 @@ impl Sfu {
         let cmd = Command::SetSubscriptions {
             peer: peer.clone(),
             publishers,
+            reply,
+        };
+        if self.commands.send(cmd).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Puts the peer's media in `room`: one engine decides for everyone in it (simulcast from
+    /// three admitted, layers, dominant speaker). Call before admitting the peer.
+    pub async fn join_room(&self, peer: &PeerId, room: &RoomId) {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::JoinRoom {
+            peer: peer.clone(),
+            room: room.clone(),
+            reply,
+        };
+        if self.commands.send(cmd).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// The video codec a room's cameras are asked for (VP8 unless the room asks for H.264).
+    pub async fn set_video_codec(&self, room: &RoomId, codec: VideoCodec) {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::SetVideoCodec {
+            room: room.clone(),
+            codec,
+            reply,
+        };
+        if self.commands.send(cmd).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// How large `peer` draws each publisher's camera, in pixels (0 × 0: not at all). Layer
+    /// choice follows; a full queue drops the update, as the next one replaces it anyway.
+    pub fn set_render_sizes(&self, peer: &PeerId, sizes: Vec<(PeerId, u32, u32)>) {
+        let _ = self.commands.try_send(Command::RenderSizes {
+            peer: peer.clone(),
+            sizes,
+        });
+    }
+
+    /// A host turned off `peer`'s microphone or camera (`muted`), or the participant turned it
+    /// back on themself (`!muted`): a host-muted track is not forwarded to anyone.
+    pub async fn set_host_muted(&self, peer: &PeerId, kind: MediaKind, muted: bool) {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::HostMute {
+            peer: peer.clone(),
+            kind,
+            muted,
             reply,
         };
         if self.commands.send(cmd).await.is_ok() {

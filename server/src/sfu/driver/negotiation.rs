@@ -1,13 +1,13 @@
 //! Offer/answer for both connection kinds, the admission gate and subscriptions, and removal.
 //!
 //! The subscriber connection's senders always follow one function, [`Driver::desired_tracks`]:
-//! the tracks of every allowed publisher the peer subscribes to, if the peer itself is
-//! allowed. Senders are added only when we make an offer; they are removed at once when the
+//! the tracks of every admitted publisher the peer subscribes to, if the peer itself is
+//! admitted (both as the room's engine has it). Senders are added only when we make an offer; they are removed at once when the
 //! gate closes (stopping the sender also drops its retransmission buffer, so not even a NACK
 //! can pull media through a closed gate), and [`SfuEvent::RenegotiationNeeded`] tells the
 //! signaling layer to bring the client's view up to date.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use rtc::media_stream::MediaStreamTrack;
@@ -25,10 +25,12 @@ use super::peer::{
     AUDIO_LEVEL_URI, MAX_PENDING_CANDIDATES, PcEntry, RETIRED_REWRITE_TTL, SendSlot, TrackKey,
     build_peer_connection, guard, random_credential, sdp_attribute, sdp_fingerprint, sdp_token,
 };
+use super::rooms::{engine_peer, engine_track};
 use super::{
     IceProtocol, MediaKind, PcId, PcKind, PcStats, PeerId, PeerStats, SelectedPair, SfuError,
     SfuEvent,
 };
+use crate::sfu::engine::PeerId as EnginePeer;
 
 /// Largest SDP we parse. Real ones are a few KiB; this only stops abuse.
 const MAX_SDP_LEN: usize = 128 * 1024;
@@ -66,15 +68,20 @@ impl Driver {
             ufrag = random_credential(16);
         }
         let pwd = random_credential(32);
-        let mut pc = guard(|| build_peer_connection(&ufrag, &pwd, now))??;
+        let codec = self
+            .engine_of(peer)
+            .map_or(self.default_codec, |e| e.video_codec());
+        let (mut pc, feedback) = guard(|| build_peer_connection(&ufrag, &pwd, codec, now))??;
         if kind == PcKind::Subscriber {
             // Gives the connection a transport before it carries any track; see module docs.
             guard(|| pc.create_data_channel("rounds", None).map(|_| ()))??;
         }
         let id = self.next_pc_id();
         self.routes.set_ufrag(id, &ufrag);
-        self.pcs
-            .insert(id, PcEntry::new(id, peer.clone(), kind, pc, ufrag, pwd));
+        self.pcs.insert(
+            id,
+            PcEntry::new(id, peer.clone(), kind, pc, feedback, ufrag, pwd),
+        );
         let state = self.peers.entry(peer.clone()).or_default();
         match kind {
             PcKind::Publisher => state.publisher = Some(id),
@@ -249,9 +256,13 @@ impl Driver {
         if let Some(entry) = state.publisher.and_then(|id| self.pcs.get_mut(&id)) {
             entry.receivers.retain(|_, m| m != mid);
         }
-        self.pending_keyframes.remove(&TrackKey {
+        self.keyframe_reasons.remove(&TrackKey {
             publisher: publisher.clone(),
             mid: mid.to_owned(),
+        });
+        let track_key = engine_track(mid);
+        self.with_engine(publisher, None, true, |e, me| {
+            e.remove_track(me, &track_key)
         });
         tracing::info!(peer = %publisher, mid, "track unpublished");
         self.emit(SfuEvent::TrackUnpublished {
@@ -397,22 +408,22 @@ impl Driver {
     /// What the peer's subscriber connection should carry right now.
     pub(super) fn desired_tracks(&self, peer: &PeerId) -> BTreeMap<TrackKey, DesiredTrack> {
         let mut desired = BTreeMap::new();
-        let Some(state) = self.peers.get(peer) else {
+        let Some(engine) = self.engine_of(peer) else {
             return desired;
         };
-        if !state.allowed {
+        let me = engine_peer(peer);
+        if !engine.is_admitted(&me) {
             return desired;
         }
-        for publisher in &state.subscriptions {
-            if publisher == peer {
+        for publisher in engine.subscriptions_of(&me) {
+            // Admitted in this peer's room: a peer of another room is not known to its engine.
+            if publisher == me || !engine.is_admitted(&publisher) {
                 continue;
             }
-            let Some(p) = self.peers.get(publisher) else {
+            let publisher = publisher.as_str().to_owned();
+            let Some(p) = self.peers.get(&publisher) else {
                 continue;
             };
-            if !p.allowed {
-                continue;
-            }
             for (mid, track) in &p.published {
                 desired.insert(
                     TrackKey {
@@ -523,6 +534,9 @@ impl Driver {
                             .remove(key)
                             .map(|(_, rewrite)| rewrite)
                             .unwrap_or_default(),
+                        want: None,
+                        current: None,
+                        switch_since: None,
                     },
                 );
                 added.push(key.clone());
@@ -553,7 +567,17 @@ impl Driver {
     }
 
     fn sync_senders(&mut self, id: PcId) -> Result<(), SfuError> {
-        self.reconcile_senders(id, true).map(|_| ())
+        self.reconcile_senders(id, true)?;
+        // New senders learn what the engine gives them.
+        if let Some(room) = self
+            .pcs
+            .get(&id)
+            .and_then(|e| self.peers.get(&e.peer))
+            .map(|s| s.room.clone())
+        {
+            self.refresh_room(&room, Instant::now());
+        }
+        Ok(())
     }
 
     /// Closes what the gate no longer permits, and raises `RenegotiationNeeded` once if the
@@ -587,35 +611,51 @@ impl Driver {
         }
     }
 
-    /// Every peer subscribed to `publisher` re-checks its subscriber view.
+    /// Every peer of `publisher`'s room re-checks its subscriber view.
     pub(super) fn renegotiate_subscribers_of(&mut self, publisher: &PeerId) {
-        let subscribers: Vec<PeerId> = self
-            .peers
-            .iter()
-            .filter(|(_, s)| s.subscriptions.contains(publisher))
-            .map(|(p, _)| p.clone())
-            .collect();
-        for subscriber in subscribers {
-            self.check_renegotiation(&subscriber);
+        let Some(room) = self.peers.get(publisher).map(|s| s.room.clone()) else {
+            return;
+        };
+        let members: Vec<PeerId> = self
+            .rooms
+            .get(&room)
+            .map(|m| m.members.iter().cloned().collect())
+            .unwrap_or_default();
+        for subscriber in members {
+            if subscriber != *publisher {
+                self.check_renegotiation(&subscriber);
+            }
         }
     }
 
     // ---- Gate, subscriptions, removal ----------------------------------------------------
 
     pub(super) fn set_allowed(&mut self, peer: PeerId, allowed: bool) {
-        let state = self.peers.entry(peer.clone()).or_default();
-        if state.allowed == allowed {
+        if self.is_allowed(&peer) == allowed {
+            // Still makes the peer a member of its room.
+            self.with_engine(&peer, None, false, |_, _| ());
             return;
         }
-        state.allowed = allowed;
+        self.with_engine(&peer, None, true, |e, me| e.set_admitted(me, allowed));
         tracing::info!(peer = %peer, allowed, "admission gate changed");
         self.check_renegotiation(&peer);
         self.renegotiate_subscribers_of(&peer);
     }
 
     pub(super) fn set_subscriptions(&mut self, peer: PeerId, publishers: Vec<PeerId>) {
-        let state = self.peers.entry(peer.clone()).or_default();
-        state.subscriptions = publishers.into_iter().collect();
+        let wanted: BTreeSet<EnginePeer> = publishers.iter().map(|p| engine_peer(p)).collect();
+        self.peers.entry(peer.clone()).or_default().subscribed_to =
+            publishers.into_iter().collect();
+        self.with_engine(&peer, None, true, |e, me| {
+            for old in e.subscriptions_of(me) {
+                if !wanted.contains(&old) {
+                    e.unsubscribe(me, &old);
+                }
+            }
+            for publisher in &wanted {
+                e.subscribe(me, publisher);
+            }
+        });
         self.check_renegotiation(&peer);
     }
 
@@ -623,22 +663,34 @@ impl Driver {
         let Some(state) = self.peers.get(peer) else {
             return;
         };
-        let (publisher, subscriber) = (state.publisher, state.subscriber);
+        let (publisher, subscriber, room) = (state.publisher, state.subscriber, state.room.clone());
         for id in [publisher, subscriber].into_iter().flatten() {
             self.drop_pc(id);
         }
-        self.peers.remove(peer);
         tracing::info!(peer = %peer, "peer removed");
+        // Before the peer is forgotten: its room's members are who must renegotiate.
         self.renegotiate_subscribers_of(peer);
+        self.leave_room(peer, &room);
+        self.peers.remove(peer);
     }
 
     // ---- Stats ---------------------------------------------------------------------------
 
     pub(super) fn peer_stats(&mut self, peer: &PeerId) -> Option<PeerStats> {
+        let subscriptions = self
+            .engine_of(peer)
+            .map(|e| {
+                e.subscriptions_of(&engine_peer(peer))
+                    .into_iter()
+                    .map(|p| p.as_str().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let allowed = self.is_allowed(peer);
         let state = self.peers.get(peer)?;
         let mut stats = PeerStats {
-            allowed: state.allowed,
-            subscriptions: state.subscriptions.iter().cloned().collect(),
+            allowed,
+            subscriptions,
             published_tracks: state.published.len(),
             publisher: None,
             subscriber: None,

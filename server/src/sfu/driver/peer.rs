@@ -34,8 +34,9 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use rtc::shared::TransportContext;
 
-use super::keyframe::{KeyframeRequestTap, TAP_SLOT};
-use super::{MediaKind, PcId, PcKind, PcState, PeerId, SfuError};
+use super::feedback::{FeedbackTap, SharedFeedback, TAP_SLOT};
+use super::rewrite::StreamRewriter;
+use super::{Layer, MediaKind, PcId, PcKind, PcState, PeerId, SfuError, VideoCodec};
 
 /// RFC 6464 client-to-mixer audio level.
 pub(crate) const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
@@ -63,8 +64,10 @@ fn video_feedback() -> Vec<RTCPFeedback> {
     }]
 }
 
-fn register_codecs(media: &mut MediaEngine) -> Result<(), SfuError> {
-    let codecs = [
+/// Registers Opus, VP8 and H.264 (packetization mode 1, constrained baseline). The room's
+/// codec goes first: it is the one an answer picks when the client offers both.
+fn register_codecs(media: &mut MediaEngine, video: VideoCodec) -> Result<(), SfuError> {
+    let mut codecs = [
         (
             RtpCodecKind::Audio,
             111,
@@ -101,6 +104,9 @@ fn register_codecs(media: &mut MediaEngine) -> Result<(), SfuError> {
             },
         ),
     ];
+    if video == VideoCodec::H264 {
+        codecs.swap(1, 2);
+    }
     for (kind, payload_type, rtp_codec) in codecs {
         media.register_codec(
             RTCRtpCodecParameters {
@@ -113,15 +119,17 @@ fn register_codecs(media: &mut MediaEngine) -> Result<(), SfuError> {
     Ok(())
 }
 
-/// Builds one ICE-lite peer connection that answers STUN for `ufrag`/`pwd`.
+/// Builds one ICE-lite peer connection that answers STUN for `ufrag`/`pwd`, and the cell its
+/// RTCP feedback lands in.
 pub(crate) fn build_peer_connection(
     ufrag: &str,
     pwd: &str,
+    video: VideoCodec,
     now: Instant,
-) -> Result<RTCPeerConnection, SfuError> {
+) -> Result<(RTCPeerConnection, SharedFeedback), SfuError> {
     let mut media = MediaEngine::default();
     // Codecs first: the interceptor helpers add their RTCP feedback to codecs already present.
-    register_codecs(&mut media)?;
+    register_codecs(&mut media, video)?;
     media.register_header_extension(
         RTCRtpHeaderExtensionCapability {
             uri: AUDIO_LEVEL_URI.to_owned(),
@@ -132,8 +140,14 @@ pub(crate) fn build_peer_connection(
     configure_simulcast_extension_headers(&mut media)?;
     let registry = configure_nack(Registry::new(), &mut media);
     let registry = configure_twcc(registry, &mut media)?;
-    let registry =
-        configure_rtcp_reports(registry).with(Slot::from(TAP_SLOT), KeyframeRequestTap::default());
+    let feedback = SharedFeedback::default();
+    // No congestion-control interceptor: GCC over TWCC records every packet sent to every
+    // subscriber, which made the forwarding loop fall behind under load; the engine estimates
+    // each downlink from receiver report loss instead (engine/bandwidth.rs).
+    let registry = configure_rtcp_reports(registry).with(
+        Slot::from(TAP_SLOT),
+        FeedbackTap::new(feedback.clone(), now),
+    );
 
     let settings = SettingEngineBuilder::new()
         .with_lite(true)
@@ -147,12 +161,13 @@ pub(crate) fn build_peer_connection(
         ])
         .build();
 
-    Ok(RTCPeerConnectionBuilder::new()
+    let pc = RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(media)
         .with_setting_engine(settings)
         .with_interceptor_registry(registry)
-        .build(now)?)
+        .build(now)?;
+    Ok((pc, feedback))
 }
 
 /// Which published track a subscriber sender carries: the publisher and the track's mid on the
@@ -186,8 +201,17 @@ pub(crate) struct SendSlot {
     pub(crate) negotiated: bool,
     pub(crate) params: Option<SendParams>,
     /// Keeps this sender's sequence numbers and timestamps continuous when its source
-    /// changes (a publisher that rebuilt its connection).
-    pub(crate) rewrite: super::rewrite::StreamRewriter,
+    /// changes: a simulcast layer switch, or a publisher that rebuilt its connection.
+    pub(crate) rewrite: StreamRewriter,
+    /// The engine's answer for this leg (`Engine::stream_for`), cached so that no decision is
+    /// looked up per packet: `None` nothing, `Some(None)` the track's only stream,
+    /// `Some(Some(layer))` that simulcast layer. Refreshed after every change.
+    pub(crate) want: Option<Option<Layer>>,
+    /// The stream being forwarded. It differs from `want` while a layer switch waits for a
+    /// keyframe of the new layer, so the picture never stops in between.
+    pub(crate) current: Option<Option<Layer>>,
+    /// When the layer switch under way started, to ask again if its keyframe is slow.
+    pub(crate) switch_since: Option<Instant>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -232,7 +256,11 @@ pub(crate) struct PcEntry {
     /// replaces it (the publisher rebuilt its connection) continues it. Kept for
     /// [`RETIRED_REWRITE_TTL`], so a long-lived subscriber does not collect one per departed
     /// publisher.
-    pub(crate) retired_rewrites: HashMap<TrackKey, (Instant, super::rewrite::StreamRewriter)>,
+    pub(crate) retired_rewrites: HashMap<TrackKey, (Instant, StreamRewriter)>,
+    /// What the RTCP tap gathered (receiver reports, the bandwidth estimate).
+    pub(crate) feedback: SharedFeedback,
+    /// Subscriber: the last round trip measured, carried over reports that have none.
+    pub(crate) last_rtt_ms: Option<f64>,
 }
 
 /// How long a subscriber remembers the numbering of a removed slot: well past the time a
@@ -245,6 +273,7 @@ impl PcEntry {
         peer: PeerId,
         kind: PcKind,
         pc: RTCPeerConnection,
+        feedback: SharedFeedback,
         ufrag: String,
         pwd: String,
     ) -> Self {
@@ -268,6 +297,8 @@ impl PcEntry {
             slots: BTreeMap::new(),
             slot_by_track_id: HashMap::new(),
             retired_rewrites: HashMap::new(),
+            feedback,
+            last_rtt_ms: None,
         }
     }
 
@@ -344,7 +375,12 @@ mod tests {
 
     #[test]
     fn builds_a_connection() {
-        let pc = build_peer_connection("ufrag", &random_credential(32), Instant::now());
+        let pc = build_peer_connection(
+            "ufrag",
+            &random_credential(32),
+            VideoCodec::Vp8,
+            Instant::now(),
+        );
         assert!(pc.is_ok());
     }
 }

@@ -1,28 +1,31 @@
 //! The SFU decision engine: who receives which packet and at which simulcast layer, when a
-//! publisher is asked for a keyframe, what is retransmitted, who the dominant speaker is and
-//! how good each participant's network is. Plain data in, plain data out: no sockets, no RTP
+//! publisher is asked for a keyframe, who the dominant speaker is and how good each participant's network is. Plain data in, plain data out: no sockets, no RTP
 //! parsing, no clock of its own.
 //!
 //! The driver (ICE, DTLS/SRTP, the `rtc` crate, SSRC and sequence rewriting) owns the
 //! connections and signaling owns the room. Both tell the engine what happened, with plain ids
 //! and numbers, and ask it what to do:
 //!
-//! - **Forwarding**: [`Engine::route`] answers "who gets this packet" for every packet.
+//! - **Forwarding**: [`Engine::stream_for`] answers "which stream of this track, if any, does
+//!   this subscriber get"; the driver caches the answer per subscriber leg and asks again after
+//!   every change, so nothing is looked up per packet. [`Engine::route`] is the same rule seen
+//!   from one packet.
 //!   Admission comes first everywhere: a peer that is not admitted neither sends nor receives
 //!   anything, not a packet, not a retransmission, not a keyframe request. A track muted by a
 //!   host is not forwarded until the participant themself unmutes ([`Engine::set_forced_mute`]).
 //! - **Keyframes**: [`Engine::on_keyframe_request`], [`Engine::on_subscribe_start`] and layer
 //!   switches ask the publisher for a keyframe through a per-track gate: at most one request per
 //!   [`KEYFRAME_INTERVAL`], later wants merged into the next one, never lost.
-//! - **Retransmission**: [`Engine::on_rtp`] keeps the last [`RETRANSMIT_CAPACITY`] packets of
-//!   every video stream; [`Engine::on_nack`] answers with what it still has.
+//! - **Retransmission** is not here: each subscriber leg's own `rtc` NACK responder answers
+//!   from what was actually sent on that leg (docs/adr/0005-engine-in-the-driver.md).
 //! - **Simulcast**: on from [`SIMULCAST_MIN_PARTICIPANTS`] admitted participants
 //!   ([`Engine::video_constraints_for`] tells each publisher what to send); each subscriber gets
 //!   one layer of each simulcast track, from its bandwidth estimate, its render sizes and who is
 //!   speaking ([`Engine::layer_for`]; the `layers` submodule documents the rules).
 //! - **Dominant speaker** from RFC 6464 audio levels, with hysteresis (the `speaker` submodule).
 //! - **Network quality** 0–5 per participant from receiver reports (the `quality` submodule
-//!   has the thresholds).
+//!   has the thresholds); the same reports' loss drives each subscriber's downlink estimate
+//!   when no congestion controller gives one (the `bandwidth` submodule).
 //!
 //! Time: calls that need it take `now`, and [`Engine::handle_timeout`] must be called when
 //! [`Engine::poll_timeout`] says (a regular tick of 100 ms or so does as well): held layer
@@ -36,42 +39,33 @@
 //! Everything is kept in `BTreeMap`s and `BTreeSet`s: the same inputs give the same decisions in
 //! the same order, which the tests rely on and which makes a recorded call replayable.
 
+mod bandwidth;
 mod keyframe;
 mod layers;
 mod quality;
-mod retransmit;
 mod speaker;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
+use bandwidth::LossBasedEstimate;
 use keyframe::KeyframeGate;
 use layers::{LayerState, Priority, Want};
 use quality::NetworkQuality;
 use speaker::SpeakerDetector;
 
 pub use quality::score_for as network_score_for;
-pub use retransmit::{RetransmitBuffer, RtpPacket};
 
 // ---- Tuning. Every threshold the engine uses is here, with its reason. ----
 
 /// At most one upstream keyframe request per published track in this window. A keyframe is
 /// several times the size of a normal frame; a burst of them congests the publisher's uplink.
 pub const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
-/// Packets kept per video stream for retransmission: about 1.5 s of 720p at 1.5 Mbps, longer
-/// than any NACK that can still help (a retransmission later than that arrives after the
-/// receiver's jitter buffer has given up on it).
-pub const RETRANSMIT_CAPACITY: usize = 512;
-/// Retransmissions returned for one NACK, so that a subscriber reporting a long loss burst
-/// cannot make the server flood the very link that is losing packets.
-pub const MAX_RETRANSMIT_PER_NACK: usize = 64;
 /// Simulcast from this many admitted participants. With two, the one viewer's needs can be met
 /// by the publisher's own encoder adapting; with three, viewers differ and layers are needed.
 pub const SIMULCAST_MIN_PARTICIPANTS: usize = 3;
-/// Downlink assumed for a subscriber before its first bandwidth estimate: enough for a medium
+/// Downlink assumed for a subscriber before its first receiver report: enough for a medium
 /// layer of the speaker and low layers of two others, without starting on a guess too high.
 pub const DEFAULT_BANDWIDTH_BPS: u64 = 1_000_000;
 /// Downlink set aside for each audio track a subscriber receives (Opus at ~32 kbps plus
@@ -321,7 +315,10 @@ pub enum EngineEvent {
 struct Peer {
     admitted: bool,
     low_end: bool,
+    /// From congestion control (TWCC, REMB), when the driver has it.
     bandwidth_bps: Option<u64>,
+    /// From the loss in the peer's receiver reports, used when there is no estimate above.
+    loss_estimate: LossBasedEstimate,
     /// How large this peer shows each publisher's camera.
     render_sizes: BTreeMap<PeerId, (u32, u32)>,
     tracks: BTreeMap<TrackId, Track>,
@@ -333,8 +330,6 @@ struct Track {
     kind: TrackKind,
     /// Sorted and deduplicated; always empty for audio.
     layers: Vec<Layer>,
-    /// Retransmission history per stream (`None`: the only stream of a non-simulcast track).
-    buffers: BTreeMap<Option<Layer>, RetransmitBuffer>,
     keyframe: KeyframeGate,
     /// The layer each subscriber gets, for simulcast tracks.
     chosen: BTreeMap<PeerId, LayerState>,
@@ -502,6 +497,15 @@ impl Engine {
         removed
     }
 
+    /// The publishers `subscriber` is subscribed to, in id order.
+    pub fn subscriptions_of(&self, subscriber: &PeerId) -> Vec<PeerId> {
+        self.subscriptions
+            .iter()
+            .filter(|(_, subscribers)| subscribers.contains(subscriber))
+            .map(|(publisher, _)| publisher.clone())
+            .collect()
+    }
+
     pub fn is_subscribed(&self, subscriber: &PeerId, publisher: &PeerId) -> bool {
         self.subscriptions
             .get(publisher)
@@ -548,12 +552,21 @@ impl Engine {
         match p.tracks.get_mut(track) {
             Some(existing) => {
                 if existing.kind != kind || existing.layers != layers {
-                    // Old streams' packets and layer choices mean nothing for the new shape;
-                    // the keyframe gate stays so the change cannot reset its throttle.
+                    // A layer came or went (a browser pauses its top layer on a weak uplink):
+                    // subscribers on a layer that is still sent keep it; otherwise old choices
+                    // mean nothing for the new shape. The keyframe gate stays so the change
+                    // cannot reset its throttle.
+                    let reshaped = existing.kind != kind
+                        || (existing.layers.len() >= 2) != (layers.len() >= 2);
+                    if reshaped {
+                        existing.chosen.clear();
+                    } else {
+                        existing
+                            .chosen
+                            .retain(|_, state| state.current().is_none_or(|l| layers.contains(&l)));
+                    }
                     existing.kind = kind;
                     existing.layers = layers;
-                    existing.buffers.clear();
-                    existing.chosen.clear();
                 }
             }
             None => {
@@ -562,7 +575,6 @@ impl Engine {
                     Track {
                         kind,
                         layers,
-                        buffers: BTreeMap::new(),
                         keyframe: KeyframeGate::default(),
                         chosen: BTreeMap::new(),
                     },
@@ -641,82 +653,29 @@ impl Engine {
             .collect()
     }
 
-    /// Keeps a video packet for retransmission (audio is not kept: Opus carries its own FEC,
-    /// and a late audio packet is of no use to the receiver's jitter buffer). `data` is what
-    /// [`Engine::on_nack`] hands back, typically the whole packet as received.
-    pub fn on_rtp(
-        &mut self,
-        publisher: &PeerId,
-        track: &TrackId,
-        layer: Option<Layer>,
-        seq: u16,
-        data: Bytes,
-    ) {
-        if !self.is_admitted(publisher) {
-            return;
-        }
-        let Some(kind) = self
-            .peers
-            .get(publisher)
-            .and_then(|p| p.tracks.get(track))
-            .map(|t| t.kind)
-        else {
-            return;
-        };
-        if kind == TrackKind::Audio || self.is_forced_muted(publisher, kind) {
-            return;
-        }
-        let Some(t) = self
-            .peers
-            .get_mut(publisher)
-            .and_then(|p| p.tracks.get_mut(track))
-        else {
-            return;
-        };
-        let Some(stream) = t.stream(layer) else {
-            return;
-        };
-        t.buffers
-            .entry(stream)
-            .or_insert_with(|| RetransmitBuffer::new(RETRANSMIT_CAPACITY))
-            .insert(seq, data);
-    }
-
-    /// The packets to resend to `subscriber`, which lost `seqs` (upstream sequence numbers of
-    /// `layer` of the track; the driver maps its rewritten numbers back). Only for a stream
-    /// the subscriber may receive right now; duplicates once; at most
-    /// [`MAX_RETRANSMIT_PER_NACK`].
-    pub fn on_nack(
+    /// The stream of `track` that `subscriber` gets: `None` when it gets nothing (not admitted,
+    /// not subscribed, host-muted, paused, or not yet allocated), `Some(None)` for the one
+    /// stream of a track that is not simulcast, `Some(Some(layer))` for a simulcast layer.
+    /// The driver asks this after every change and caches the answer per subscriber leg.
+    pub fn stream_for(
         &self,
         subscriber: &PeerId,
         publisher: &PeerId,
         track: &TrackId,
+    ) -> Option<Option<Layer>> {
+        self.deliverable(subscriber, publisher, track)?
+            .stream_for(subscriber)
+    }
+
+    /// Which stream of `track` a packet tagged `layer` belongs to (see [`Engine::stream_for`]);
+    /// `None` for a packet that belongs to none (an untagged packet on a simulcast track).
+    pub fn stream_of(
+        &self,
+        publisher: &PeerId,
+        track: &TrackId,
         layer: Option<Layer>,
-        seqs: &[u16],
-    ) -> Vec<RtpPacket> {
-        let Some(t) = self.deliverable(subscriber, publisher, track) else {
-            return Vec::new();
-        };
-        let Some(stream) = t.stream(layer) else {
-            return Vec::new();
-        };
-        if t.stream_for(subscriber) != Some(stream) {
-            return Vec::new();
-        }
-        let Some(buffer) = t.buffers.get(&stream) else {
-            return Vec::new();
-        };
-        let mut seen = BTreeSet::new();
-        seqs.iter()
-            .filter(|seq| seen.insert(**seq))
-            .filter_map(|&seq| {
-                buffer.get(seq).map(|data| RtpPacket {
-                    seq,
-                    data: data.clone(),
-                })
-            })
-            .take(MAX_RETRANSMIT_PER_NACK)
-            .collect()
+    ) -> Option<Option<Layer>> {
+        self.peers.get(publisher)?.tracks.get(track)?.stream(layer)
     }
 
     // ---- Keyframes. ----
@@ -778,6 +737,10 @@ impl Engine {
     /// The codec publishers are asked for; VP8 unless the room asks otherwise.
     pub fn set_video_codec(&mut self, codec: VideoCodec) {
         self.codec = codec;
+    }
+
+    pub fn video_codec(&self) -> VideoCodec {
+        self.codec
     }
 
     /// What a camera in this room should send, for a device that is not low-end: 720p at 24 fps
@@ -882,8 +845,10 @@ impl Engine {
         self.speaker.current().cloned()
     }
 
-    /// Receiver report figures for `peer`'s connection: `loss_fraction` 0.0–1.0, interarrival
-    /// jitter and round trip in milliseconds.
+    /// Receiver report figures for what `peer` receives: `loss_fraction` 0.0–1.0, interarrival
+    /// jitter and round trip in milliseconds. They make its network score, and (until a
+    /// congestion controller's estimate is given) its downlink estimate from loss (the
+    /// `bandwidth` submodule).
     pub fn on_receiver_report(
         &mut self,
         peer: &PeerId,
@@ -901,6 +866,12 @@ impl Engine {
                 peer: peer.clone(),
                 score,
             });
+        }
+        let before = p.loss_estimate.bps();
+        let after = p.loss_estimate.report(loss_fraction, now);
+        if p.bandwidth_bps.is_none() && after != before {
+            // Lower at once, higher after the hold, as for any estimate.
+            self.settle(now);
         }
     }
 
@@ -1138,7 +1109,7 @@ impl Engine {
             }
             let budget = sub
                 .bandwidth_bps
-                .unwrap_or(DEFAULT_BANDWIDTH_BPS)
+                .unwrap_or(sub.loss_estimate.bps())
                 .saturating_sub(reserved);
             let chosen = layers::allocate(budget, &wants);
             for ((pub_id, track_id, hidden), target) in keys.into_iter().zip(chosen) {
