@@ -22,6 +22,7 @@ SYSTEM_PACKAGES=(
     fonts-liberation # readable text in those tests' screenshots
     iproute2         # ip netns and veth for the reliability suite (tests/reliability)
     nftables         # the reliability suite's firewalls, counters, loss and link cuts
+    iptables         # iptables-legacy NFQUEUE: the loss tests' delay where the kernel has no netem
     janus            # the benchmark peer: capacity against Janus' VideoRoom (tests/bench)
     # The clinician desktop app (src-tauri): Tauri 2 on WebKitGTK, tray, keychain, sound.
     file

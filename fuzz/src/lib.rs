@@ -1,5 +1,7 @@
 //! What the media fuzz targets share: one SFU, started once per fuzzing process on loopback,
-//! with a runtime whose worker thread drives it while the fuzzer thread feeds it.
+//! on a single-threaded runtime that the fuzzer's own thread drives while it feeds an input.
+//! With no second thread, each command to the SFU's driver and its reply is a task switch,
+//! not a cross-thread wake-up: fewer microseconds per input, the same code under test.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::OnceLock;
@@ -15,8 +17,7 @@ struct Shared {
 fn shared() -> &'static Shared {
     static SHARED: OnceLock<Shared> = OnceLock::new();
     SHARED.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("a tokio runtime");

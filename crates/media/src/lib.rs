@@ -42,7 +42,7 @@ pub use queue::{FrameReceiver, FrameSender, RecvError, frame_queue};
 pub use reorder::{ReorderBuffer, ReorderStats};
 pub use rtp_vp8::{
     DepacketizerStats, PAYLOADER_DESCRIPTOR_LEN, Vp8Depacketizer, Vp8PayloadDescriptor,
-    vp8_is_keyframe, vp8_payloads,
+    vp8_is_keyframe, vp8_packet_starts_keyframe, vp8_payloads,
 };
 pub use source::{AUDIO_QUEUE_FRAMES, SyntheticAudio, SyntheticVideo, VIDEO_QUEUE_FRAMES};
 pub use tone::{FRAME_SAMPLES_20MS, SAMPLE_RATE_HZ, Tone};

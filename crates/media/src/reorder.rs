@@ -10,6 +10,9 @@
 //! waited `max_wait`: then the hole is given up and what follows is released, and the
 //! depacketizer sees the gap. A duplicate, or a packet older than what was already released,
 //! is dropped. Holding is bounded by `max_wait` and by a packet count, never by the sender.
+//!
+//! The caller may also give holes up early with [`ReorderBuffer::skip_to`]: once a keyframe
+//! has arrived behind a hole, nothing before it is needed to decode what follows.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -92,10 +95,41 @@ impl<T> ReorderBuffer<T> {
 
     /// When the hole being waited on will be given up, if one is.
     pub fn deadline(&self) -> Option<Instant> {
-        self.held
-            .values()
-            .next()
-            .map(|(arrived, _)| *arrived + self.max_wait)
+        self.waiting_since().map(|since| since + self.max_wait)
+    }
+
+    /// Since when the oldest open hole has been waited on (when the first packet behind it
+    /// arrived), if one is.
+    pub fn waiting_since(&self) -> Option<Instant> {
+        self.held.values().next().map(|(arrived, _)| *arrived)
+    }
+
+    /// Gives up every hole before `seq` now, as if their wait had run out, and releases what
+    /// that frees: what was held before `seq`, then `seq` and what follows it in order. Does
+    /// nothing if `seq` was already released.
+    pub fn skip_to(&mut self, seq: u16, now: Instant) -> Vec<(u16, T)> {
+        let (Some(next), Some(high)) = (self.next, self.highest) else {
+            return Vec::new();
+        };
+        let delta = seq.wrapping_sub(high as u16) as i16;
+        let target = high.saturating_add_signed(i64::from(delta));
+        if target <= next {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let mut n = next;
+        let before: Vec<u64> = self.held.range(..target).map(|(k, _)| *k).collect();
+        for k in before {
+            if let Some((_, item)) = self.held.remove(&k) {
+                self.stats.lost += k - n;
+                out.push((k as u16, item));
+                n = k + 1;
+            }
+        }
+        self.stats.lost += target - n;
+        self.next = Some(target);
+        out.extend(self.release(now));
+        out
     }
 
     fn release(&mut self, now: Instant) -> Vec<(u16, T)> {
@@ -207,6 +241,26 @@ mod tests {
         assert_eq!(seqs(&b.poll(t + WAIT)), vec![3]);
         assert_eq!(b.deadline(), Some(later + WAIT));
         assert_eq!(seqs(&b.push(4, 4, t + WAIT)), vec![4, 5]);
+    }
+
+    #[test]
+    fn skipping_to_a_keyframe_gives_the_holes_before_it_up_at_once() {
+        let mut b = ReorderBuffer::new(WAIT);
+        let t = Instant::now();
+        b.push(1, 1, t);
+        b.push(3, 3, t); // hole at 2
+        b.push(6, 6, t); // hole at 4..=5; 6 starts a keyframe
+        b.push(8, 8, t); // hole at 7, inside the keyframe: still waited for
+        assert_eq!(b.waiting_since(), Some(t));
+        let out = b.skip_to(6, t + Duration::from_millis(10));
+        assert_eq!(seqs(&out), vec![3, 6]);
+        assert_eq!(b.stats().lost, 3);
+        assert_eq!(b.held(), 1);
+        // The hole inside the keyframe fills normally.
+        assert_eq!(seqs(&b.push(7, 7, t)), vec![7, 8]);
+        // Skipping to something already released does nothing.
+        assert!(b.skip_to(6, t).is_empty());
+        assert!(b.skip_to(3, t).is_empty());
     }
 
     #[test]

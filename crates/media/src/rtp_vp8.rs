@@ -17,6 +17,18 @@ pub fn vp8_is_keyframe(frame: &[u8]) -> bool {
     frame.len() >= 10 && frame[0] & 0x01 == 0 && frame[3..6] == [0x9d, 0x01, 0x2a]
 }
 
+/// Whether an RTP payload is the first packet of a VP8 keyframe: the descriptor marks the
+/// start of partition 0 and the frame tag that follows is a keyframe's. A receiver waiting
+/// for a lost packet can stop waiting once this arrives.
+pub fn vp8_packet_starts_keyframe(payload: &[u8]) -> bool {
+    Vp8PayloadDescriptor::parse(payload).is_some_and(|d| {
+        d.start_of_partition && d.partition_id == 0 && {
+            let data = &payload[d.len..];
+            data[0] & 0x01 == 0 && data.get(3..6).is_none_or(|code| code == [0x9d, 0x01, 0x2a])
+        }
+    })
+}
+
 /// Split a frame into RTP payloads of at most `max_payload` bytes each, every
 /// one starting with a VP8 payload descriptor: S set on the first packet,
 /// partition ID 0, and the 15-bit `picture_id` (the top bit of `picture_id` is
@@ -301,6 +313,17 @@ mod tests {
         assert!(!vp8_is_keyframe(&delta(100, 0).data));
         assert!(!vp8_is_keyframe(&key(10, 0).data[..9]));
         assert!(!vp8_is_keyframe(&[]));
+    }
+
+    #[test]
+    fn a_keyframe_is_told_from_its_first_packet_only() {
+        let k = vp8_payloads(&key(3000, 0), 1200, 5);
+        assert!(vp8_packet_starts_keyframe(&k[0]));
+        assert!(!vp8_packet_starts_keyframe(&k[1]), "a continuation");
+        let d = vp8_payloads(&delta(300, 0), 1200, 6);
+        assert!(!vp8_packet_starts_keyframe(&d[0]));
+        assert!(!vp8_packet_starts_keyframe(&[0x90]));
+        assert!(!vp8_packet_starts_keyframe(&[]));
     }
 
     #[test]

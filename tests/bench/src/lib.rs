@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 
 pub mod clip;
 pub mod lean;
+pub mod memory;
 pub mod sfu;
 
 /// A `rounds-server` process with its own data directory.

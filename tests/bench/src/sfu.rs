@@ -27,7 +27,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A participant of either SFU; dropping it leaves (its tasks end with its channels).
 pub struct Member {
+    /// The peer it publishes through, or else the one it receives through.
     pub peer: Arc<LeanPeer>,
+    /// The peer it receives through, when it also publishes (a whole participant).
+    pub receiver: Option<Arc<LeanPeer>>,
     _tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Rounds signaling, to say `leave`.
     rounds_out: Option<mpsc::UnboundedSender<ClientMessage>>,
@@ -40,6 +43,39 @@ impl Member {
             let _ = out.send(ClientMessage::Leave);
             // Let the writer put it on the wire before the socket closes.
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until every peer of this member is connected.
+    pub async fn wait_connected(&self, timeout: Duration) -> anyhow::Result<()> {
+        self.peer.wait_connected(timeout).await?;
+        if let Some(receiver) = &self.receiver {
+            receiver.wait_connected(timeout).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The peers one Rounds participant brings to a room: one to publish through, one to
+/// receive through, or both (the publisher and subscriber connections of a real client).
+#[derive(Default)]
+pub struct Peers {
+    pub publisher: Option<LeanPeer>,
+    pub subscriber: Option<LeanPeer>,
+}
+
+impl Peers {
+    pub fn publish(peer: LeanPeer) -> Peers {
+        Peers {
+            publisher: Some(peer),
+            subscriber: None,
+        }
+    }
+
+    pub fn receive(peer: LeanPeer) -> Peers {
+        Peers {
+            publisher: None,
+            subscriber: Some(peer),
         }
     }
 }
@@ -101,13 +137,18 @@ impl RoundsSfu {
 
     /// The clinician of room `room` joins and publishes `peer`'s tracks.
     pub async fn publish(&self, room: usize, peer: LeanPeer) -> anyhow::Result<Member> {
+        self.host(room, Peers::publish(peer)).await
+    }
+
+    /// The clinician of room `room` joins with `peers`.
+    pub async fn host(&self, room: usize, peers: Peers) -> anyhow::Result<Member> {
         let token = self.rooms[room].provider_token.clone();
-        self.join(token, peer, true).await
+        Ok(self.join_inner(token, peers).await?.0)
     }
 
     /// A guest joins room `room`, is admitted, and receives through `peer`.
     pub async fn subscribe(&self, room: usize, peer: LeanPeer, n: usize) -> anyhow::Result<Member> {
-        self.guest(room, peer, n, false).await
+        self.guest_with(room, Peers::receive(peer), n).await
     }
 
     /// A guest joins room `room` and is admitted; it publishes `peer`'s tracks when
@@ -119,6 +160,16 @@ impl RoundsSfu {
         n: usize,
         publish: bool,
     ) -> anyhow::Result<Member> {
+        let peers = if publish {
+            Peers::publish(peer)
+        } else {
+            Peers::receive(peer)
+        };
+        self.guest_with(room, peers, n).await
+    }
+
+    /// A guest joins room `room` with `peers` and is admitted.
+    pub async fn guest_with(&self, room: usize, peers: Peers, n: usize) -> anyhow::Result<Member> {
         let r = &self.rooms[room];
         let guest = self
             .api
@@ -129,21 +180,19 @@ impl RoundsSfu {
                 RoomRole::Guest,
             )
             .await?;
-        let (member, id) = self.join_inner(guest.token, peer, publish).await?;
+        let (member, id) = self.join_inner(guest.token, peers).await?;
         self.api.admit(&self.access, &r.visit_id, &id).await?;
         Ok(member)
     }
 
-    async fn join(&self, token: String, peer: LeanPeer, publish: bool) -> anyhow::Result<Member> {
-        Ok(self.join_inner(token, peer, publish).await?.0)
-    }
-
-    async fn join_inner(
-        &self,
-        token: String,
-        peer: LeanPeer,
-        publish: bool,
-    ) -> anyhow::Result<(Member, String)> {
+    async fn join_inner(&self, token: String, peers: Peers) -> anyhow::Result<(Member, String)> {
+        let publisher = peers.publisher.map(Arc::new);
+        let subscriber = peers.subscriber.map(Arc::new);
+        let (peer, receiver) = match (&publisher, &subscriber) {
+            (Some(p), s) => (p.clone(), s.clone()),
+            (None, Some(s)) => (s.clone(), None),
+            (None, None) => bail!("a member needs a peer to publish or receive through"),
+        };
         let url = ws_url(&self.server)?;
         let (ws, _) = tokio_tungstenite::connect_async(url).await?;
         let (mut sink, mut stream) = ws.split();
@@ -167,7 +216,6 @@ impl RoundsSfu {
         let ServerMessage::Joined { me, .. } = joined else {
             bail!("join refused");
         };
-        let peer = Arc::new(peer);
         let (out, mut out_rx) = mpsc::unbounded_channel::<ClientMessage>();
         let writer = tokio::spawn(async move {
             while let Some(m) = out_rx.recv().await {
@@ -180,9 +228,10 @@ impl RoundsSfu {
             }
         });
         let start_publishing = {
-            let peer = peer.clone();
+            let publisher = publisher.clone();
             let out = out.clone();
             move || async move {
+                let Some(peer) = publisher else { return };
                 for (id, kind) in [("audio0", TrackKind::Audio), ("video0", TrackKind::Video)] {
                     let _ = out.send(ClientMessage::Publish {
                         track: TrackInfo {
@@ -205,13 +254,11 @@ impl RoundsSfu {
                 }
             }
         };
-        if publish && me.state == ParticipantState::Admitted {
+        if me.state == ParticipantState::Admitted {
             start_publishing.clone()().await;
         }
         let leave_out = out.clone();
-        let reader_peer = peer.clone();
         let reader = tokio::spawn(async move {
-            let peer = reader_peer;
             while let Some(Ok(frame)) = stream.next().await {
                 let Message::Text(text) = frame else { continue };
                 let Ok(message) = serde_json::from_str::<ServerMessage>(&text) else {
@@ -221,36 +268,44 @@ impl RoundsSfu {
                     ServerMessage::Ping { t } => {
                         let _ = out.send(ClientMessage::Pong { t });
                     }
-                    ServerMessage::Admitted { .. } if publish => start_publishing.clone()().await,
+                    ServerMessage::Admitted { .. } => start_publishing.clone()().await,
                     ServerMessage::Answer {
                         pc: PcKind::Publisher,
                         sdp,
-                    } if publish => {
-                        if let Err(error) = peer.set_answer(sdp).await {
+                    } => {
+                        if let Some(peer) = &publisher
+                            && let Err(error) = peer.set_answer(sdp).await
+                        {
                             eprintln!("publisher answer rejected: {error:#}");
                         }
                     }
                     ServerMessage::Offer {
                         pc: PcKind::Subscriber,
                         sdp,
-                    } if !publish => match peer.answer(sdp).await {
-                        Ok(sdp) => {
-                            let _ = out.send(ClientMessage::Answer {
-                                pc: PcKind::Subscriber,
-                                sdp,
-                            });
+                    } => {
+                        let Some(peer) = &subscriber else { continue };
+                        match peer.answer(sdp).await {
+                            Ok(sdp) => {
+                                let _ = out.send(ClientMessage::Answer {
+                                    pc: PcKind::Subscriber,
+                                    sdp,
+                                });
+                            }
+                            Err(error) => eprintln!("subscriber answer failed: {error:#}"),
                         }
-                        Err(error) => eprintln!("subscriber answer failed: {error:#}"),
-                    },
-                    ServerMessage::Ice { pc, candidate }
-                        if (pc == PcKind::Publisher) == publish
-                            && !candidate.candidate.is_empty() =>
-                    {
-                        peer.add_candidate(
-                            candidate.candidate,
-                            candidate.sdp_mid,
-                            candidate.sdp_mline_index,
-                        );
+                    }
+                    ServerMessage::Ice { pc, candidate } if !candidate.candidate.is_empty() => {
+                        let peer = match pc {
+                            PcKind::Publisher => &publisher,
+                            PcKind::Subscriber => &subscriber,
+                        };
+                        if let Some(peer) = peer {
+                            peer.add_candidate(
+                                candidate.candidate,
+                                candidate.sdp_mid,
+                                candidate.sdp_mline_index,
+                            );
+                        }
                     }
                     _ => {}
                 }
@@ -259,6 +314,7 @@ impl RoundsSfu {
         Ok((
             Member {
                 peer,
+                receiver,
                 _tasks: vec![reader, writer],
                 rounds_out: Some(leave_out),
             },
@@ -575,6 +631,7 @@ impl JanusSfu {
         self.feeds.lock().await.insert(room, feed);
         Ok(Member {
             peer: Arc::new(peer),
+            receiver: None,
             _tasks: s.tasks,
             rounds_out: None,
         })
@@ -611,6 +668,7 @@ impl JanusSfu {
         .await?;
         Ok(Member {
             peer: Arc::new(peer),
+            receiver: None,
             _tasks: s.tasks,
             rounds_out: None,
         })

@@ -4,11 +4,14 @@
 //! Remote tracks are attributed to participants by their msid stream id, which the SFU sets to
 //! the publisher's participant id. VP8 is reassembled with `rounds_media::Vp8Depacketizer`
 //! and decoded on a thread per track (libvpx takes milliseconds per 720p frame); a PLI goes
-//! back, at most every 500 ms, while the depacketizer waits for a keyframe.
+//! back, at most every 500 ms, while the depacketizer waits for a keyframe or a hole has
+//! stayed open too long.
 //!
 //! With a [`VideoSink`] the decoded pictures go to the application; with an [`AudioSink`]
 //! each remote person's Opus is decoded into 20 ms frames, lost packets rebuilt from the next
-//! packet's FEC or concealed, so the sink gets continuous audio.
+//! packet's FEC or concealed, so the sink gets continuous audio. Both kinds pass a
+//! `ReorderBuffer` first: video waits there for retransmissions, audio only for packets a
+//! jittery path delivered out of order.
 
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
@@ -16,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use rounds_media::{
     OpusDecoder, ReorderBuffer, Vp8Decoder, Vp8Depacketizer, audio_level_dbov, vp8_is_keyframe,
+    vp8_packet_starts_keyframe,
 };
 use rounds_proto::PcKind;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -31,16 +35,31 @@ use super::sdp;
 use crate::ClientError;
 use crate::stats::StatsHub;
 
-/// How long a missing video packet is waited for before the frames behind it are given up
-/// and a keyframe is asked for. A NACK goes out within 100 ms of the gap and its
-/// retransmission takes a round trip; this covers a 200 ms round trip with one NACK lost, and
-/// keeps a freeze from an unrecoverable loss (this wait, then a keyframe round trip) under a
-/// second.
-const RETRANSMISSION_WAIT: Duration = Duration::from_millis(450);
+/// How long a missing video packet is waited for before the frames behind it are given up.
+/// A NACK goes out within 100 ms of the gap and is repeated every 100 ms until the packet
+/// comes; each answer takes a round trip, and a packet the publisher's own link lost takes
+/// two (the SFU has to ask for it first). On a 200 ms round trip with 10 % loss each way a
+/// hole is usually filled within 250-450 ms, but one NACK or retransmission in five is lost
+/// too; this leaves room for several tries. Waiting is only ever for a hole: packets in
+/// order pass straight through.
+const RETRANSMISSION_WAIT: Duration = Duration::from_millis(900);
+/// A hole still open after this long probably will not be filled in time: a keyframe is
+/// asked for while still waiting, and when it arrives the wait ends there (a keyframe needs
+/// nothing before it). So a freeze from an unrecoverable loss is about this plus a keyframe
+/// round trip, not the whole wait plus one.
+const KEYFRAME_REQUEST_AFTER: Duration = Duration::from_millis(450);
 /// Minimum spacing of our keyframe requests per track.
 const PLI_INTERVAL: Duration = Duration::from_millis(500);
-/// Frames waiting for the decoder thread before we start dropping.
-const DECODE_QUEUE: usize = 8;
+/// How long a missing audio packet is waited for before the packets behind it are played
+/// and it is concealed. Audio is never resent, so this only puts back in order packets that a
+/// jittery network delivered out of order: two packets 20 ms apart on a path whose delay
+/// varies by ±30 ms swap places about a third of the time, and without this the earlier one
+/// would arrive "from the past" and be thrown away. Only a hole holds anything up.
+const AUDIO_REORDER_WAIT: Duration = Duration::from_millis(80);
+/// Frames waiting for the decoder thread before we start dropping. When a hole fills, every
+/// frame held behind it arrives at once, so this holds a whole retransmission wait of frames
+/// (about 2 s at 15 fps).
+const DECODE_QUEUE: usize = 32;
 
 /// Frames (with their RTP timestamps) on their way to a decoder thread.
 type DecodeQueue = std_mpsc::SyncSender<(Vec<u8>, u32)>;
@@ -145,16 +164,10 @@ impl ReceiveContext {
         let mut ssrc = None;
         loop {
             // The next packet, or the moment a hole is given up on.
-            let polled = match reorder.deadline() {
-                Some(deadline) => tokio::time::timeout_at(deadline.into(), track.poll())
-                    .await
-                    .ok(),
-                None => Some(track.poll().await),
-            };
-            let released = match polled {
-                None => reorder.poll(Instant::now()),
-                Some(None) => break,
-                Some(Some(TrackRemoteEvent::OnRtpPacket(packet))) => {
+            let released = match next_event(&track, reorder.deadline()).await {
+                Polled::Deadline => reorder.poll(Instant::now()),
+                Polled::Ended => break,
+                Polled::Event(TrackRemoteEvent::OnRtpPacket(packet)) => {
                     if decoder.is_none() {
                         let (_, screen) = (self.resolve)(stream_id, track_id);
                         decoder = Some(if self.decode_video || self.video_sink.is_some() {
@@ -171,14 +184,21 @@ impl ReceiveContext {
                     self.stats.rtp(participant, true, packet.payload.len());
                     ssrc = Some(packet.header.ssrc);
                     let recovered = reorder.stats().recovered;
-                    let out = reorder.push(packet.header.sequence_number, packet, Instant::now());
+                    let seq = packet.header.sequence_number;
+                    let keyframe_starts = vp8_packet_starts_keyframe(&packet.payload);
+                    let now = Instant::now();
+                    let mut out = reorder.push(seq, packet, now);
+                    if keyframe_starts && reorder.held() > 0 {
+                        // A keyframe behind a hole: nothing before it is needed any more.
+                        out.extend(reorder.skip_to(seq, now));
+                    }
                     if reorder.stats().recovered != recovered {
                         self.stats
                             .video_packets_recovered(participant, reorder.stats().recovered);
                     }
                     out
                 }
-                Some(Some(_)) => continue,
+                Polled::Event(_) => continue,
             };
             for (_, packet) in released {
                 let header = &packet.header;
@@ -205,7 +225,10 @@ impl ReceiveContext {
                     }
                 }
             }
-            let wants_keyframe = depacketizer.needs_keyframe() || skip_to_keyframe;
+            let hole_too_old = reorder
+                .waiting_since()
+                .is_some_and(|since| since.elapsed() >= KEYFRAME_REQUEST_AFTER);
+            let wants_keyframe = depacketizer.needs_keyframe() || skip_to_keyframe || hole_too_old;
             if let Some(media_ssrc) = ssrc
                 && wants_keyframe
                 && last_pli.is_none_or(|t| t.elapsed() >= PLI_INTERVAL)
@@ -225,7 +248,7 @@ impl ReceiveContext {
 
     async fn read_audio(&self, track: Arc<dyn TrackRemote>, participant: &str) {
         let sink = self.audio_sink.as_ref();
-        let mut decoder = if self.decode_audio || sink.is_some() {
+        let decoder = if self.decode_audio || sink.is_some() {
             match OpusDecoder::new() {
                 Ok(d) => Some(d),
                 Err(error) => {
@@ -236,46 +259,90 @@ impl ReceiveContext {
         } else {
             None
         };
-        let mut last_seq: Option<u16> = None;
-        while let Some(event) = track.poll().await {
-            let TrackRemoteEvent::OnRtpPacket(packet) = event else {
-                continue;
+        let mut playout = AudioPlayout {
+            decoder,
+            last_seq: None,
+        };
+        let mut reorder = ReorderBuffer::new(AUDIO_REORDER_WAIT);
+        loop {
+            let released = match next_event(&track, reorder.deadline()).await {
+                Polled::Deadline => reorder.poll(Instant::now()),
+                Polled::Ended => break,
+                Polled::Event(TrackRemoteEvent::OnRtpPacket(packet)) => {
+                    self.stats.rtp(participant, false, packet.payload.len());
+                    reorder.push(packet.header.sequence_number, packet, Instant::now())
+                }
+                Polled::Event(_) => continue,
             };
-            self.stats.rtp(participant, false, packet.payload.len());
-            let seq = packet.header.sequence_number;
-            let step = last_seq.map(|last| seq.wrapping_sub(last));
-            if step.is_some_and(|s| s == 0 || s > u16::MAX / 2) {
-                // A duplicate or a packet from the past: already played or concealed.
-                continue;
+            for (seq, packet) in released {
+                playout.play(self, participant, seq, &packet.payload);
             }
-            last_seq = Some(seq);
-            if let Some(decoder) = decoder.as_mut()
-                && !packet.payload.is_empty()
-            {
-                if let (Some(sink), Some(step)) = (sink, step)
-                    && (2..=MAX_CONCEALED + 1).contains(&step)
-                {
-                    // Packets lost: conceal all but the last, rebuild the last from this
-                    // packet's FEC.
-                    for i in 1..step {
-                        let next = (i + 1 == step).then_some(&packet.payload[..]);
-                        match decoder.conceal(next) {
-                            Ok(pcm) => sink.deliver(participant, pcm),
-                            Err(error) => tracing::trace!(%error, "Opus concealment failed"),
-                        }
-                    }
-                }
-                match decoder.decode(&packet.payload) {
-                    Ok(pcm) => {
-                        self.stats
-                            .audio_decoded(participant, audio_level_dbov(&pcm));
-                        if let Some(sink) = sink {
-                            sink.deliver(participant, pcm);
-                        }
-                    }
-                    Err(error) => tracing::trace!(%error, "Opus packet not decodable"),
+        }
+    }
+}
+
+/// What waiting on a remote track gave.
+enum Polled {
+    Event(TrackRemoteEvent),
+    /// The track ended.
+    Ended,
+    /// The reorder buffer's deadline passed first.
+    Deadline,
+}
+
+/// The next event of `track`, or [`Polled::Deadline`] once `deadline` passes.
+async fn next_event(track: &Arc<dyn TrackRemote>, deadline: Option<Instant>) -> Polled {
+    let event = match deadline {
+        Some(deadline) => match tokio::time::timeout_at(deadline.into(), track.poll()).await {
+            Ok(event) => event,
+            Err(_) => return Polled::Deadline,
+        },
+        None => track.poll().await,
+    };
+    event.map_or(Polled::Ended, Polled::Event)
+}
+
+/// One remote person's audio, packets in sequence order: decoded, and gaps filled in.
+struct AudioPlayout {
+    decoder: Option<OpusDecoder>,
+    last_seq: Option<u16>,
+}
+
+impl AudioPlayout {
+    fn play(&mut self, ctx: &ReceiveContext, participant: &str, seq: u16, payload: &[u8]) {
+        let sink = ctx.audio_sink.as_ref();
+        let step = self.last_seq.map(|last| seq.wrapping_sub(last));
+        if step.is_some_and(|s| s == 0 || s > u16::MAX / 2) {
+            // A duplicate or a packet from the past: already played or concealed.
+            return;
+        }
+        self.last_seq = Some(seq);
+        let Some(decoder) = self.decoder.as_mut() else {
+            return;
+        };
+        if payload.is_empty() {
+            return;
+        }
+        if let (Some(sink), Some(step)) = (sink, step)
+            && (2..=MAX_CONCEALED + 1).contains(&step)
+        {
+            // Packets lost: conceal all but the last, rebuild the last from this packet's FEC.
+            for i in 1..step {
+                let next = (i + 1 == step).then_some(payload);
+                match decoder.conceal(next) {
+                    Ok(pcm) => sink.deliver(participant, pcm),
+                    Err(error) => tracing::trace!(%error, "Opus concealment failed"),
                 }
             }
+        }
+        match decoder.decode(payload) {
+            Ok(pcm) => {
+                ctx.stats.audio_decoded(participant, audio_level_dbov(&pcm));
+                if let Some(sink) = sink {
+                    sink.deliver(participant, pcm);
+                }
+            }
+            Err(error) => tracing::trace!(%error, "Opus packet not decodable"),
         }
     }
 }
