@@ -11,8 +11,7 @@
 #   scripts/reliability.sh load    50 visits x 3 participants for 30 minutes (loadgen, release),
 #                                  judged (no crash, memory steady, loss < 0.5 %) and written
 #                                  into docs/reliability.md
-#   scripts/reliability.sh load-ci the same shape for 2 minutes, judged the same way (what
-#                                  scripts/test.sh runs)
+#   scripts/reliability.sh load-ci the same shape for 2 minutes, judged the same way
 #
 # Results and figures: docs/reliability.md.
 set -euo pipefail

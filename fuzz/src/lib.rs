@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::OnceLock;
 
-use rounds_server::sfu::{Sfu, SfuConfig};
+use rounds_server::sfu::{Sfu, SfuConfig, VideoCodec};
 use tokio::runtime::Runtime;
 
 struct Shared {
@@ -27,6 +27,7 @@ fn shared() -> &'static Shared {
                 advertise_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
                 tcp_port: Some(443),
                 udp_enabled: true,
+                video_codec: VideoCodec::Vp8,
             }))
             .expect("the SFU starts");
         Shared { runtime, sfu }
