@@ -232,8 +232,11 @@ fn forward_events(app: AppHandle, controller: Controller) {
                 AppEvent::Status { status } => tray::update(&app, status),
                 AppEvent::Queue { .. } => tray::update(&app, &controller.status()),
                 AppEvent::Alert { alert } => notify::show_alert(&app, &controller, alert),
-                AppEvent::OpenVisit { .. } => show_main(&app),
-                AppEvent::Call { .. } | AppEvent::Chat { .. } | AppEvent::Devices { .. } => {}
+                AppEvent::OpenVisit { .. } | AppEvent::ShowNetworkCheck => show_main(&app),
+                AppEvent::Call { .. }
+                | AppEvent::Chat { .. }
+                | AppEvent::Devices { .. }
+                | AppEvent::NetworkCheck { .. } => {}
             }
             let _ = app.emit(EVENT, &event);
         }
