@@ -166,12 +166,18 @@ pub fn run() {
             tray::build(app.handle())?;
             forward_events(app.handle().clone(), controller.clone());
 
+            // Off the start-up path: on Linux this runs `update-desktop-database` and
+            // `xdg-mime` (a shell script, over 100 ms on a busy machine), and the window
+            // need not wait for it.
             #[cfg(any(target_os = "linux", windows))]
             {
-                use tauri_plugin_deep_link::DeepLinkExt;
-                if let Err(e) = app.deep_link().register_all() {
-                    tracing::warn!(error = %e, "cannot register rounds:// links");
-                }
+                let handle = app.handle().clone();
+                std::thread::spawn(move || {
+                    use tauri_plugin_deep_link::DeepLinkExt;
+                    if let Err(e) = handle.deep_link().register_all() {
+                        tracing::warn!(error = %e, "cannot register rounds:// links");
+                    }
+                });
             }
             {
                 use tauri_plugin_deep_link::DeepLinkExt;

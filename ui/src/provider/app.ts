@@ -562,7 +562,9 @@ export async function start(el: HTMLElement): Promise<void> {
     } catch (e) {
       view.notice = { text: message(e), error: true };
     }
-    await loadEhrs(null);
+    // The queue first: the EHR buttons can follow a round trip later.
+    render();
+    void loadEhrs(null).then(render);
   }
   const pending = await commands.takePendingOpen().catch(() => null);
   if (pending && view.status.clinician) {
