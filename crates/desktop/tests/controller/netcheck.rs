@@ -1,7 +1,8 @@
 //! The network check screen's controller side, against a real server: every path passes
 //! (through the hospital proxy the app uses, before anyone has signed in), and a server with
 //! its UDP media port off shows UDP failing, with what to ask IT, and the TCP fallback
-//! passing; a closed port fails the web with the port to open. Progress arrives as each path is checked; one check runs at a time; a
+//! passing; a closed port fails the web with the port to open, and a silent one times out.
+//! Progress arrives as each path is checked; one check runs at a time; a
 //! `rounds://network-check` link asks the window to show it.
 
 use std::sync::Arc;
@@ -127,16 +128,8 @@ async fn with_udp_media_off_udp_fails_with_a_sentence_for_it_and_tcp_passes() {
         .await
         .unwrap();
 
-    // Signed in, the window passes no address: the app's own server is checked. A second
-    // check while one runs is refused in words, not started twice.
-    let (check, second) = tokio::join!(
-        a.controller.network_check(None),
-        a.controller.network_check(None)
-    );
-    let check = check.unwrap();
-    let busy = second.unwrap_err();
-    assert_eq!(busy.code, "busy");
-    assert!(busy.message.contains("already running"), "{}", busy.message);
+    // Signed in, the window passes no address: the app's own server is checked.
+    let check = a.controller.network_check(None).await.unwrap();
 
     assert_eq!(
         check.server,
@@ -237,6 +230,64 @@ async fn a_closed_port_fails_the_web_with_the_port_to_open_and_blocks_visits() {
         check.summary
     );
     assert!(check.text.contains("FAIL  web"), "{}", check.text);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_never_answers_times_out_and_a_second_check_waits_its_turn() {
+    // A port that takes connections (the kernel's backlog) and never answers them, as
+    // behind a firewall that lets the handshake through: the web check waits its full time.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let a = app(Policy::default());
+    let mut events = a.controller.subscribe();
+    let controller = a.controller.clone();
+    let first = tokio::spawn(async move {
+        controller
+            .network_check(Some(format!("http://127.0.0.1:{port}")))
+            .await
+    });
+    next_matching(&mut events, "the web check starting", |e| match e {
+        AppEvent::NetworkCheck { check } => {
+            (state(check, CheckPath::Web) == PathState::Checking).then_some(())
+        }
+        _ => None,
+    })
+    .await;
+
+    // A second check while one runs is refused in words, not started twice.
+    let busy = a
+        .controller
+        .network_check(Some(format!("http://127.0.0.1:{port}")))
+        .await
+        .unwrap_err();
+    assert_eq!(busy.code, "busy");
+    assert!(busy.message.contains("already running"), "{}", busy.message);
+
+    let check = first.await.unwrap().unwrap();
+    assert_eq!(check.verdict, Some(NetVerdict::Blocked), "{}", check.text);
+    let web = check
+        .paths
+        .iter()
+        .find(|p| p.path == CheckPath::Web)
+        .unwrap();
+    assert_eq!(web.state, PathState::Fail, "{}", check.text);
+    assert!(web.detail.contains("No answer"), "{}", web.detail);
+    let advice = web.advice.as_deref().expect("a sentence for IT");
+    assert!(
+        advice.contains(&format!(
+            "Ask IT to allow outbound TCP port {port} to 127.0.0.1"
+        )),
+        "{advice}"
+    );
+    drop(silent);
+
+    // Once it is over, the next check runs.
+    let again = a
+        .controller
+        .network_check(Some(format!("http://127.0.0.1:{port}")))
+        .await
+        .unwrap();
+    assert!(!again.running);
 }
 
 #[tokio::test(flavor = "multi_thread")]
