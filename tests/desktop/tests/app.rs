@@ -414,6 +414,10 @@ async fn the_network_check_screen_shows_each_path() {
         "the check needs nobody signed in:\n{log}"
     );
     std::thread::sleep(Duration::from_secs(1));
+    // The link and the start both ask for the window: one is built, not a second one on
+    // top showing the sign-in form.
+    let log = app.log();
+    assert_eq!(log.matches("window opened").count(), 1, "{log}");
     let shot = desktop.screenshot(&artifacts(), "network-check.png");
     assert!(
         desktop.colours(&shot) > 50,
