@@ -37,10 +37,11 @@ join() {
             node bench/join-to-first-frame.mjs 100 0)
 }
 
-# The desktop app's measures run its release binary in an Xvfb session (tests/desktop).
+# The desktop app's measures run its release binary in an Xvfb session (tests/desktop);
+# its call is measured against call-peer (crates/client), release-built too.
 desktop() {
     (cd ui && npm run build) &&
-        cargo build -q --release -p rounds-desktop &&
+        cargo build -q --release -p rounds-desktop -p rounds-client --bins &&
         cargo build -q -p rounds-desktop-tests --bins || return 1
     local debug="$CARGO_TARGET_DIR/debug"
     "$debug/desktop-idle" --seconds 600 &&
@@ -50,7 +51,8 @@ desktop() {
 
 smoke() {
     local debug="$CARGO_TARGET_DIR/debug"
-    cargo build -q -p rounds-server -p rounds-bench -p rounds-desktop-tests --bins || return 1
+    # rounds-client's bin is call-peer, the other party of desktop-call-cpu.
+    cargo build -q -p rounds-server -p rounds-bench -p rounds-desktop-tests -p rounds-client --bins || return 1
     local failed=0
     for run in "token-bench --smoke" "loadgen --smoke" "desktop-idle --smoke" "desktop-cold-start --smoke" "desktop-call-cpu --smoke" \
         "capacity --smoke" "packet-cost --smoke --core -1" "soak --smoke --server-core -1 --generator-core -1"; do

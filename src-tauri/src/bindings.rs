@@ -8,6 +8,7 @@ use rounds_desktop_core::call::{CallParticipant, CallState, Device, DeviceSlot, 
 use rounds_desktop_core::controller::{
     AppEvent, AppStatus, Connection, LinkOutcome, OpenRequest, SignInRequest, SsoOptions,
 };
+use rounds_desktop_core::netcheck::{CheckPath, NetVerdict, NetworkCheck, PathCheck, PathState};
 use rounds_desktop_core::{ApiError, Settings};
 use ts_rs::TS;
 
@@ -93,6 +94,11 @@ pub fn typescript() -> String {
         DeviceSlot::decl(),
         CallParticipant::decl(),
         CallState::decl(),
+        CheckPath::decl(),
+        PathState::decl(),
+        PathCheck::decl(),
+        NetVerdict::decl(),
+        NetworkCheck::decl(),
     ] {
         out.push_str("export ");
         out.push_str(&decl);

@@ -33,5 +33,7 @@ pub const COMMAND_NAMES: &[&str] = &[
     "set_render_size",
     "leave_call",
     "start_call",
+    "network_check",
+    "take_pending_network_check",
     "shown",
 ];

@@ -5,6 +5,7 @@
 use rounds_desktop_core::controller::{
     AppStatus, LinkOutcome, OpenRequest, SignInRequest, SsoOptions,
 };
+use rounds_desktop_core::netcheck::NetworkCheck;
 use rounds_desktop_core::{ApiError, CallState, Controller, DeviceSlot, Devices, Settings};
 use rounds_proto::{
     CreateInvitationRequest, CreateVisitRequest, CreatedVisit, EhrChoice, HostAction, Invitation,
@@ -100,6 +101,11 @@ commands! {
     /// The window draws this participant at this many device pixels.
     fn set_render_size(participant_id: String, width: u32, height: u32) -> () = |c| c.set_render_size(participant_id, width, height).await;
     fn leave_call() -> () = |c| c.leave_call().await;
+    /// Check from this computer that the server's web port, signaling and media paths
+    /// work (the server: IT's, else `server_url`, else the last one signed in to).
+    fn network_check(server_url: Option<String>) -> NetworkCheck = |c| c.network_check(server_url).await;
+    /// Whether a `rounds://network-check` link asked for the check since the window looked.
+    fn take_pending_network_check() -> bool = |c| Ok(c.take_pending_network_check());
     /// The window drew something worth timing (the queue, for the cold-start benchmark).
     fn shown(what: String) -> () = |_c| { crate::mark_shown(&what); Ok(()) };
 }

@@ -40,11 +40,19 @@ pub fn mark_shown(what: &str) {
 }
 
 /// Shows the main window, building it (and its web view) if it was released.
+/// A main window is built or being built. Built during start-up, a window is not found by
+/// label until the event loop runs, so a link followed meanwhile would build a second one.
+static WINDOW_BUILT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 pub fn show_main(app: &AppHandle) {
+    use std::sync::atomic::Ordering;
     if let Some(w) = app.get_webview_window(MAIN) {
         let _ = w.unminimize();
         let _ = w.show();
         let _ = w.set_focus();
+        return;
+    }
+    if WINDOW_BUILT.swap(true, Ordering::SeqCst) {
         return;
     }
     let built = WebviewWindowBuilder::new(app, MAIN, WebviewUrl::App("provider.html".into()))
@@ -62,13 +70,17 @@ pub fn show_main(app: &AppHandle) {
             tauri::async_runtime::spawn(async move { opened.set_window_open(true) });
             window.on_window_event(move |event| {
                 if let tauri::WindowEvent::Destroyed = event {
+                    WINDOW_BUILT.store(false, Ordering::SeqCst);
                     tracing::info!("window released");
                     let closed = controller.clone();
                     tauri::async_runtime::spawn(async move { closed.set_window_open(false) });
                 }
             });
         }
-        Err(e) => tracing::error!(error = %e, "cannot open the window"),
+        Err(e) => {
+            WINDOW_BUILT.store(false, Ordering::SeqCst);
+            tracing::error!(error = %e, "cannot open the window");
+        }
     }
 }
 
@@ -166,12 +178,18 @@ pub fn run() {
             tray::build(app.handle())?;
             forward_events(app.handle().clone(), controller.clone());
 
+            // Off the start-up path: on Linux this runs `update-desktop-database` and
+            // `xdg-mime` (a shell script, over 100 ms on a busy machine), and the window
+            // need not wait for it.
             #[cfg(any(target_os = "linux", windows))]
             {
-                use tauri_plugin_deep_link::DeepLinkExt;
-                if let Err(e) = app.deep_link().register_all() {
-                    tracing::warn!(error = %e, "cannot register rounds:// links");
-                }
+                let handle = app.handle().clone();
+                std::thread::spawn(move || {
+                    use tauri_plugin_deep_link::DeepLinkExt;
+                    if let Err(e) = handle.deep_link().register_all() {
+                        tracing::warn!(error = %e, "cannot register rounds:// links");
+                    }
+                });
             }
             {
                 use tauri_plugin_deep_link::DeepLinkExt;
@@ -232,8 +250,16 @@ fn forward_events(app: AppHandle, controller: Controller) {
                 AppEvent::Status { status } => tray::update(&app, status),
                 AppEvent::Queue { .. } => tray::update(&app, &controller.status()),
                 AppEvent::Alert { alert } => notify::show_alert(&app, &controller, alert),
-                AppEvent::OpenVisit { .. } => show_main(&app),
-                AppEvent::Call { .. } | AppEvent::Chat { .. } | AppEvent::Devices { .. } => {}
+                // On the event loop, as start-up's own `show_main` is: from this task the
+                // two could each find no window and build one apiece.
+                AppEvent::OpenVisit { .. } | AppEvent::ShowNetworkCheck => {
+                    let handle = app.clone();
+                    let _ = app.run_on_main_thread(move || show_main(&handle));
+                }
+                AppEvent::Call { .. }
+                | AppEvent::Chat { .. }
+                | AppEvent::Devices { .. }
+                | AppEvent::NetworkCheck { .. } => {}
             }
             let _ = app.emit(EVENT, &event);
         }

@@ -28,6 +28,13 @@ pub fn status_line(status: &AppStatus) -> String {
 pub fn build(app: &AppHandle) -> tauri::Result<()> {
     let status = MenuItem::with_id(app, "status", "Signed out", false, None::<&str>)?;
     let open = MenuItem::with_id(app, "open", "Open Rounds", true, None::<&str>)?;
+    let check = MenuItem::with_id(
+        app,
+        "network_check",
+        "Check the network",
+        true,
+        None::<&str>,
+    )?;
     let sign_out = MenuItem::with_id(app, "sign_out", "Sign out", true, None::<&str>)?;
     let quit = MenuItem::with_id(app, "quit", "Quit Rounds", true, None::<&str>)?;
     let menu = Menu::with_items(
@@ -36,6 +43,7 @@ pub fn build(app: &AppHandle) -> tauri::Result<()> {
             &status,
             &PredefinedMenuItem::separator(app)?,
             &open,
+            &check,
             &sign_out,
             &PredefinedMenuItem::separator(app)?,
             &quit,
@@ -48,6 +56,8 @@ pub fn build(app: &AppHandle) -> tauri::Result<()> {
         .show_menu_on_left_click(false)
         .on_menu_event(|app, event| match event.id.as_ref() {
             "open" => crate::show_main(app),
+            // The window follows the controller's request (see `forward_events`).
+            "network_check" => app.state::<Controller>().show_network_check(),
             "sign_out" => {
                 let controller = app.state::<Controller>().inner().clone();
                 tauri::async_runtime::spawn(async move {

@@ -196,6 +196,21 @@ impl NoProxy {
         out
     }
 
+    /// `*` was listed: every host is reached directly.
+    pub fn everything(&self) -> bool {
+        self.everything
+    }
+
+    /// The host names and domain suffixes listed, lower case, without a leading `.`.
+    pub fn domains(&self) -> &[String] {
+        &self.domains
+    }
+
+    /// The addresses and networks listed, each with its prefix length.
+    pub fn networks(&self) -> &[(IpAddr, u8)] {
+        &self.networks
+    }
+
     /// Whether `host` (a name or an address, as a URL carries it) is reached directly.
     pub fn matches(&self, host: &str) -> bool {
         if self.everything {

@@ -27,6 +27,7 @@ use crate::alerts::{Alert, Alerts, waiting_count};
 use crate::api::{ApiError, ServerApi, parse_server_url};
 use crate::call::{Call, CallState, DeviceChoice, DeviceSlot, Devices, RenderSink};
 use crate::feed::{FeedEnd, backoff};
+use crate::netcheck::NetworkCheck;
 use crate::oidc::{Browser, SystemBrowser};
 use crate::policy::{Policy, Settings};
 use crate::secrets::{SecretStore, refresh_token_name};
@@ -107,6 +108,12 @@ pub enum AppEvent {
     Devices {
         devices: Devices,
     },
+    /// Bring the window up on the network check (a `rounds://network-check` link).
+    ShowNetworkCheck,
+    /// The network check moved on: a path started or finished, or all are done.
+    NetworkCheck {
+        check: NetworkCheck,
+    },
 }
 
 /// The sign-in form.
@@ -160,6 +167,12 @@ struct Inner {
     policy: Policy,
     /// The route to the server: REST, the live queue and the call's WebSocket all take it.
     proxy: ProxyConfig,
+    /// The same route, as the network check takes it.
+    netcheck_proxy: rounds_netcheck::ProxySettings,
+    /// One network check at a time.
+    network_check: tokio::sync::Mutex<()>,
+    /// A link asked for the network check and the window has not shown it yet.
+    pending_network_check: AtomicBool,
     settings_path: PathBuf,
     settings: Mutex<Settings>,
     secrets: Arc<dyn SecretStore>,
@@ -219,7 +232,10 @@ impl Controller {
         Controller {
             inner: Arc::new(Inner {
                 policy,
+                netcheck_proxy: crate::netcheck::proxy_settings(&proxy),
                 proxy,
+                network_check: tokio::sync::Mutex::new(()),
+                pending_network_check: AtomicBool::new(false),
                 settings_path,
                 settings: Mutex::new(settings),
                 secrets,
@@ -734,6 +750,15 @@ impl Controller {
         let ticket = query("ticket");
         let server = query("server");
         let open_visit = match url.host_str() {
+            // IT's "check your network" link: works signed out, and checks only the server
+            // this app is set up for, never one named in the link.
+            Some("network-check") => {
+                self.show_network_check();
+                return Ok(LinkOutcome {
+                    signed_in: false,
+                    open_visit: None,
+                });
+            }
             Some("signin") => None,
             Some("visit") => {
                 let id = url
@@ -792,6 +817,71 @@ impl Controller {
         lock(&self.inner.pending_open)
             .take()
             .map(|(visit_id, join)| OpenRequest { visit_id, join })
+    }
+
+    /// Asks the shell to bring the window up on the network check (a link, the tray).
+    pub fn show_network_check(&self) {
+        tracing::info!("opening the network check");
+        self.inner
+            .pending_network_check
+            .store(true, Ordering::SeqCst);
+        self.emit(AppEvent::ShowNetworkCheck);
+    }
+
+    /// Whether a link asked for the network check since the window last looked. Taken once.
+    pub fn take_pending_network_check(&self) -> bool {
+        self.inner
+            .pending_network_check
+            .swap(false, Ordering::SeqCst)
+    }
+
+    /// Runs the connectivity self-test from this computer against the server: the one IT
+    /// set, else `server_url` (the sign-in form's, so someone who cannot sign in can still
+    /// check), else the one last signed in to. Web and signaling take the app's proxy
+    /// route. Each step is reported as an [`AppEvent::NetworkCheck`]; the result is returned
+    /// too. Never fails for a network problem: that is what the report is about.
+    pub async fn network_check(&self, server_url: Option<String>) -> UiResult<NetworkCheck> {
+        let server = self.server_for(server_url.as_deref())?;
+        let Ok(_one) = self.inner.network_check.try_lock() else {
+            return Err(ApiError::new(
+                "busy",
+                "The network check is already running. Its results appear as each path is checked.",
+            ));
+        };
+        let options = rounds_netcheck::Options {
+            timeout: crate::netcheck::STEP_TIMEOUT,
+            proxy: self.inner.netcheck_proxy.clone(),
+            ..rounds_netcheck::Options::default()
+        };
+        let started = chrono::Utc::now()
+            .format("%Y-%m-%d %H:%M:%S UTC")
+            .to_string();
+        let mut check = NetworkCheck::starting(&server, &options.proxy, started);
+        self.emit(AppEvent::NetworkCheck {
+            check: check.clone(),
+        });
+        tracing::info!("network check started");
+        let report = rounds_netcheck::run(&server, &options, |progress| {
+            if let rounds_netcheck::Progress::Done(r) = progress {
+                tracing::info!(
+                    path = r.path.label(),
+                    status = ?r.status,
+                    rtt_ms = r.rtt.map(|d| d.as_millis() as u64),
+                    "network check path"
+                );
+            }
+            check.progress(progress);
+            self.emit(AppEvent::NetworkCheck {
+                check: check.clone(),
+            });
+        })
+        .await;
+        check.finish(report.verdict, &report.summary);
+        tracing::info!(verdict = ?report.verdict, "network check finished");
+        self.emit(AppEvent::NetworkCheck {
+            check: check.clone(),
+        });
+        Ok(check)
     }
 
     /// Reconnect the live feed now (the network came back, the computer woke up).

@@ -11,6 +11,7 @@ pub mod call;
 pub mod controller;
 pub mod devices;
 pub mod feed;
+pub mod netcheck;
 pub mod oidc;
 pub mod policy;
 pub mod secrets;

@@ -1,6 +1,6 @@
 //! The desktop app's controller, without Tauri, against a real rounds-server in this
 //! process: sign-in and the keychain, the live queue and its alerts (and its reconnects),
-//! sign-in links, sign-out, and the route through an HTTP proxy.
+//! sign-in links, sign-out, the route through an HTTP proxy, and the network check.
 
 #![allow(clippy::unwrap_used)]
 
@@ -12,6 +12,8 @@ mod ehr_process;
 mod harness;
 #[path = "../../../server/tests/integration/idp.rs"]
 mod idp;
+#[path = "controller/netcheck.rs"]
+mod netcheck;
 #[path = "controller/proxy.rs"]
 mod proxy;
 #[path = "controller/reconnect.rs"]

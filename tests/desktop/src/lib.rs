@@ -78,6 +78,14 @@ impl Desktop {
         desktop
     }
 
+    /// The process id of one of the session's programs ("Xvfb", "pulseaudio" …).
+    pub fn pid_of(&self, program: &str) -> Option<u32> {
+        self.children
+            .iter()
+            .find(|(name, _)| name == program)
+            .map(|(_, child)| child.id())
+    }
+
     pub fn path(&self, sub: &str) -> PathBuf {
         self.dir.path().join(sub)
     }
@@ -389,9 +397,14 @@ pub const TICKS_PER_SECOND: f64 = 100.0;
 
 /// (RSS in KiB, CPU ticks) summed over the tree under `root`.
 pub fn tree_usage(root: u32) -> (u64, u64) {
+    usage(&process_tree(root))
+}
+
+/// (RSS in KiB, CPU ticks) summed over `pids` (those still running).
+pub fn usage(pids: &[u32]) -> (u64, u64) {
     let mut rss = 0;
     let mut ticks = 0;
-    for pid in process_tree(root) {
+    for &pid in pids {
         if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
             rss += status
                 .lines()

@@ -2,7 +2,8 @@
 //! sign-in from a `rounds://` link, the refresh token in the Secret Service and nowhere on
 //! disk, an OS notification when a patient checks in, screenshots, a second launch handing
 //! its link to the running app, closing the window releasing the web view, and clicking a
-//! notification opening that visit.
+//! notification opening that visit. And the network check screen, opened by IT's link
+//! before anyone has signed in.
 
 #![allow(clippy::unwrap_used)]
 
@@ -65,8 +66,17 @@ impl Drop for App {
 }
 
 fn launch(desktop: &Desktop, args: &[&str], log_name: &str) -> App {
+    launch_with_policy(
+        desktop,
+        "synthetic_media = true\nwait_alert_minutes = 10\n",
+        args,
+        log_name,
+    )
+}
+
+fn launch_with_policy(desktop: &Desktop, policy_text: &str, args: &[&str], log_name: &str) -> App {
     let policy = desktop.path("policy.toml");
-    std::fs::write(&policy, "synthetic_media = true\nwait_alert_minutes = 10\n").unwrap();
+    std::fs::write(&policy, policy_text).unwrap();
     let log = desktop.path(log_name);
     let child = desktop
         .command(app_binary())
@@ -368,4 +378,50 @@ async fn the_release_app_in_a_real_desktop_session() {
     );
     patient.leave().await;
     eprintln!("screenshots in {}", shots.display());
+}
+
+/// IT's `rounds://network-check` link on a computer where nobody has signed in yet: the
+/// window opens on the network check, which runs against the server IT's policy names (one
+/// whose UDP media port is off) and shows each path with pass or fail and, for UDP, what
+/// to ask IT. The app logs each path's result, and the window marks when it painted them.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_network_check_screen_shows_each_path() {
+    let desktop = Desktop::start();
+    let server = TestServer::start_with(|c| c.media.udp_enabled = false).await;
+    let policy = format!("server_url = \"{}\"\n", server.url);
+    let mut app = launch_with_policy(
+        &desktop,
+        &policy,
+        &["rounds://network-check"],
+        "netcheck.log",
+    );
+    app.wait_log("network check finished", Duration::from_secs(90));
+    let log = app.log();
+    for (path, status) in [
+        ("web", "Pass"),
+        ("signaling", "Pass"),
+        ("media over UDP", "Fail"),
+        ("media over TCP", "Pass"),
+    ] {
+        let line = format!("path=\"{path}\" status={status}");
+        assert!(log.contains(&line), "no {line:?} in the app's log:\n{log}");
+    }
+    assert!(log.contains("verdict=TcpFallbackOnly"), "{log}");
+    // The window received the results and painted them.
+    app.wait_log("shown what=\"network-check\"", Duration::from_secs(30));
+    assert!(
+        !log.contains("signed in"),
+        "the check needs nobody signed in:\n{log}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    // The link and the start both ask for the window: one is built, not a second one on
+    // top showing the sign-in form.
+    let log = app.log();
+    assert_eq!(log.matches("window opened").count(), 1, "{log}");
+    let shot = desktop.screenshot(&artifacts(), "network-check.png");
+    assert!(
+        desktop.colours(&shot) > 50,
+        "the network check looks blank: {}",
+        shot.display()
+    );
 }

@@ -42,7 +42,7 @@ export type AppEvent = { "type": "status", status: AppStatus, } | { "type": "que
 /**
  * Join its call at once (`rounds://visit/{id}?join=1`, the EHR's "start visit").
  */
-join: boolean, } | { "type": "call", call: CallState, } | { "type": "chat", message: ChatMessage, } | { "type": "devices", devices: Devices, };
+join: boolean, } | { "type": "call", call: CallState, } | { "type": "chat", message: ChatMessage, } | { "type": "devices", devices: Devices, } | { "type": "show_network_check" } | { "type": "network_check", check: NetworkCheck, };
 
 export type SignInRequest = { 
 /**
@@ -116,6 +116,56 @@ ended?: string,
  */
 notice?: string, };
 
+export type CheckPath = "web" | "signaling" | "media_udp" | "media_tcp";
+
+export type PathState = "waiting" | "checking" | "pass" | "fail" | "not_checked";
+
+export type PathCheck = { path: CheckPath, label: string, state: PathState, 
+/**
+ * What was tried (`http://rounds.example.org/healthz`, `udp 203.0.113.5:3478`).
+ */
+target: string, 
+/**
+ * One round trip, when there was an answer.
+ */
+rtt_ms: number | null, 
+/**
+ * What happened, in a sentence.
+ */
+detail: string, 
+/**
+ * On failure, what to ask IT to open or change.
+ */
+advice: string | null, };
+
+export type NetVerdict = "ready" | "tcp_fallback_only" | "blocked";
+
+export type NetworkCheck = { 
+/**
+ * The server checked.
+ */
+server: string, 
+/**
+ * The proxy web and signaling went through, without its password; "none" when direct.
+ */
+proxy: string, 
+/**
+ * When the check started, e.g. "2026-12-06 17:20 UTC".
+ */
+started: string, running: boolean, 
+/**
+ * Every path, in the order they are checked.
+ */
+paths: Array<PathCheck>, 
+/**
+ * Set once every path is done.
+ */
+verdict: NetVerdict | null, summary: string | null, 
+/**
+ * The whole report as plain text, for "Copy the results".
+ */
+text: string, };
+
 /** The event carrying an AppEvent. */
 export const EVENT = "rounds://event";
 
@@ -151,6 +201,8 @@ export const commands = {
   sendChat: (text: string): Promise<null> => invoke<null>("send_chat", { text }),
   setRenderSize: (participant_id: string, width: number, height: number): Promise<null> => invoke<null>("set_render_size", { participant_id, width, height }),
   leaveCall: (): Promise<null> => invoke<null>("leave_call"),
+  networkCheck: (server_url: string | null): Promise<NetworkCheck> => invoke<NetworkCheck>("network_check", { server_url }),
+  takePendingNetworkCheck: (): Promise<boolean> => invoke<boolean>("take_pending_network_check"),
   shown: (what: string): Promise<null> => invoke<null>("shown", { what }),
   setStartAtLogin: (enabled: boolean): Promise<Settings> => invoke<Settings>("set_start_at_login", { enabled }),
   startCall: (visit_id: string, frames: Channel<ArrayBuffer>): Promise<CallState> => invoke<CallState>("start_call", { visit_id, frames }),

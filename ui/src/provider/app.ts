@@ -3,10 +3,11 @@
 import { listen } from "@tauri-apps/api/event";
 import { h, replace } from "../components/dom";
 import { commands, EVENT } from "../generated/desktop";
-import type { ApiError, AppEvent, AppStatus, Alert, Devices, Settings, SsoOptions } from "../generated/desktop";
+import type { ApiError, AppEvent, AppStatus, Alert, Devices, NetworkCheck, Settings, SsoOptions } from "../generated/desktop";
 import type { Participant, Queue, Visit, Channel, Invitee, EhrChoice } from "../generated/proto";
 import { CallView } from "./call";
 import { clock, connectionWords, deviceWords, queueOrder, stateWords, waited } from "./format";
+import { networkCheckScreen } from "./netcheck";
 
 interface View {
   settingsOpen: boolean;
@@ -22,9 +23,15 @@ interface View {
   sso: { server: string | null; options: SsoOptions } | null;
   /** The EHRs a visit can be started from (standalone SMART launch). */
   ehrs: EhrChoice[];
+  /** The network check screen: shown or not, the latest check, the server typed on the
+   * sign-in screen (signed out), and whether its text is shown to copy by hand. */
+  netcheck: { open: boolean; check: NetworkCheck | null; server: string | null; showText: boolean };
 }
 
-const view: View = { settingsOpen: false, devices: null, settings: null, status: null, queue: null, selected: null, participants: [], notice: null, busy: false, sso: null, ehrs: [] };
+const view: View = {
+  settingsOpen: false, devices: null, settings: null, status: null, queue: null, selected: null, participants: [], notice: null, busy: false, sso: null, ehrs: [],
+  netcheck: { open: false, check: null, server: null, showText: false },
+};
 let root: HTMLElement;
 const call = new CallView(() => render());
 
@@ -108,6 +115,14 @@ function onEvent(event: AppEvent): void {
       view.devices = event.devices;
       call.devices = event.devices;
       break;
+    case "show_network_check":
+      // Taken so a window built later does not open it a second time.
+      void commands.takePendingNetworkCheck().catch(() => false);
+      void openNetworkCheck(null);
+      return;
+    case "network_check":
+      view.netcheck.check = event.check;
+      break;
   }
   render();
 }
@@ -125,6 +140,58 @@ async function openRequested(visitId: string, join: boolean): Promise<void> {
   } else {
     await select(visitId);
   }
+}
+
+/** Shows the network check and runs it, against `server` when signed out (the sign-in
+ * screen's address), else the app's own server. */
+async function openNetworkCheck(server: string | null): Promise<void> {
+  view.netcheck = { ...view.netcheck, open: true, server, showText: false };
+  view.settingsOpen = false;
+  view.notice = null;
+  await runNetworkCheck();
+}
+
+/** A check asked for and not answered yet (a link and the window's start can both ask). */
+let checking = false;
+
+async function runNetworkCheck(): Promise<void> {
+  if (checking) return;
+  checking = true;
+  view.netcheck.showText = false;
+  const server = view.status?.clinician || view.status?.server_locked ? null : view.netcheck.server;
+  try {
+    await act(async () => {
+      view.netcheck.check = await commands.networkCheck(server);
+    });
+  } finally {
+    checking = false;
+  }
+}
+
+async function copyNetworkCheck(): Promise<void> {
+  const text = view.netcheck.check?.text;
+  if (!text) return;
+  try {
+    await navigator.clipboard.writeText(text);
+    notice("The results are copied. Paste them into your message to IT.");
+  } catch {
+    view.netcheck.showText = true;
+    notice("Rounds could not reach the clipboard. Select the results below and copy them.", true);
+  }
+}
+
+function networkCheckView(): HTMLElement {
+  return networkCheckScreen(view.netcheck.check, {
+    busy: view.busy,
+    showText: view.netcheck.showText,
+    run: runNetworkCheck,
+    copy: copyNetworkCheck,
+    back: () => {
+      view.netcheck.open = false;
+      view.notice = null;
+      render();
+    },
+  });
 }
 
 async function toggleSettings(): Promise<void> {
@@ -175,7 +242,8 @@ function settingsPanel(): HTMLElement | null {
     h("p", { class: "muted small" }, `Your sign-in is kept in ${view.status?.keychain ?? "the system keychain"}.`),
     h("div", { class: "row-buttons" },
       h("button", { class: "primary", type: "submit", disabled: view.busy }, "Save"),
-      h("button", { type: "button", onclick: () => { view.settingsOpen = false; render(); } }, "Cancel")),
+      h("button", { type: "button", onclick: () => { view.settingsOpen = false; render(); } }, "Cancel"),
+      h("button", { class: "quiet", type: "button", id: "settings-network-check", onclick: () => openNetworkCheck(null) }, "Check the network")),
   );
 }
 
@@ -281,6 +349,10 @@ function signInScreen(status: AppStatus): HTMLElement {
       ? [h("p", { class: "muted" }, "Or start from the patient's chart:"), ehrButtons(status.server_locked ? null : server.value || null)]
       : null,
     h("p", { class: "muted small" }, `Your sign-in is kept in ${status.keychain}, never in a file.`),
+    h("button", {
+      class: "quiet", type: "button", id: "open-network-check",
+      onclick: () => openNetworkCheck(status.server_locked ? null : server.value || null),
+    }, "Cannot connect? Check the network"),
   );
   return form;
 }
@@ -443,6 +515,7 @@ function queueScreen(status: AppStatus): HTMLElement[] {
 }
 
 let queueShown = false;
+let networkCheckShown = false;
 
 function render(): void {
   const status = view.status;
@@ -451,6 +524,16 @@ function render(): void {
     : null;
   if (!status) {
     replace(root, h("p", { class: "muted" }, "Starting…"));
+    return;
+  }
+  if (view.netcheck.open) {
+    replace(root, status.clinician ? header(status) : null, networkCheckView(), n);
+    const check = view.netcheck.check;
+    if (check && !check.running && !networkCheckShown) {
+      // Painted with every path's result: the desktop tests wait for this mark.
+      networkCheckShown = true;
+      requestAnimationFrame(() => void commands.shown("network-check").catch(() => undefined));
+    }
     return;
   }
   if (!status.clinician) {
@@ -479,11 +562,16 @@ export async function start(el: HTMLElement): Promise<void> {
     } catch (e) {
       view.notice = { text: message(e), error: true };
     }
-    await loadEhrs(null);
+    // The queue first: the EHR buttons can follow a round trip later.
+    render();
+    void loadEhrs(null).then(render);
   }
   const pending = await commands.takePendingOpen().catch(() => null);
   if (pending && view.status.clinician) {
     await openRequested(pending.visit_id, pending.join);
+  }
+  if (await commands.takePendingNetworkCheck().catch(() => false)) {
+    await openNetworkCheck(null);
   }
   render();
   // Wait times move: redraw every 30 s, but never under someone's typing.

@@ -15,7 +15,7 @@ use crate::harness::TestServer;
 use crate::{next_matching, sign_in_request};
 
 /// tinyproxy on a loopback port, logging every request it handles.
-struct Tinyproxy {
+pub(crate) struct Tinyproxy {
     child: Child,
     port: u16,
     log: PathBuf,
@@ -23,7 +23,7 @@ struct Tinyproxy {
 }
 
 impl Tinyproxy {
-    fn start() -> Tinyproxy {
+    pub(crate) fn start() -> Tinyproxy {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -62,12 +62,12 @@ impl Tinyproxy {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
     /// The request lines it handled ("GET http://… HTTP/1.1", "CONNECT host:port HTTP/1.1").
-    fn requests(&self) -> Vec<String> {
+    pub(crate) fn requests(&self) -> Vec<String> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
@@ -88,7 +88,7 @@ impl Drop for Tinyproxy {
     }
 }
 
-fn app_through(proxy: ProxyConfig) -> (Controller, tempfile::TempDir) {
+pub(crate) fn app_through(proxy: ProxyConfig) -> (Controller, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let controller = Controller::with_proxy(
         Policy {
@@ -103,7 +103,7 @@ fn app_through(proxy: ProxyConfig) -> (Controller, tempfile::TempDir) {
 }
 
 /// Proxy settings as the environment would give them.
-fn env_proxy(pairs: &[(&str, String)]) -> ProxyConfig {
+pub(crate) fn env_proxy(pairs: &[(&str, String)]) -> ProxyConfig {
     ProxyConfig::from_vars(|name| {
         pairs
             .iter()
