@@ -247,7 +247,7 @@ impl Session {
             return Err(Outcome::Dropped);
         };
         self.session_id = session.clone();
-        self.media.signaling_restarted();
+        self.media.signaling_restarted().await;
         self.heartbeat = Duration::from_secs(u64::from((*heartbeat_secs).max(1)));
         let state = me.state;
         let resumed = *resumed;

@@ -484,8 +484,18 @@ impl Media {
         self.close_subscriber().await;
     }
 
-    /// A new signaling connection: answers to offers sent on an earlier one never come.
-    pub(crate) fn signaling_restarted(&mut self) {
+    /// A new signaling connection: answers to offers sent on an earlier one never come. A
+    /// publisher still waiting for one (rebuilt while the old connection was already dead) is
+    /// closed, so the caller publishes afresh on the new connection; kept, it would wait for
+    /// nothing, and the next rebuild would count the lost answer as still to come and throw
+    /// away the real one.
+    pub(crate) async fn signaling_restarted(&mut self) {
+        if self.publisher.as_ref().is_some_and(|p| p.awaiting_answer()) {
+            tracing::debug!(
+                "publisher offer lost with the old signaling connection; publishing anew"
+            );
+            self.close_publisher().await;
+        }
         self.stale_answers = 0;
     }
 }

@@ -198,3 +198,70 @@ async fn loopback(tcp_only: bool) {
         PcState::Failed
     );
 }
+
+/// A publisher rebuilt while the signaling connection was already dead sent its offer into
+/// the void. On the next signaling connection it is replaced, and the answer to the new
+/// offer is applied, not thrown away as the lost offer's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_lost_with_the_signaling_connection_is_not_waited_for() {
+    let mut cfg =
+        super::ClientConfig::new(url::Url::parse("http://127.0.0.1:9").expect("url"), "token");
+    cfg.bind_ip = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let (events, _events_rx) = mpsc::unbounded_channel();
+    let mut media = super::Media::new(
+        cfg,
+        "alice".into(),
+        Arc::new(StatsHub::default()),
+        Arc::new(|s: &str, _: &str| (s.to_owned(), false)),
+        events,
+    );
+    let lost = media.publish().await.expect("publish");
+    assert!(
+        lost.iter()
+            .any(|m| matches!(m, super::ClientMessage::Offer { .. }))
+    );
+    assert!(media.is_publishing());
+
+    media.signaling_restarted().await;
+    assert!(
+        !media.is_publishing(),
+        "the publisher waiting for an answer on the old connection is replaced"
+    );
+
+    let sent = media.publish().await.expect("publish again");
+    let offer = sent
+        .into_iter()
+        .find_map(|m| match m {
+            super::ClientMessage::Offer { sdp, .. } => Some(sdp),
+            _ => None,
+        })
+        .expect("an offer on the new connection");
+    let (sub_events, _sub_rx) = mpsc::unbounded_channel();
+    let receive = Arc::new(ReceiveContext::new(
+        Arc::new(StatsHub::default()),
+        false,
+        false,
+        Arc::new(|s: &str, _: &str| (s.to_owned(), false)),
+    ));
+    let net = NetOptions {
+        bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        tcp_only: false,
+    };
+    let mut answerer = Subscriber::create(2, net, sub_events, receive)
+        .await
+        .expect("answerer");
+    let answer = answerer.answer(offer).await.expect("answer");
+    media
+        .on_answer(rounds_proto::PcKind::Publisher, answer)
+        .await
+        .expect("the answer applies");
+    assert!(
+        media
+            .publisher
+            .as_ref()
+            .is_some_and(|p| !p.awaiting_answer()),
+        "the new publisher took its answer"
+    );
+    answerer.close().await;
+    media.close().await;
+}
