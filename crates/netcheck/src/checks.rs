@@ -164,21 +164,19 @@ pub(crate) async fn web(
         Some(p) => format!("the proxy at {p}"),
         None => format!("{host}:{port}"),
     };
-    let first = get_health().await;
-    let (status, body) = match first {
+    // A request that got no HTTP answer at all: the path to `what` is the trouble.
+    let unreachable = |e: &reqwest::Error| {
+        let kind = failure::classify(e);
+        fail(
+            Path::Web,
+            target.clone(),
+            failure::detail(kind, &what, &failure::root_message(e)),
+            failure::advice(kind, &opening),
+        )
+    };
+    let (status, body) = match get_health().await {
         Ok(answer) => answer,
-        Err(e) => {
-            let kind = failure::classify(&e);
-            return (
-                fail(
-                    Path::Web,
-                    target,
-                    failure::detail(kind, &what, &failure::root_message(&e)),
-                    failure::advice(kind, &opening),
-                ),
-                None,
-            );
-        }
+        Err(e) => return (unreachable(&e), None),
     };
     let healthy = status.is_success()
         && serde_json::from_slice::<Health>(&body).is_ok_and(|h| h.status == "ok");
@@ -190,7 +188,7 @@ pub(crate) async fn web(
         return (
             fail(
                 Path::Web,
-                target,
+                target.clone(),
                 format!("{host}:{port} answered{via}, but not as a Rounds server (HTTP {}).", status.as_u16()),
                 "Check the server address. If it is right, a proxy or filter on this network may be answering in its place: ask IT to let it through unchanged.".into(),
             ),
@@ -207,18 +205,7 @@ pub(crate) async fn web(
     }
     let rtt = match timed {
         Ok(_) => start.elapsed(),
-        Err(e) => {
-            let kind = failure::classify(&e);
-            return (
-                fail(
-                    Path::Web,
-                    target,
-                    failure::detail(kind, &what, &failure::root_message(&e)),
-                    failure::advice(kind, &opening),
-                ),
-                None,
-            );
-        }
+        Err(e) => return (unreachable(&e), None),
     };
     let get_connectivity = || async {
         let url = server.join("api/v1/connectivity").ok()?;
