@@ -107,16 +107,8 @@ async fn every_path_passes_through_the_apps_proxy_before_sign_in() {
         "signaling was tunnelled through the proxy: {seen:?}"
     );
     assert_eq!(check.proxy, proxy.url());
-    assert!(
-        check.text.contains(&format!("Proxy: {}", proxy.url())),
-        "{}",
-        check.text
-    );
-    assert!(
-        check.text.contains("PASS  media over UDP"),
-        "{}",
-        check.text
-    );
+    assert_text_has(&check, &format!("Proxy: {}", proxy.url()));
+    assert_text_has(&check, "PASS  media over UDP");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -169,21 +161,9 @@ async fn with_udp_media_off_udp_fails_with_a_sentence_for_it_and_tcp_passes() {
         "{:?}",
         check.summary
     );
-    assert!(
-        check.text.contains("FAIL  media over UDP"),
-        "{}",
-        check.text
-    );
-    assert!(
-        check.text.contains(&format!("      To fix: {advice}")),
-        "{}",
-        check.text
-    );
-    assert!(
-        check.text.contains("Proxy: none (direct)"),
-        "{}",
-        check.text
-    );
+    assert_text_has(&check, "FAIL  media over UDP");
+    assert_text_has(&check, &format!("      To fix: {advice}"));
+    assert_text_has(&check, "Proxy: none (direct)");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -301,4 +281,9 @@ async fn without_a_server_the_check_asks_for_one() {
     let e = controller.network_check(None).await.unwrap_err();
     assert_eq!(e.code, "no-server");
     assert!(e.message.contains("server's address"), "{}", e.message);
+}
+
+/// The copyable report IT gets holds `needle`.
+fn assert_text_has(check: &NetworkCheck, needle: &str) {
+    assert!(check.text.contains(needle), "{}", check.text);
 }
