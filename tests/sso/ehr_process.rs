@@ -2,7 +2,7 @@
 //! server) for Rust tests, which include this file with `#[path]`.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 /// The running EHR; stopped when dropped.
@@ -31,7 +31,8 @@ pub fn free_port() -> u16 {
 /// Starts it with its authorization server on `auth`, FHIR on `fhir` (base
 /// `http://127.0.0.1:{fhir}/4_0_0`), and Rounds registered with `redirect_uri`.
 pub fn start_ehr(auth: u16, fhir: u16, redirect_uri: &str) -> EhrProcess {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let script = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .ancestors()
         .find(|dir| dir.join("tests/sso/ehr.mjs").is_file())
         .expect("the repository root")

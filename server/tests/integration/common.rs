@@ -15,6 +15,13 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_rounds-server");
 pub const PASSWORD: &str = "correct horse battery staple";
 pub const EMAIL: &str = "amara.okafor@stmarys.example";
 
+/// The server package's folder, read at run time (cargo and nextest set it): a test binary
+/// reused from another checkout of the same commit must use this checkout's files.
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -419,7 +426,7 @@ impl SmtpSink {
     pub fn start(dir: &Path) -> SmtpSink {
         let port = free_port();
         let out = dir.join(format!("smtp-{port}.jsonl"));
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/smtp_sink.py");
+        let script = manifest_dir().join("../tests/fixtures/smtp_sink.py");
         let python = if Path::new("/usr/bin/python3").exists() {
             "/usr/bin/python3"
         } else {

@@ -33,7 +33,7 @@ impl Drop for Ehr {
 }
 
 fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sso/ehr.mjs")
+    crate::common::manifest_dir().join("../tests/sso/ehr.mjs")
 }
 
 /// Ports for the EHR, known before Rounds starts so its configuration can name them.

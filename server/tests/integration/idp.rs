@@ -48,7 +48,10 @@ pub const REYES: Person = Person {
 
 /// `tests/sso`, found from any crate of the workspace.
 pub fn sso_dir() -> PathBuf {
-    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // Read at run time: a test binary reused from another checkout must use this one.
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let mut dir = start.clone();
     loop {
         let candidate = dir.join("tests/sso");
         if candidate.join("idp.mjs").exists() {
@@ -57,7 +60,7 @@ pub fn sso_dir() -> PathBuf {
         assert!(
             dir.pop(),
             "tests/sso/idp.mjs not found above {}",
-            env!("CARGO_MANIFEST_DIR")
+            start.display()
         );
     }
 }

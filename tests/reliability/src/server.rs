@@ -17,6 +17,13 @@ pub const PASSWORD: &str = "reliability password 1";
 /// Where the server binary is: `ROUNDS_SERVER_BIN`, or built once per test process with
 /// `cargo build -p rounds-server` into this build's target folder and profile, so a test
 /// never runs a stale server.
+/// This package's folder, read at run time (cargo and nextest set it): a test binary reused
+/// from another checkout of the same commit must build and read this checkout.
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 pub fn server_binary() -> anyhow::Result<PathBuf> {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BIN.get_or_init(|| build_server().map_err(|e| format!("{e:#}")))
@@ -50,7 +57,7 @@ fn build_server() -> anyhow::Result<PathBuf> {
     if let Some(target) = dir.parent() {
         cmd.env("CARGO_TARGET_DIR", target);
     }
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd.current_dir(manifest_dir());
     let status = cmd
         .status()
         .context("running cargo to build rounds-server")?;
@@ -134,9 +141,7 @@ impl ServerProcess {
                  [media]\nenabled = true\nudp_listen = \"{udp}\"\n{extra}\n",
                 http = spec.http,
                 url_str = url.as_str().trim_end_matches('/'),
-                ui = Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("../../ui/dist")
-                    .display(),
+                ui = manifest_dir().join("../../ui/dist").display(),
                 data = data_dir.display(),
                 udp = spec.udp,
                 extra = spec.extra_toml,

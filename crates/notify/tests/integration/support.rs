@@ -1,7 +1,7 @@
 //! Local servers and helpers shared by the test modules.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -24,8 +24,9 @@ pub struct SmtpSink {
 
 impl SmtpSink {
     pub async fn start() -> Self {
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/smtp_sink.py");
+        let script = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+            .join("../../tests/fixtures/smtp_sink.py");
         let out =
             std::env::temp_dir().join(format!("rounds-smtp-sink-{}.jsonl", uuid::Uuid::new_v4()));
         let mut child = Command::new("/usr/bin/python3")

@@ -335,7 +335,9 @@ async fn measure_chromium(server: &BenchServer, peer_bin: &Path, seconds: u64) -
         .expect("provider token");
     let mut peer = Peer::start(peer_bin, &server.url, &token.token);
 
-    let tool = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/chromium-patient.mjs");
+    let tool = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("tools/chromium-patient.mjs");
     let mut node = Command::new("node")
         .arg(&tool)
         .arg(&visit.patient_link.url)

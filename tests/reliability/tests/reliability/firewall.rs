@@ -147,7 +147,7 @@ fn chromium_call(
         clinician.ice_tcp_only = clinician_tcp_only;
         let provider = Client::join(clinician).await.expect("the clinician joins");
         // Started from this thread, the browser lives in the clients' namespace too.
-        let e2e = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e");
+        let e2e = rounds_reliability::server::manifest_dir().join("../e2e");
         let browser = tokio::process::Command::new("node")
             .arg("tools/patient-call.mjs")
             .arg(&visit.patient_link.url)
