@@ -248,6 +248,7 @@ impl RoundsSfu {
                         let _ = out.send(ClientMessage::Offer {
                             pc: PcKind::Publisher,
                             sdp,
+                            offer_id: None,
                         });
                     }
                     Err(error) => eprintln!("publisher offer failed: {error:#}"),
@@ -272,6 +273,7 @@ impl RoundsSfu {
                     ServerMessage::Answer {
                         pc: PcKind::Publisher,
                         sdp,
+                        ..
                     } => {
                         if let Some(peer) = &publisher
                             && let Err(error) = peer.set_answer(sdp).await
@@ -650,13 +652,27 @@ impl JanusSfu {
             .get(&room)
             .context("nobody publishes in this room yet")?;
         let s = JanusSession::open(&self.url).await?;
-        let attached = s
-            .message(
-                json!({"request": "join", "ptype": "subscriber", "room": self.rooms[room],
-                       "streams": [{"feed": feed}]}),
-                None,
-            )
-            .await?;
+        // Janus lists a publisher only once its own side of the media is up, which can come a
+        // moment after our side of the publisher's connection is: until then, "No such feed".
+        let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+        let attached = loop {
+            let joined = s
+                .message(
+                    json!({"request": "join", "ptype": "subscriber", "room": self.rooms[room],
+                           "streams": [{"feed": feed}]}),
+                    None,
+                )
+                .await;
+            match joined {
+                Err(e)
+                    if e.to_string().contains("No such feed")
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => break other?,
+            }
+        };
         let offer = attached["jsep"]["sdp"]
             .as_str()
             .context("janus sent no offer")?;
