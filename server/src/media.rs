@@ -60,11 +60,13 @@ pub async fn negotiate(
         ClientMessage::Offer {
             pc: PcKind::Publisher,
             sdp,
+            offer_id,
         } => {
             let answer = sfu.publisher_answer(&peer, sdp).await.map_err(rejected)?;
             Ok(Some(ServerMessage::Answer {
                 pc: PcKind::Publisher,
                 sdp: answer,
+                offer_id,
             }))
         }
         ClientMessage::Answer {

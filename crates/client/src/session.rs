@@ -297,12 +297,13 @@ impl Session {
                 }
                 Err(error) => tracing::warn!(%error, "could not answer the server's offer"),
             },
-            ServerMessage::Answer { pc, sdp } => match self.media.on_answer(*pc, sdp.clone()).await
-            {
-                // A change asked for while the last offer waited goes out now.
-                Ok(messages) => self.send_all(ws, messages).await?,
-                Err(error) => tracing::warn!(%error, "could not apply the server's answer"),
-            },
+            ServerMessage::Answer { pc, sdp, offer_id } => {
+                match self.media.on_answer(*pc, sdp.clone(), *offer_id).await {
+                    // A change asked for while the last offer waited goes out now.
+                    Ok(messages) => self.send_all(ws, messages).await?,
+                    Err(error) => tracing::warn!(%error, "could not apply the server's answer"),
+                }
+            }
             ServerMessage::Ice { pc, candidate } => {
                 self.media.on_remote_candidate(*pc, candidate.clone()).await;
             }

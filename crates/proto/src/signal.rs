@@ -116,9 +116,14 @@ pub enum ClientMessage {
         #[ts(optional)]
         resume: Option<String>,
     },
+    /// `offer_id` is the client's own number for this offer; the server's answer carries it
+    /// back, so an answer to an offer since replaced is recognised as such.
     Offer {
         pc: PcKind,
         sdp: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        offer_id: Option<u32>,
     },
     Answer {
         pc: PcKind,
@@ -276,9 +281,13 @@ pub enum ServerMessage {
         pc: PcKind,
         sdp: String,
     },
+    /// `offer_id` repeats the one of the client's offer this answers, when it had one.
     Answer {
         pc: PcKind,
         sdp: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        offer_id: Option<u32>,
     },
     Ice {
         pc: PcKind,

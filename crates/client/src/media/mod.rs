@@ -52,9 +52,6 @@ pub(crate) struct Media {
     screen: Option<ExternalVideo>,
     /// Since when the publisher has been disconnected or failed.
     publisher_trouble: Option<Instant>,
-    /// Answers still to come for offers of publishers closed before theirs arrived. The server
-    /// answers offers in order, so the next this many answers belong to no current publisher.
-    stale_answers: usize,
 }
 
 impl Media {
@@ -79,7 +76,6 @@ impl Media {
             video_muted: false,
             screen: None,
             publisher_trouble: None,
-            stale_answers: 0,
         }
     }
 
@@ -171,6 +167,7 @@ impl Media {
         out.push(ClientMessage::Offer {
             pc: PcKind::Publisher,
             sdp: offer,
+            offer_id: self.publisher.as_ref().and_then(Publisher::pending_offer),
         });
         Ok(out)
     }
@@ -181,14 +178,18 @@ impl Media {
         &mut self,
         pc: PcKind,
         sdp: String,
+        offer_id: Option<u32>,
     ) -> Result<Vec<ClientMessage>, ClientError> {
-        if pc == PcKind::Publisher && self.stale_answers > 0 {
-            // The answer to an offer of a publisher that has since been rebuilt.
-            self.stale_answers -= 1;
-            tracing::debug!("answer for a replaced publisher; ignored");
-            return Ok(Vec::new());
-        }
         match (pc, self.publisher.as_mut()) {
+            (PcKind::Publisher, Some(publisher))
+                if !publisher.awaiting_answer()
+                    || offer_id.is_some_and(|id| publisher.pending_offer() != Some(id)) =>
+            {
+                // The answer to an offer of a publisher since rebuilt (or of a renegotiation
+                // already answered): the current one waits for the answer to its own.
+                tracing::debug!(?offer_id, "answer to an earlier offer; ignored");
+                Ok(Vec::new())
+            }
             (PcKind::Publisher, Some(publisher)) => {
                 publisher.apply_answer(sdp).await?;
                 publisher.set_screen(self.screen.clone()).await
@@ -457,9 +458,6 @@ impl Media {
 
     pub(crate) async fn close_publisher(&mut self) {
         if let Some(mut p) = self.publisher.take() {
-            if p.awaiting_answer() {
-                self.stale_answers += 1;
-            }
             p.close().await;
         }
         self.publisher_trouble = None;
@@ -487,8 +485,7 @@ impl Media {
     /// A new signaling connection: answers to offers sent on an earlier one never come. A
     /// publisher still waiting for one (rebuilt while the old connection was already dead) is
     /// closed, so the caller publishes afresh on the new connection; kept, it would wait for
-    /// nothing, and the next rebuild would count the lost answer as still to come and throw
-    /// away the real one.
+    /// nothing and never make another offer.
     pub(crate) async fn signaling_restarted(&mut self) {
         if self.publisher.as_ref().is_some_and(|p| p.awaiting_answer()) {
             tracing::debug!(
@@ -496,6 +493,5 @@ impl Media {
             );
             self.close_publisher().await;
         }
-        self.stale_answers = 0;
     }
 }

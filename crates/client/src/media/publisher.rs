@@ -17,7 +17,7 @@
 //! `addTrack` and `removeTrack` are), so audio and camera never stop. It has its own
 //! encoder, sized by the screen rather than by the server's camera constraints.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -179,14 +179,22 @@ fn screen_params(source: &ExternalVideo) -> VideoParams {
     }
 }
 
+/// Offer numbers, unique in the process: an answer names the offer it answers, whichever
+/// publisher (or signaling connection) sent it.
+fn next_offer_id() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 pub(crate) struct Publisher {
     pub(crate) generation: u64,
     pc: Arc<dyn PeerConnection>,
     video: Option<LocalTrack>,
     audio: Option<LocalTrack>,
     screen: Option<ScreenTrack>,
-    /// An offer went out and its answer has not come back: no new offer until it does.
-    awaiting_answer: bool,
+    /// The number of the offer that went out and whose answer has not come back: no new
+    /// offer until it does.
+    pending_offer: Option<u32>,
     control: Arc<SourceControl>,
     stats: Arc<StatsHub>,
     opts: PublishOptions,
@@ -293,7 +301,7 @@ impl Publisher {
             video: None,
             audio: None,
             screen: None,
-            awaiting_answer: false,
+            pending_offer: None,
             control: Arc::new(SourceControl::new(opts.video_params)),
             stats,
             opts: opts.clone(),
@@ -385,7 +393,7 @@ impl Publisher {
         let local = self.pc.local_description().await.ok_or_else(|| {
             ClientError::WebRtc("no local description after set_local_description".into())
         })?;
-        self.awaiting_answer = true;
+        self.pending_offer = Some(next_offer_id());
         Ok(local.sdp)
     }
 
@@ -421,7 +429,7 @@ impl Publisher {
         wanted: Option<ExternalVideo>,
     ) -> Result<Vec<ClientMessage>, ClientError> {
         let current = self.screen.as_ref().map(|s| &s.source);
-        if self.awaiting_answer || current == wanted.as_ref() {
+        if self.pending_offer.is_some() || current == wanted.as_ref() {
             return Ok(Vec::new());
         }
         let mut out = Vec::new();
@@ -446,6 +454,7 @@ impl Publisher {
         out.push(ClientMessage::Offer {
             pc: PcKind::Publisher,
             sdp,
+            offer_id: self.pending_offer,
         });
         tracing::debug!(
             generation = self.generation,
@@ -463,7 +472,12 @@ impl Publisher {
     /// Whether an offer of this publisher (the first or a renegotiation) still waits for the
     /// server's answer.
     pub(crate) fn awaiting_answer(&self) -> bool {
-        self.awaiting_answer
+        self.pending_offer.is_some()
+    }
+
+    /// The number of the offer still waiting for its answer.
+    pub(crate) fn pending_offer(&self) -> Option<u32> {
+        self.pending_offer
     }
 
     /// The ids of the tracks this publisher announced.
@@ -483,7 +497,7 @@ impl Publisher {
             .set_remote_description(RTCSessionDescription::answer(answer.clone())?)
             .await?;
         self.answered = true;
-        self.awaiting_answer = false;
+        self.pending_offer = None;
         self.remote
             .ready(&self.pc, &answer, self.first_mid.clone())
             .await;
@@ -594,7 +608,7 @@ impl Publisher {
     /// Starts the screen share's encoder once its track is negotiated (a renegotiation's
     /// answer, or the first one) and the connection is up.
     async fn start_screen(&mut self) {
-        if self.awaiting_answer {
+        if self.pending_offer.is_some() {
             return;
         }
         let Some(screen) = self.screen.as_mut().filter(|s| !s.started) else {

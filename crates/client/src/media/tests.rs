@@ -204,17 +204,7 @@ async fn loopback(tcp_only: bool) {
 /// offer is applied, not thrown away as the lost offer's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offer_lost_with_the_signaling_connection_is_not_waited_for() {
-    let mut cfg =
-        super::ClientConfig::new(url::Url::parse("http://127.0.0.1:9").expect("url"), "token");
-    cfg.bind_ip = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    let (events, _events_rx) = mpsc::unbounded_channel();
-    let mut media = super::Media::new(
-        cfg,
-        "alice".into(),
-        Arc::new(StatsHub::default()),
-        Arc::new(|s: &str, _: &str| (s.to_owned(), false)),
-        events,
-    );
+    let mut media = offline_media();
     let lost = media.publish().await.expect("publish");
     assert!(
         lost.iter()
@@ -228,31 +218,11 @@ async fn an_offer_lost_with_the_signaling_connection_is_not_waited_for() {
         "the publisher waiting for an answer on the old connection is replaced"
     );
 
-    let sent = media.publish().await.expect("publish again");
-    let offer = sent
-        .into_iter()
-        .find_map(|m| match m {
-            super::ClientMessage::Offer { sdp, .. } => Some(sdp),
-            _ => None,
-        })
-        .expect("an offer on the new connection");
-    let (sub_events, _sub_rx) = mpsc::unbounded_channel();
-    let receive = Arc::new(ReceiveContext::new(
-        Arc::new(StatsHub::default()),
-        false,
-        false,
-        Arc::new(|s: &str, _: &str| (s.to_owned(), false)),
-    ));
-    let net = NetOptions {
-        bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        tcp_only: false,
-    };
-    let mut answerer = Subscriber::create(2, net, sub_events, receive)
-        .await
-        .expect("answerer");
+    let (offer, offer_id) = offer_in(media.publish().await.expect("publish again"));
+    let mut answerer = answerer().await;
     let answer = answerer.answer(offer).await.expect("answer");
     media
-        .on_answer(rounds_proto::PcKind::Publisher, answer)
+        .on_answer(rounds_proto::PcKind::Publisher, answer, offer_id)
         .await
         .expect("the answer applies");
     assert!(
@@ -264,4 +234,88 @@ async fn an_offer_lost_with_the_signaling_connection_is_not_waited_for() {
     );
     answerer.close().await;
     media.close().await;
+}
+
+/// A publisher rebuilt while its first offer was still out: the answers may come in either
+/// order, and only the one naming the current offer is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_to_a_replaced_offer_is_told_apart_by_its_number() {
+    let mut media = offline_media();
+    let (old_offer, old_id) = offer_in(media.publish().await.expect("publish"));
+    media.close_publisher().await;
+    let (offer, offer_id) = offer_in(media.publish().await.expect("publish again"));
+    assert!(old_id.is_some() && offer_id.is_some() && old_id != offer_id);
+
+    let mut answerer = answerer().await;
+    let answer = answerer.answer(offer).await.expect("answer");
+    media
+        .on_answer(rounds_proto::PcKind::Publisher, answer, offer_id)
+        .await
+        .expect("the current offer's answer applies");
+    assert!(
+        media
+            .publisher
+            .as_ref()
+            .is_some_and(|p| !p.awaiting_answer()),
+        "the answer to the current offer, arriving first, is taken"
+    );
+
+    // The late answer to the replaced offer changes nothing and is no error.
+    let mut late = answerer_for(3).await;
+    let stale = late.answer(old_offer).await.expect("answer");
+    let follow_up = media
+        .on_answer(rounds_proto::PcKind::Publisher, stale, old_id)
+        .await
+        .expect("a late answer is ignored, not an error");
+    assert!(follow_up.is_empty());
+    assert!(media.is_publishing());
+    late.close().await;
+    answerer.close().await;
+    media.close().await;
+}
+
+fn offline_media() -> super::Media {
+    let mut cfg =
+        super::ClientConfig::new(url::Url::parse("http://127.0.0.1:9").expect("url"), "token");
+    cfg.bind_ip = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let (events, _events_rx) = mpsc::unbounded_channel();
+    super::Media::new(
+        cfg,
+        "alice".into(),
+        Arc::new(StatsHub::default()),
+        Arc::new(|s: &str, _: &str| (s.to_owned(), false)),
+        events,
+    )
+}
+
+/// The publisher offer among the messages `publish` returned, with its number.
+fn offer_in(sent: Vec<super::ClientMessage>) -> (String, Option<u32>) {
+    sent.into_iter()
+        .find_map(|m| match m {
+            super::ClientMessage::Offer { sdp, offer_id, .. } => Some((sdp, offer_id)),
+            _ => None,
+        })
+        .expect("an offer")
+}
+
+/// A local peer that answers publisher offers as the server would.
+async fn answerer() -> Subscriber {
+    answerer_for(2).await
+}
+
+async fn answerer_for(generation: u64) -> Subscriber {
+    let (sub_events, _sub_rx) = mpsc::unbounded_channel();
+    let receive = Arc::new(ReceiveContext::new(
+        Arc::new(StatsHub::default()),
+        false,
+        false,
+        Arc::new(|s: &str, _: &str| (s.to_owned(), false)),
+    ));
+    let net = NetOptions {
+        bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        tcp_only: false,
+    };
+    Subscriber::create(generation, net, sub_events, receive)
+        .await
+        .expect("answerer")
 }
