@@ -85,7 +85,9 @@ export class Call {
   private mediaWanted = false;
   private negotiating = false;
   private negotiateAgain = false;
-  private pendingAnswer: { resolve(sdp: string): void; reject(e: Error): void } | null = null;
+  /** The publisher offer waiting for its answer; the answer names it by `offer_id`. */
+  private pendingAnswer: { offerId: number; resolve(sdp: string): void; reject(e: Error): void } | null = null;
+  private nextOfferId = 1;
   private subQueue: Promise<void> = Promise.resolve();
   private readonly streams = new Map<MediaStreamTrack, MediaStream>();
   /** Which kind each of our sending transceivers carries, and the id we published it under. */
@@ -341,8 +343,10 @@ export class Call {
         }
         break;
       case "answer":
-        if (m.pc === "publisher") {
-          this.pendingAnswer?.resolve(m.sdp);
+        // A late answer to an offer given up on (timed out, or made on a connection since
+        // replaced) names another offer and is left alone.
+        if (m.pc === "publisher" && this.pendingAnswer && (m.offer_id ?? this.pendingAnswer.offerId) === this.pendingAnswer.offerId) {
+          this.pendingAnswer.resolve(m.sdp);
           this.pendingAnswer = null;
         }
         break;
@@ -581,11 +585,12 @@ export class Call {
         if (!pc) return;
         const offer = await pc.createOffer();
         await pc.setLocalDescription(offer);
+        const offerId = this.nextOfferId++;
         const answer = new Promise<string>((resolve, reject) => {
-          this.pendingAnswer = { resolve, reject };
+          this.pendingAnswer = { offerId, resolve, reject };
           window.setTimeout(() => reject(new Error("no answer from the server")), ANSWER_TIMEOUT_MS);
         });
-        this.signal.send({ type: "offer", pc: "publisher", sdp: pc.localDescription?.sdp ?? offer.sdp ?? "" });
+        this.signal.send({ type: "offer", pc: "publisher", sdp: pc.localDescription?.sdp ?? offer.sdp ?? "", offer_id: offerId });
         const sdp = await answer;
         if (this.pub !== pc) return;
         await pc.setRemoteDescription({ type: "answer", sdp });
