@@ -87,6 +87,11 @@ enum Command {
         reply: oneshot::Sender<bool>,
     },
     Media(SfuEvent),
+    /// A subscriber offer the SFU made, to go out on the member's connection of the moment.
+    SubscriberOffer {
+        participant: String,
+        sdp: String,
+    },
 }
 
 /// A successful connection to a room.
@@ -116,6 +121,8 @@ struct Member {
     /// What the SFU last asked this participant's camera to send.
     video: Option<VideoConstraints>,
     network_score: u8,
+    /// The last subscriber offer sent, and on which connection.
+    offer_sent: Option<(ConnId, String)>,
 }
 
 impl Member {
@@ -169,6 +176,11 @@ struct Room {
     media_gate: BTreeMap<String, (bool, Vec<String>)>,
     /// Members whose peer connections belong to a page that is gone.
     media_reset: Vec<String>,
+    /// Members back on a new signaling connection from the same page: an offer that went out
+    /// on the old one may never have arrived.
+    media_resend: Vec<String>,
+    /// This room's own queue, for work finished off the room task.
+    commands: mpsc::WeakSender<Command>,
     /// Shared with [`Rooms`]: which room each participant's media events go to.
     routes: Routes,
 }
@@ -258,7 +270,9 @@ impl Room {
                 // there is one participant; the newest connection wins.
                 let same_page = resume.as_deref() == Some(member.session.as_str());
                 resumed = same_page || member.dropped_at.is_some();
-                if !same_page {
+                if same_page {
+                    self.media_resend.push(id.clone());
+                } else {
                     // A new page (reload, another device) has none of the old peer
                     // connections: they must be rebuilt, not waited on.
                     self.media_reset.push(id.clone());
@@ -291,6 +305,7 @@ impl Room {
                         dropped_at: None,
                         video: None,
                         network_score: 0,
+                        offer_sent: None,
                     },
                 );
             }
@@ -581,6 +596,12 @@ impl Room {
             // Forgetting what the SFU was told makes the loop below tell it again.
             self.media_gate.remove(&id);
         }
+        for id in std::mem::take(&mut self.media_resend) {
+            let Some(sfu) = &self.sfu else { break };
+            if let Some(sdp) = sfu.signaling_resumed(&id).await {
+                self.send_subscriber_offer(&id, sdp);
+            }
+        }
         let admitted: Vec<String> = self
             .members
             .values()
@@ -631,25 +652,55 @@ impl Room {
         self.media_gate = wanted;
     }
 
+    /// Sends a subscriber offer on the member's current connection, once per connection: the
+    /// same offer can reach here both from the SFU and from a resume that found it unanswered.
+    fn send_subscriber_offer(&mut self, participant: &str, sdp: String) {
+        let Some(member) = self.members.get_mut(participant) else {
+            return;
+        };
+        let Some(conn) = member.conn.as_ref().map(|c| c.id) else {
+            return;
+        };
+        if member
+            .offer_sent
+            .as_ref()
+            .is_some_and(|(c, s)| *c == conn && *s == sdp)
+        {
+            return;
+        }
+        if member.offer_sent.as_ref().is_some_and(|(_, s)| *s == sdp) {
+            tracing::info!(%participant, "subscriber offer sent again on the new signaling connection");
+        }
+        member.send(ServerMessage::Offer {
+            pc: rounds_proto::PcKind::Subscriber,
+            sdp: sdp.clone(),
+        });
+        member.offer_sent = Some((conn, sdp));
+    }
+
     fn media(&mut self, event: SfuEvent) {
         match event {
             SfuEvent::RenegotiationNeeded { peer } => {
                 let (Some(sfu), Some(member)) = (self.sfu.clone(), self.members.get(&peer)) else {
                     return;
                 };
-                let Some(out) = member.conn.as_ref().map(|c| c.out.clone()) else {
+                if member.conn.is_none() {
                     return;
-                };
-                // Offers are made off the room task: the driver may take a moment.
+                }
+                let commands = self.commands.clone();
+                // Offers are made off the room task: the driver may take a moment. The room
+                // sends it, on whichever connection the member has by then.
                 tokio::spawn(async move {
                     match sfu.subscriber_offer(&peer).await {
                         Ok(sdp) => {
-                            let _ = out
-                                .send(Outbound::Message(ServerMessage::Offer {
-                                    pc: rounds_proto::PcKind::Subscriber,
-                                    sdp,
-                                }))
-                                .await;
+                            if let Some(commands) = commands.upgrade() {
+                                let _ = commands
+                                    .send(Command::SubscriberOffer {
+                                        participant: peer,
+                                        sdp,
+                                    })
+                                    .await;
+                            }
                         }
                         Err(e) => {
                             tracing::warn!(participant = %peer, error = %e, "could not offer the subscriber connection")
@@ -746,6 +797,9 @@ async fn run(mut room: Room, mut rx: mpsc::Receiver<Command>, registry: Arc<Regi
                         room.sync_media().await;
                     }
                     Command::Media(event) => room.media(event),
+                    Command::SubscriberOffer { participant, sdp } => {
+                        room.send_subscriber_offer(&participant, sdp);
+                    }
                     Command::HostMute { participant, kind } => {
                         if room.host_mute(&participant, kind)
                             && let Some(sfu) = &room.sfu
@@ -853,6 +907,8 @@ impl Rooms {
             dominant: None,
             media_gate: BTreeMap::new(),
             media_reset: Vec::new(),
+            media_resend: Vec::new(),
+            commands: tx.downgrade(),
             routes: self.peers.clone(),
         };
         tokio::spawn(run(task, rx, self.registry.clone()));

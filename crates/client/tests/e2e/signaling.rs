@@ -2,9 +2,12 @@
 
 use std::time::Duration;
 
+use futures_util::{SinkExt, StreamExt};
 use rounds_client::{Client, ClientConfig, ClientError, SignalingState};
 use rounds_proto::{ClientMessage, ErrorCode, HostAction, ParticipantState, Phi, ServerMessage};
+use serde_json::Value;
 use tokio::sync::broadcast;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::harness::{TestServer, admitted_pair, init_tracing};
 
@@ -267,6 +270,181 @@ async fn an_idle_client_stays_connected() {
         assert_eq!(patient.state(), ParticipantState::Lobby);
         patient.leave().await;
     })
+    .await
+    .expect("test finished in time");
+}
+
+/// A participant's signaling socket the test drives by hand: it hears what the server says,
+/// answers its pings, and can vanish mid-negotiation the way a dead network makes it.
+struct RawSocket {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl RawSocket {
+    /// Joins with `token` (resuming `resume`) and returns the socket and the `joined` message.
+    async fn join(server: &TestServer, token: &str, resume: Option<&str>) -> (RawSocket, Value) {
+        let url = format!("ws://127.0.0.1:{}/rtc", server.http_port);
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket");
+        let mut socket = RawSocket { ws };
+        let join = ClientMessage::Join {
+            v: rounds_proto::PROTOCOL_VERSION,
+            token: token.to_owned(),
+            resume: resume.map(str::to_owned),
+        };
+        socket.send(&join).await;
+        let joined = socket
+            .expect("joined", Duration::from_secs(5))
+            .await
+            .expect("joined");
+        (socket, joined)
+    }
+
+    async fn send(&mut self, message: &ClientMessage) {
+        let text = serde_json::to_string(message).expect("json");
+        self.ws
+            .send(Message::Text(text.into()))
+            .await
+            .expect("send");
+    }
+
+    /// The next message of type `kind` within `within`, answering pings on the way.
+    async fn expect(&mut self, kind: &str, within: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.ws.next()).await;
+            let Ok(Some(Ok(Message::Text(text)))) = next else {
+                match next {
+                    Ok(Some(Ok(_))) => continue,
+                    _ => return None,
+                }
+            };
+            let message: Value = serde_json::from_str(&text).expect("json from the server");
+            if message["type"] == "ping" {
+                let t = message["t"].as_u64().unwrap_or_default();
+                self.send(&ClientMessage::Pong { t }).await;
+            }
+            if message["type"] == kind {
+                return Some(message);
+            }
+        }
+    }
+}
+
+/// Signaling that dies mid-negotiation must not leave a participant's subscriber connection
+/// waiting for ever: an offer that came due while nobody could be told, and an offer that went
+/// out on the connection that then died, both reach the participant when it resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriber_offers_missed_while_signaling_was_away_arrive_after_the_resume() {
+    init_tracing();
+    tokio::time::timeout(
+        Duration::from_secs(90),
+        Box::pin(async {
+            let server = TestServer::start().await;
+            let (_visit, provider_token, patient_token) = server.visit().await;
+            let provider = Client::join(server.config(&provider_token, 1).receive_only())
+                .await
+                .expect("provider joins");
+            let (mut patient, joined) = RawSocket::join(&server, &patient_token.token, None).await;
+            let session = joined["session"].as_str().expect("session").to_owned();
+            let patient_id = joined["me"]["id"].as_str().expect("id").to_owned();
+            provider
+                .wait_until(Duration::from_secs(10), |c| {
+                    c.waiting().iter().any(|p| p.id == patient_id)
+                })
+                .await
+                .expect("the patient waits");
+            provider
+                .host(&patient_id, HostAction::Admit)
+                .await
+                .expect("admit");
+            patient
+                .expect("admitted", Duration::from_secs(5))
+                .await
+                .expect("admitted");
+
+            // The patient's network goes; the server notices the socket is gone.
+            drop(patient);
+            provider
+                .wait_until(Duration::from_secs(10), |c| {
+                    c.participants()
+                        .iter()
+                        .any(|p| p.id == patient_id && !p.connected)
+                })
+                .await
+                .expect("the patient shows as disconnected");
+
+            // Meanwhile an interpreter joins and publishes: the patient's subscriber connection
+            // should now carry their tracks, but there is no socket to offer them on.
+            let guest_token = server
+                .api
+                .guest_token(
+                    &provider_token.token,
+                    &provider_token.room,
+                    "Ana Interpreter",
+                    rounds_proto::Role::Interpreter,
+                )
+                .await
+                .expect("guest token");
+            let guest = Client::join(server.config(&guest_token, 3))
+                .await
+                .expect("guest joins");
+            let guest_id = guest.participant_id().to_owned();
+            provider
+                .wait_until(Duration::from_secs(10), |c| {
+                    c.waiting().iter().any(|p| p.id == guest_id)
+                })
+                .await
+                .expect("the guest waits");
+            provider
+                .host(&guest_id, HostAction::Admit)
+                .await
+                .expect("admit the guest");
+            provider
+                .wait_stats(Duration::from_secs(20), |s| {
+                    s.frames_decoded_from(&guest_id) > 5
+                })
+                .await
+                .expect("the guest's video is forwarded");
+
+            // Back on the same page: the offer comes now.
+            let (mut patient, joined) =
+                RawSocket::join(&server, &patient_token.token, Some(&session)).await;
+            assert_eq!(joined["resumed"], true);
+            let offer = patient
+                .expect("offer", Duration::from_secs(5))
+                .await
+                .expect("the subscriber offer that came due while away");
+            assert_eq!(offer["pc"], "subscriber");
+            let sdp = offer["sdp"].as_str().expect("sdp").to_owned();
+            assert!(sdp.contains("m=video"), "it carries the guest's video");
+
+            // The socket dies again before the answer: the same offer is made again on the next.
+            drop(patient);
+            provider
+                .wait_until(Duration::from_secs(10), |c| {
+                    c.participants()
+                        .iter()
+                        .any(|p| p.id == patient_id && !p.connected)
+                })
+                .await
+                .expect("the patient shows as disconnected again");
+            let (mut patient, _) =
+                RawSocket::join(&server, &patient_token.token, Some(&session)).await;
+            let again = patient
+                .expect("offer", Duration::from_secs(5))
+                .await
+                .expect("the unanswered offer, sent again");
+            assert_eq!(again["sdp"].as_str(), Some(sdp.as_str()));
+
+            drop(patient);
+            guest.leave().await;
+            provider.leave().await;
+        }),
+    )
     .await
     .expect("test finished in time");
 }

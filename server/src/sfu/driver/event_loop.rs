@@ -402,6 +402,9 @@ impl Driver {
             Command::SubscriberOffer { peer, reply } => {
                 let _ = reply.send(self.subscriber_offer(peer));
             }
+            Command::SignalingResumed { peer, reply } => {
+                let _ = reply.send(self.signaling_resumed(&peer));
+            }
             Command::SubscriberAnswer {
                 peer,
                 answer,

@@ -331,6 +331,10 @@ pub(crate) enum Command {
         peer: PeerId,
         reply: Reply<String>,
     },
+    SignalingResumed {
+        peer: PeerId,
+        reply: oneshot::Sender<Option<String>>,
+    },
     SubscriberAnswer {
         peer: PeerId,
         answer: String,
@@ -484,6 +488,23 @@ impl Sfu {
             reply,
         })
         .await
+    }
+
+    /// `peer` is back on a new signaling connection of the same page. Returns the subscriber
+    /// offer that still waits for its answer: it went out on the old connection and may never
+    /// have arrived, so the room sends it again (or the subscriber connection would wait for
+    /// ever). With none, a [`SfuEvent::RenegotiationNeeded`] raised while the peer could not
+    /// be told is raised again if still needed.
+    pub async fn signaling_resumed(&self, peer: &PeerId) -> Option<String> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::SignalingResumed {
+            peer: peer.clone(),
+            reply,
+        };
+        if self.commands.send(cmd).await.is_err() {
+            return None;
+        }
+        rx.await.ok().flatten()
     }
 
     pub async fn subscriber_answer(

@@ -287,7 +287,7 @@ impl Driver {
                 self.create_pc(&peer, PcKind::Subscriber, now)?
             }
         };
-        if self.pcs.get(&id).is_some_and(|e| e.offer_pending) {
+        if self.pcs.get(&id).is_some_and(|e| e.pending_offer.is_some()) {
             return Err(SfuError::NegotiationInProgress);
         }
         self.sync_senders(id)?;
@@ -320,7 +320,7 @@ impl Driver {
             }
         };
         entry.candidates_added = true;
-        entry.offer_pending = true;
+        entry.pending_offer = Some(sdp.clone());
         if let Some(state) = self.peers.get_mut(&peer) {
             state.renegotiation_signalled = false;
             state.subscriber_dirty = false;
@@ -328,6 +328,23 @@ impl Driver {
         self.adopt_local_credentials(id, &sdp);
         self.service(id);
         Ok(sdp)
+    }
+
+    /// `peer` is back on a new signaling connection. Returns the subscriber offer still
+    /// waiting for its answer (it may have died with the old connection), to be sent again;
+    /// with none, a renegotiation raised while nobody could be told is raised anew.
+    pub(super) fn signaling_resumed(&mut self, peer: &PeerId) -> Option<String> {
+        let state = self.peers.get_mut(peer)?;
+        if let Some(offer) = state
+            .subscriber
+            .and_then(|id| self.pcs.get(&id))
+            .and_then(|e| e.pending_offer.clone())
+        {
+            return Some(offer);
+        }
+        state.renegotiation_signalled = false;
+        self.check_renegotiation(peer);
+        None
     }
 
     pub(super) fn subscriber_answer(
@@ -342,7 +359,7 @@ impl Driver {
             .and_then(|p| p.subscriber)
             .ok_or(SfuError::UnknownPeer)?;
         let entry = self.pcs.get_mut(&id).ok_or(SfuError::UnknownPeer)?;
-        if !entry.offer_pending {
+        if entry.pending_offer.is_none() {
             return Err(SfuError::NoOfferPending);
         }
         let fingerprint = sdp_fingerprint(&answer);
@@ -355,7 +372,7 @@ impl Driver {
                 return Err(poisoned);
             }
         }
-        entry.offer_pending = false;
+        entry.pending_offer = None;
         entry.has_remote_description = true;
         entry.remote_fingerprint = fingerprint;
         entry.generation += 1;

@@ -235,9 +235,10 @@ pub(crate) struct PcEntry {
     pub(crate) pwd: String,
     pub(crate) state: PcState,
     pub(crate) candidates_added: bool,
-    /// Subscriber: our offer is waiting for its answer (signaling state have-local-offer;
-    /// `rtc` does not expose the signaling state, so we track it).
-    pub(crate) offer_pending: bool,
+    /// Subscriber: our offer waiting for its answer (signaling state have-local-offer;
+    /// `rtc` does not expose the signaling state, so we track it), kept to be sent again if
+    /// the signaling connection it went out on died.
+    pub(crate) pending_offer: Option<String>,
     pub(crate) has_remote_description: bool,
     pub(crate) pending_candidates: Vec<RTCIceCandidateInit>,
     /// The client's DTLS fingerprint; a different one in a new offer means a new connection.
@@ -286,7 +287,7 @@ impl PcEntry {
             pwd,
             state: PcState::New,
             candidates_added: false,
-            offer_pending: false,
+            pending_offer: None,
             has_remote_description: false,
             pending_candidates: Vec::new(),
             remote_fingerprint: None,
