@@ -58,6 +58,8 @@ step "ui tests" in_ui npm test
 # Firewalls, faults and abuse against the real server in network namespaces (needs root;
 # fails, never skips, without it). The long forms: scripts/reliability.sh full|loss|load.
 step "reliability, CI-sized (namespaces, nftables)" bash scripts/reliability.sh ci
+# The load run's shape (50 visits of 3 people) for 2 minutes; 30 minutes: reliability.sh load.
+step "load, CI-sized (50 visits x 3 for 2 minutes)" bash scripts/reliability.sh load-ci
 # Every fuzz target for 20 s; the 10-million-execution run is scripts/fuzz.sh long.
 step "fuzzing, short (cargo-fuzz)" bash scripts/fuzz.sh ci
 patient_e2e() { cargo build -q -p rounds-server && (cd tests/e2e && npm test); }
