@@ -219,19 +219,7 @@ async fn an_offer_lost_with_the_signaling_connection_is_not_waited_for() {
     );
 
     let (offer, offer_id) = offer_in(media.publish().await.expect("publish again"));
-    let mut answerer = answerer().await;
-    let answer = answerer.answer(offer).await.expect("answer");
-    media
-        .on_answer(rounds_proto::PcKind::Publisher, answer, offer_id)
-        .await
-        .expect("the answer applies");
-    assert!(
-        media
-            .publisher
-            .as_ref()
-            .is_some_and(|p| !p.awaiting_answer()),
-        "the new publisher took its answer"
-    );
+    let mut answerer = answer_and_check(&mut media, offer, offer_id, "the new publisher").await;
     answerer.close().await;
     media.close().await;
 }
@@ -246,19 +234,8 @@ async fn an_answer_to_a_replaced_offer_is_told_apart_by_its_number() {
     let (offer, offer_id) = offer_in(media.publish().await.expect("publish again"));
     assert!(old_id.is_some() && offer_id.is_some() && old_id != offer_id);
 
-    let mut answerer = answerer().await;
-    let answer = answerer.answer(offer).await.expect("answer");
-    media
-        .on_answer(rounds_proto::PcKind::Publisher, answer, offer_id)
-        .await
-        .expect("the current offer's answer applies");
-    assert!(
-        media
-            .publisher
-            .as_ref()
-            .is_some_and(|p| !p.awaiting_answer()),
-        "the answer to the current offer, arriving first, is taken"
-    );
+    // The answer to the current offer, arriving first, is taken.
+    let mut answerer = answer_and_check(&mut media, offer, offer_id, "the current publisher").await;
 
     // The late answer to the replaced offer changes nothing and is no error.
     let mut late = answerer_for(3).await;
@@ -298,9 +275,28 @@ fn offer_in(sent: Vec<super::ClientMessage>) -> (String, Option<u32>) {
         .expect("an offer")
 }
 
-/// A local peer that answers publisher offers as the server would.
-async fn answerer() -> Subscriber {
-    answerer_for(2).await
+/// Answers `offer` as the server would, gives `media` the answer under `offer_id`, and checks
+/// that its publisher (`who`) took it. Returns the answering peer, to close.
+async fn answer_and_check(
+    media: &mut super::Media,
+    offer: String,
+    offer_id: Option<u32>,
+    who: &str,
+) -> Subscriber {
+    let mut answerer = answerer_for(2).await;
+    let answer = answerer.answer(offer).await.expect("answer");
+    media
+        .on_answer(rounds_proto::PcKind::Publisher, answer, offer_id)
+        .await
+        .expect("the answer applies");
+    assert!(
+        media
+            .publisher
+            .as_ref()
+            .is_some_and(|p| !p.awaiting_answer()),
+        "{who} took its answer"
+    );
+    answerer
 }
 
 async fn answerer_for(generation: u64) -> Subscriber {

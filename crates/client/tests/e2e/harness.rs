@@ -161,23 +161,39 @@ pub async fn admitted_pair(
 ) -> (Client, Client) {
     let provider = Client::join(provider).await.expect("provider joins");
     let patient = Client::join(patient).await.expect("patient joins");
-    let patient_id = patient.participant_id().to_owned();
-    provider
-        .wait_until(Duration::from_secs(10), |c| {
-            c.waiting().iter().any(|p| p.id == patient_id)
-        })
-        .await
-        .expect("the provider sees the patient waiting");
-    provider
-        .host(&patient_id, rounds_proto::HostAction::Admit)
-        .await
-        .expect("admit");
+    admit_when_waiting(&provider, patient.participant_id()).await;
     patient
         .wait_admitted(Duration::from_secs(10))
         .await
         .expect("admitted");
     let _ = server;
     (provider, patient)
+}
+
+/// Waits until `host` sees participant `id` in the lobby, then lets them in.
+pub async fn admit_when_waiting(host: &Client, id: &str) {
+    host.wait_until(Duration::from_secs(10), |c| {
+        c.waiting().iter().any(|p| p.id == id)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{id} never showed as waiting: {e}"));
+    host.host(id, rounds_proto::HostAction::Admit)
+        .await
+        .expect("admit");
+}
+
+/// A guest token for an interpreter in the room of `provider`.
+pub async fn interpreter_token(server: &TestServer, provider: &RoomToken) -> RoomToken {
+    server
+        .api
+        .guest_token(
+            &provider.token,
+            &provider.room,
+            "Ana Interpreter",
+            rounds_proto::Role::Interpreter,
+        )
+        .await
+        .expect("guest token")
 }
 
 /// The patient of `code` checks in the way the patient pages do.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use rounds_client::{Client, ClientStats, IceProtocol, PcState};
 
-use crate::harness::{TestServer, admitted_pair, init_tracing};
+use crate::harness::{TestServer, admitted_pair, init_tracing, interpreter_token};
 
 fn both_ways(a: &ClientStats, b_id: &str) -> bool {
     a.frames_decoded_from(b_id) > 5 && a.remote(b_id).is_some_and(|r| r.audio_frames_decoded > 10)
@@ -172,16 +172,7 @@ async fn three_clients_and_the_loudest_speaks() {
         patient_cfg.tone_dbfs = -3.0;
         let (provider, patient) = admitted_pair(&server, provider_cfg, patient_cfg).await;
 
-        let guest_token = server
-            .api
-            .guest_token(
-                &provider_token.token,
-                &provider_token.room,
-                "Ana Interpreter",
-                rounds_proto::Role::Interpreter,
-            )
-            .await
-            .expect("guest token");
+        let guest_token = interpreter_token(&server, &provider_token).await;
         let mut guest_cfg = server.config(&guest_token, 3);
         guest_cfg.tone_dbfs = -45.0;
         // Like the load generator: count reassembled frames, decode nothing.

@@ -9,7 +9,9 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::harness::{TestServer, admitted_pair, init_tracing};
+use crate::harness::{
+    TestServer, admit_when_waiting, admitted_pair, init_tracing, interpreter_token,
+};
 
 /// The next event matching `want` within `timeout`.
 async fn next_event(
@@ -334,6 +336,16 @@ impl RawSocket {
     }
 }
 
+/// Waits until `host` sees participant `id` as disconnected (the server noticed its socket
+/// is gone).
+async fn shown_disconnected(host: &Client, id: &str) {
+    host.wait_until(Duration::from_secs(10), |c| {
+        c.participants().iter().any(|p| p.id == id && !p.connected)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{id} never showed as disconnected: {e}"));
+}
+
 /// Signaling that dies mid-negotiation must not leave a participant's subscriber connection
 /// waiting for ever: an offer that came due while nobody could be told, and an offer that went
 /// out on the connection that then died, both reach the participant when it resumes.
@@ -351,16 +363,7 @@ async fn subscriber_offers_missed_while_signaling_was_away_arrive_after_the_resu
             let (mut patient, joined) = RawSocket::join(&server, &patient_token.token, None).await;
             let session = joined["session"].as_str().expect("session").to_owned();
             let patient_id = joined["me"]["id"].as_str().expect("id").to_owned();
-            provider
-                .wait_until(Duration::from_secs(10), |c| {
-                    c.waiting().iter().any(|p| p.id == patient_id)
-                })
-                .await
-                .expect("the patient waits");
-            provider
-                .host(&patient_id, HostAction::Admit)
-                .await
-                .expect("admit");
+            admit_when_waiting(&provider, &patient_id).await;
             patient
                 .expect("admitted", Duration::from_secs(5))
                 .await
@@ -368,41 +371,16 @@ async fn subscriber_offers_missed_while_signaling_was_away_arrive_after_the_resu
 
             // The patient's network goes; the server notices the socket is gone.
             drop(patient);
-            provider
-                .wait_until(Duration::from_secs(10), |c| {
-                    c.participants()
-                        .iter()
-                        .any(|p| p.id == patient_id && !p.connected)
-                })
-                .await
-                .expect("the patient shows as disconnected");
+            shown_disconnected(&provider, &patient_id).await;
 
             // Meanwhile an interpreter joins and publishes: the patient's subscriber connection
             // should now carry their tracks, but there is no socket to offer them on.
-            let guest_token = server
-                .api
-                .guest_token(
-                    &provider_token.token,
-                    &provider_token.room,
-                    "Ana Interpreter",
-                    rounds_proto::Role::Interpreter,
-                )
-                .await
-                .expect("guest token");
+            let guest_token = interpreter_token(&server, &provider_token).await;
             let guest = Client::join(server.config(&guest_token, 3))
                 .await
                 .expect("guest joins");
             let guest_id = guest.participant_id().to_owned();
-            provider
-                .wait_until(Duration::from_secs(10), |c| {
-                    c.waiting().iter().any(|p| p.id == guest_id)
-                })
-                .await
-                .expect("the guest waits");
-            provider
-                .host(&guest_id, HostAction::Admit)
-                .await
-                .expect("admit the guest");
+            admit_when_waiting(&provider, &guest_id).await;
             provider
                 .wait_stats(Duration::from_secs(20), |s| {
                     s.frames_decoded_from(&guest_id) > 5
@@ -424,14 +402,7 @@ async fn subscriber_offers_missed_while_signaling_was_away_arrive_after_the_resu
 
             // The socket dies again before the answer: the same offer is made again on the next.
             drop(patient);
-            provider
-                .wait_until(Duration::from_secs(10), |c| {
-                    c.participants()
-                        .iter()
-                        .any(|p| p.id == patient_id && !p.connected)
-                })
-                .await
-                .expect("the patient shows as disconnected again");
+            shown_disconnected(&provider, &patient_id).await;
             let (mut patient, _) =
                 RawSocket::join(&server, &patient_token.token, Some(&session)).await;
             let again = patient

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rounds_client::{Client, ClientConfig, ClientStats, VideoSource};
 use rounds_proto::RoomToken;
 
-use crate::harness::{TestServer, admitted_pair, init_tracing};
+use crate::harness::{TestServer, admitted_pair, init_tracing, interpreter_token};
 
 /// A camera that can send 720p: the server decides what actually goes out.
 fn hd(server: &TestServer, token: &RoomToken, seed: u64) -> ClientConfig {
@@ -115,16 +115,7 @@ async fn three_people_each_get_the_layer_their_tile_needs() {
             hd(&server, &patient_token, 2),
         )
         .await;
-        let guest_token = server
-            .api
-            .guest_token(
-                &provider_token.token,
-                &provider_token.room,
-                "Ana Interpreter",
-                rounds_proto::Role::Interpreter,
-            )
-            .await
-            .expect("guest token");
+        let guest_token = interpreter_token(&server, &provider_token).await;
         let mut guest_cfg = hd(&server, &guest_token, 3);
         // The third person only sends: nobody checks what they decode, and the machine is
         // busy enough with nine encoders.
