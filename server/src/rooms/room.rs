@@ -661,14 +661,12 @@ impl Room {
         let Some(conn) = member.conn.as_ref().map(|c| c.id) else {
             return;
         };
-        if member
-            .offer_sent
-            .as_ref()
-            .is_some_and(|(c, s)| *c == conn && *s == sdp)
+        if let Some((sent_on, sent)) = &member.offer_sent
+            && *sent == sdp
         {
-            return;
-        }
-        if member.offer_sent.as_ref().is_some_and(|(_, s)| *s == sdp) {
+            if *sent_on == conn {
+                return;
+            }
             tracing::info!(%participant, "subscriber offer sent again on the new signaling connection");
         }
         member.send(ServerMessage::Offer {
