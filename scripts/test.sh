@@ -21,16 +21,30 @@ bash scripts/prune-cache.sh || exit 1
 
 passed=()
 failed=()
+# Each step's output is also kept, so that the end of the run can repeat what a failed step
+# said: a CI log is often read from its tail only.
+logs="$(mktemp -d)"
+trap 'rm -rf "$logs"' EXIT
 step() {
     local name="$1"
     shift
     say "$name"
-    if "$@"; then
+    if "$@" 2>&1 | tee "$logs/${#passed[@]}-${#failed[@]}.log"; then
         passed+=("$name")
     else
+        cp "$logs/${#passed[@]}-${#failed[@]}.log" "$logs/failed-${#failed[@]}.log"
         failed+=("$name")
         say "FAILED: $name"
     fi
+}
+# The lines of a failed step's log that name what failed, then its last lines.
+recap() {
+    local log="$1"
+    echo "---- lines that name a failure:"
+    grep -aE '(^|[^a-z])(FAIL|FAILED|failed|panicked|error(\[|:)|not ok|TIMEOUT|SIGSEGV|SIGABRT)' \
+        "$log" | grep -av 'fail 0' | tail -n 40
+    echo "---- its last lines:"
+    tail -n 25 "$log"
 }
 in_ui() { (cd ui && "$@"); }
 
@@ -67,6 +81,10 @@ step "patient pages end-to-end (Chromium)" patient_e2e
 
 total=$((${#passed[@]} + ${#failed[@]}))
 if [[ ${#failed[@]} -gt 0 ]]; then
+    for i in "${!failed[@]}"; do
+        say "recap of the failed step: ${failed[$i]}"
+        recap "$logs/failed-$i.log"
+    done
     list="$(printf '%s, ' "${failed[@]}")"
     say "tests FAILED: ${#failed[@]} of ${total} steps failed: ${list%, }"
     exit 1
