@@ -15,6 +15,7 @@ import type {
   TrackKind,
   VideoConstraints,
 } from "../generated/proto";
+import { AnswerWaiter } from "./answers";
 import { mediaSections, publisherMid } from "./sdp";
 import { Signal, type SignalStatus } from "./signal";
 
@@ -86,8 +87,7 @@ export class Call {
   private negotiating = false;
   private negotiateAgain = false;
   /** The publisher offer waiting for its answer; the answer names it by `offer_id`. */
-  private pendingAnswer: { offerId: number; resolve(sdp: string): void; reject(e: Error): void } | null = null;
-  private nextOfferId = 1;
+  private answers = new AnswerWaiter(ANSWER_TIMEOUT_MS);
   private subQueue: Promise<void> = Promise.resolve();
   private readonly streams = new Map<MediaStreamTrack, MediaStream>();
   /** Which kind each of our sending transceivers carries, and the id we published it under. */
@@ -343,12 +343,8 @@ export class Call {
         }
         break;
       case "answer":
-        // A late answer to an offer given up on (timed out, or made on a connection since
-        // replaced) names another offer and is left alone.
-        if (m.pc === "publisher" && this.pendingAnswer && (m.offer_id ?? this.pendingAnswer.offerId) === this.pendingAnswer.offerId) {
-          this.pendingAnswer.resolve(m.sdp);
-          this.pendingAnswer = null;
-        }
+        // A late answer to an offer given up on names another offer and is left alone.
+        if (m.pc === "publisher") this.answers.answer(m.sdp, m.offer_id);
         break;
       case "ice": {
         const pc = m.pc === "publisher" ? this.pub : this.sub;
@@ -467,8 +463,7 @@ export class Call {
   }
 
   private teardown() {
-    this.pendingAnswer?.reject(new Error("closed"));
-    this.pendingAnswer = null;
+    this.answers.cancel(new Error("closed"));
     this.pub?.close();
     this.sub?.close();
     this.pub = null;
@@ -585,11 +580,7 @@ export class Call {
         if (!pc) return;
         const offer = await pc.createOffer();
         await pc.setLocalDescription(offer);
-        const offerId = this.nextOfferId++;
-        const answer = new Promise<string>((resolve, reject) => {
-          this.pendingAnswer = { offerId, resolve, reject };
-          window.setTimeout(() => reject(new Error("no answer from the server")), ANSWER_TIMEOUT_MS);
-        });
+        const { offerId, answer } = this.answers.expect();
         this.signal.send({ type: "offer", pc: "publisher", sdp: pc.localDescription?.sdp ?? offer.sdp ?? "", offer_id: offerId });
         const sdp = await answer;
         if (this.pub !== pc) return;
