@@ -1192,4 +1192,69 @@ mod tests {
         rooms.snapshot("v1").await;
         assert_eq!(routed(&rooms), ["clinician"]);
     }
+
+    /// The subscriber offers that reached a connection, in order.
+    fn offers(rx: &mut mpsc::Receiver<Outbound>) -> Vec<String> {
+        let mut sdps = Vec::new();
+        while let Ok(out) = rx.try_recv() {
+            if let Outbound::Message(ServerMessage::Offer { sdp, .. }) = out {
+                sdps.push(sdp);
+            }
+        }
+        sdps
+    }
+
+    /// The same subscriber offer can reach the room twice (from the SFU, and from a resume
+    /// that found it unanswered): the participant gets it once per signaling connection, so
+    /// a browser never sees an offer again in the middle of answering it.
+    #[tokio::test]
+    async fn a_subscriber_offer_goes_out_once_per_connection() {
+        let rooms = Rooms::default();
+        let settings = RoomSettings {
+            running_late_minutes: None,
+        };
+        let connect = |out: mpsc::Sender<Outbound>, resume: Option<String>| {
+            rooms.connect(
+                &settings,
+                claims("v1", "clinician", Role::Provider),
+                row(
+                    "v1",
+                    "clinician",
+                    Role::Provider,
+                    ParticipantState::Admitted,
+                ),
+                resume,
+                out,
+            )
+        };
+        let offer = |sdp: &str| Command::SubscriberOffer {
+            participant: "clinician".into(),
+            sdp: sdp.into(),
+        };
+        let (first_out, mut first) = mpsc::channel(64);
+        let connected = connect(first_out, None).await.expect("connects");
+        rooms.tell("v1", offer("offer-1")).await;
+        rooms.tell("v1", offer("offer-1")).await;
+        rooms.snapshot("v1").await;
+        assert_eq!(offers(&mut first), ["offer-1"]);
+
+        // The same page comes back on a new socket: the unanswered offer goes out there once.
+        let (second_out, mut second) = mpsc::channel(64);
+        connect(second_out, Some(connected.session))
+            .await
+            .expect("resumes");
+        rooms.tell("v1", offer("offer-1")).await;
+        rooms.tell("v1", offer("offer-1")).await;
+        rooms.snapshot("v1").await;
+        assert_eq!(offers(&mut second), ["offer-1"]);
+        assert!(
+            offers(&mut first).is_empty(),
+            "the replaced socket got an offer"
+        );
+
+        // A new offer is sent even though one went out on this connection already.
+        rooms.tell("v1", offer("offer-2")).await;
+        rooms.snapshot("v1").await;
+        assert_eq!(offers(&mut second), ["offer-2"]);
+    }
 }
