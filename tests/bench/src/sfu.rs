@@ -554,7 +554,13 @@ impl JanusSession {
             bail!("janus error: {}", reply["error"]);
         }
         if let Some(error) = reply["plugindata"]["data"]["error"].as_str() {
-            bail!("videoroom error: {error}");
+            return Err(VideoRoomError {
+                code: reply["plugindata"]["data"]["error_code"]
+                    .as_u64()
+                    .unwrap_or(0),
+                reason: error.to_owned(),
+            }
+            .into());
         }
         Ok(reply)
     }
@@ -567,6 +573,26 @@ impl JanusSession {
         self.call(request).await
     }
 }
+
+/// An error the VideoRoom plugin answered with (its `error_code` and `error`).
+#[derive(Debug)]
+struct VideoRoomError {
+    code: u64,
+    reason: String,
+}
+
+impl VideoRoomError {
+    /// `JANUS_VIDEOROOM_ERROR_NO_SUCH_FEED`.
+    const NO_SUCH_FEED: u64 = 428;
+}
+
+impl std::fmt::Display for VideoRoomError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "videoroom error {}: {}", self.code, self.reason)
+    }
+}
+
+impl std::error::Error for VideoRoomError {}
 
 /// Janus with one VideoRoom room per benchmark room.
 pub struct JanusSfu {
@@ -653,7 +679,8 @@ impl JanusSfu {
             .context("nobody publishes in this room yet")?;
         let s = JanusSession::open(&self.url).await?;
         // Janus lists a publisher only once its own side of the media is up, which can come a
-        // moment after our side of the publisher's connection is: until then, "No such feed".
+        // moment after our side of the publisher's connection is: until then, "No such feed"
+        // (error 428).
         let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
         let attached = loop {
             let joined = s
@@ -665,7 +692,8 @@ impl JanusSfu {
                 .await;
             match joined {
                 Err(e)
-                    if e.to_string().contains("No such feed")
+                    if e.downcast_ref::<VideoRoomError>()
+                        .is_some_and(|v| v.code == VideoRoomError::NO_SUCH_FEED)
                         && tokio::time::Instant::now() < deadline =>
                 {
                     tokio::time::sleep(Duration::from_millis(50)).await;
