@@ -41,8 +41,9 @@ step() {
 recap() {
     local log="$1"
     echo "---- lines that name a failure:"
-    grep -aE '(^|[^a-z])(FAIL|FAILED|failed|panicked|error(\[|:)|not ok|TIMEOUT|SIGSEGV|SIGABRT)' \
-        "$log" | grep -av 'fail 0' | tail -n 40
+    sed 's/\x1b\[[0-9;]*m//g' "$log" |
+        grep -aE '(^|[^a-z])(FAIL|FAILED|failed|panicked|error(\[|:)|not ok|TIMEOUT|SIGSEGV|SIGABRT)' |
+        grep -av 'fail 0' | tail -n 40
     echo "---- its last lines:"
     tail -n 25 "$log"
 }
@@ -79,6 +80,12 @@ step "fuzzing, short (cargo-fuzz)" bash scripts/fuzz.sh ci
 patient_e2e() { cargo build -q -p rounds-server && (cd tests/e2e && npm test); }
 step "patient pages end-to-end (Chromium)" patient_e2e
 
+# Tests that failed and then passed on a retry (nextest's FLAKY) are named even when all passed.
+if flaky="$(sed 's/\x1b\[[0-9;]*m//g' "$logs"/*.log |
+    grep -aE '(^|[^A-Za-z])(FLAKY [0-9]+/[0-9]+|TRY [0-9]+ (FAIL|TRMNTD))')"; then
+    say "tests that needed a retry:"
+    printf '%s\n' "$flaky"
+fi
 total=$((${#passed[@]} + ${#failed[@]}))
 if [[ ${#failed[@]} -gt 0 ]]; then
     for i in "${!failed[@]}"; do
