@@ -1131,6 +1131,30 @@ mod tests {
         }
     }
 
+    const NO_LATENESS: RoomSettings = RoomSettings {
+        running_late_minutes: None,
+    };
+
+    /// Connects `who` to room v1 with the role and state given.
+    async fn connect(
+        rooms: &Rooms,
+        who: &str,
+        role: Role,
+        state: ParticipantState,
+        resume: Option<String>,
+        out: mpsc::Sender<Outbound>,
+    ) -> Result<Connected, ServerMessage> {
+        rooms
+            .connect(
+                &NO_LATENESS,
+                claims("v1", who, role),
+                row("v1", who, role, state),
+                resume,
+                out,
+            )
+            .await
+    }
+
     fn routed(rooms: &Rooms) -> Vec<String> {
         let mut ids: Vec<String> = rooms
             .peers
@@ -1148,36 +1172,28 @@ mod tests {
     #[tokio::test]
     async fn participants_who_leave_are_no_longer_routed() {
         let rooms = Rooms::default();
-        let settings = RoomSettings {
-            running_late_minutes: None,
-        };
         let (out, _keep) = mpsc::channel(64);
-        rooms
-            .connect(
-                &settings,
-                claims("v1", "clinician", Role::Provider),
-                row(
-                    "v1",
-                    "clinician",
-                    Role::Provider,
-                    ParticipantState::Admitted,
-                ),
+        connect(
+            &rooms,
+            "clinician",
+            Role::Provider,
+            ParticipantState::Admitted,
+            None,
+            out.clone(),
+        )
+        .await
+        .expect("the clinician connects");
+        for guest in ["guest-1", "guest-2"] {
+            connect(
+                &rooms,
+                guest,
+                Role::Guest,
+                ParticipantState::Lobby,
                 None,
                 out.clone(),
             )
             .await
-            .expect("the clinician connects");
-        for guest in ["guest-1", "guest-2"] {
-            rooms
-                .connect(
-                    &settings,
-                    claims("v1", guest, Role::Guest),
-                    row("v1", guest, Role::Guest, ParticipantState::Lobby),
-                    None,
-                    out.clone(),
-                )
-                .await
-                .expect("a guest connects");
+            .expect("a guest connects");
         }
         // The snapshot is answered after everything queued before it.
         rooms.snapshot("v1").await;
@@ -1210,29 +1226,26 @@ mod tests {
     #[tokio::test]
     async fn a_subscriber_offer_goes_out_once_per_connection() {
         let rooms = Rooms::default();
-        let settings = RoomSettings {
-            running_late_minutes: None,
-        };
-        let connect = |out: mpsc::Sender<Outbound>, resume: Option<String>| {
-            rooms.connect(
-                &settings,
-                claims("v1", "clinician", Role::Provider),
-                row(
-                    "v1",
+        let clinician = |out: mpsc::Sender<Outbound>, resume: Option<String>| {
+            let rooms = &rooms;
+            async move {
+                connect(
+                    rooms,
                     "clinician",
                     Role::Provider,
                     ParticipantState::Admitted,
-                ),
-                resume,
-                out,
-            )
+                    resume,
+                    out,
+                )
+                .await
+            }
         };
         let offer = |sdp: &str| Command::SubscriberOffer {
             participant: "clinician".into(),
             sdp: sdp.into(),
         };
         let (first_out, mut first) = mpsc::channel(64);
-        let connected = connect(first_out, None).await.expect("connects");
+        let connected = clinician(first_out, None).await.expect("connects");
         rooms.tell("v1", offer("offer-1")).await;
         rooms.tell("v1", offer("offer-1")).await;
         rooms.snapshot("v1").await;
@@ -1240,7 +1253,7 @@ mod tests {
 
         // The same page comes back on a new socket: the unanswered offer goes out there once.
         let (second_out, mut second) = mpsc::channel(64);
-        connect(second_out, Some(connected.session))
+        clinician(second_out, Some(connected.session))
             .await
             .expect("resumes");
         rooms.tell("v1", offer("offer-1")).await;
