@@ -25,15 +25,18 @@ failed=()
 # said: a CI log is often read from its tail only.
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
+failed_logs=()
 step() {
     local name="$1"
     shift
+    local log
+    log="$logs/$(( ${#passed[@]} + ${#failed[@]} )).log"
     say "$name"
-    if "$@" 2>&1 | tee "$logs/${#passed[@]}-${#failed[@]}.log"; then
+    if "$@" 2>&1 | tee "$log"; then
         passed+=("$name")
     else
-        cp "$logs/${#passed[@]}-${#failed[@]}.log" "$logs/failed-${#failed[@]}.log"
         failed+=("$name")
+        failed_logs+=("$log")
         say "FAILED: $name"
     fi
 }
@@ -90,7 +93,7 @@ total=$((${#passed[@]} + ${#failed[@]}))
 if [[ ${#failed[@]} -gt 0 ]]; then
     for i in "${!failed[@]}"; do
         say "recap of the failed step: ${failed[$i]}"
-        recap "$logs/failed-$i.log"
+        recap "${failed_logs[$i]}"
     done
     list="$(printf '%s, ' "${failed[@]}")"
     say "tests FAILED: ${#failed[@]} of ${total} steps failed: ${list%, }"
