@@ -193,7 +193,11 @@ impl ServerProcess {
             None => Command::new(&self.bin),
         };
         cmd.arg("--config").arg(&self.config);
-        cmd.env("ROUNDS_LOG", "warn,rounds_server=info");
+        // `ROUNDS_RELIABILITY_SERVER_LOG` widens the server's log when a failure needs its
+        // DTLS or ICE detail; the default keeps the log short.
+        let filter = std::env::var("ROUNDS_RELIABILITY_SERVER_LOG")
+            .unwrap_or_else(|_| "warn,rounds_server=info".to_owned());
+        cmd.env("ROUNDS_LOG", filter);
         cmd.stdin(Stdio::null());
         cmd
     }
@@ -298,6 +302,15 @@ impl Drop for ServerProcess {
             eprintln!("--- the last lines of the server's log ---");
             for line in tail.iter().rev() {
                 eprintln!("{line}");
+            }
+        }
+        // `ROUNDS_RELIABILITY_KEEP_LOGS=<dir>` keeps every server log whole, for reading after.
+        if let Ok(dir) = std::env::var("ROUNDS_RELIABILITY_KEEP_LOGS") {
+            let name = format!("server-{}.log", std::process::id());
+            let to = Path::new(&dir).join(name);
+            match std::fs::copy(&self.log, &to) {
+                Ok(_) => eprintln!("the server's log is kept in {}", to.display()),
+                Err(error) => eprintln!("could not keep the server's log: {error}"),
             }
         }
         if let Some(mut child) = self.child.take() {
