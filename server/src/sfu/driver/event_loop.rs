@@ -32,6 +32,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
 
+use super::batch::UdpBatch;
 use super::demux::{
     PacketClass, Routes, binding_request_is_authentic, binding_request_ufrag, classify,
 };
@@ -147,6 +148,8 @@ pub(super) struct TcpConn {
 /// be borrowed mutably while its output is written.
 pub(super) struct Io {
     pub(super) udp: UdpSocket,
+    /// UDP datagrams written during this wake-up, sent together by [`Io::send_udp`].
+    udp_out: UdpBatch,
     pub(super) conns: HashMap<ConnId, TcpConn>,
     pub(super) tcp_routes: HashMap<(PcId, SocketAddr), ConnId>,
 }
@@ -156,17 +159,10 @@ impl Io {
         let peer_addr = msg.transport.peer_addr;
         let len = msg.message.len() as u64;
         let sent = match msg.transport.transport_protocol {
-            TransportProtocol::UDP => match self.udp.try_send_to(&msg.message, peer_addr) {
-                Ok(_) => true,
-                Err(error) => {
-                    if error.kind() != std::io::ErrorKind::WouldBlock {
-                        tracing::debug!(peer = %entry.peer, %error, "UDP send failed");
-                    }
-                    metrics::counter!("rounds_sfu_send_dropped_total", "transport" => "udp")
-                        .increment(1);
-                    false
-                }
-            },
+            TransportProtocol::UDP => {
+                self.udp_out.push(peer_addr, msg.message);
+                true
+            }
             TransportProtocol::TCP => {
                 let conn = self
                     .tcp_routes
@@ -193,7 +189,19 @@ impl Io {
         }
     }
 
-    /// Sends everything the connection has queued.
+    /// Hands the UDP datagrams gathered since the last call to the kernel.
+    pub(super) fn send_udp(&self) {
+        if self.udp_out.is_empty() {
+            return;
+        }
+        let done = self.udp_out.flush(&self.udp);
+        if done.dropped > 0 {
+            metrics::counter!("rounds_sfu_send_dropped_total", "transport" => "udp")
+                .increment(done.dropped as u64);
+        }
+    }
+
+    /// Gathers everything the connection has queued for sending.
     pub(super) fn flush(&self, entry: &mut PcEntry) -> Result<(), SfuError> {
         while let Some(msg) = guard(|| entry.pc.poll_write())? {
             self.send(entry, msg);
@@ -241,6 +249,8 @@ pub(crate) struct Driver {
     pub(super) keyframe_reasons: BTreeMap<TrackKey, KeyframeReason>,
     /// When the datagram being processed was read, while it is.
     pub(super) ingress: Option<Instant>,
+    /// Copies of the packet in hand written since it arrived, not yet handed to the kernel.
+    pub(super) forwarded_unsent: u64,
     pub(super) forward_delay: ForwardDelay,
     /// Answers plain STUN binding requests (reachability probes) on both media ports.
     prober: Prober,
@@ -308,6 +318,7 @@ impl Driver {
 
         Ok(Self {
             io: Io {
+                udp_out: UdpBatch::default(),
                 udp,
                 conns: HashMap::new(),
                 tcp_routes: HashMap::new(),
@@ -330,6 +341,7 @@ impl Driver {
             default_codec: cfg.video_codec,
             keyframe_reasons: BTreeMap::new(),
             ingress: None,
+            forwarded_unsent: 0,
             forward_delay: ForwardDelay::default(),
             prober: Prober::new(cfg.udp_enabled, Instant::now()),
         })
@@ -377,6 +389,7 @@ impl Driver {
                 _ = housekeeping.tick() => self.housekeeping(Instant::now()),
             }
             self.run_timers();
+            self.io.send_udp();
         }
         self.shutdown();
     }
@@ -568,6 +581,13 @@ impl Driver {
         self.ingress = Some(now);
         self.service(id);
         self.ingress = None;
+        // The packet's whole fan-out goes to the kernel in one call; each copy is held until
+        // then.
+        self.io.send_udp();
+        let held = now.elapsed();
+        for _ in 0..std::mem::take(&mut self.forwarded_unsent) {
+            self.forward_delay.record(held);
+        }
     }
 
     // ---- Servicing a connection ----------------------------------------------------------

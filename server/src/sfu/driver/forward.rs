@@ -422,9 +422,9 @@ impl Driver {
             if flush_and_rearm(&self.io, &mut self.timers, sub).is_err() {
                 poisoned.push(sub_id);
             }
-            if let Some(ingress) = self.ingress {
-                self.forward_delay
-                    .record(Instant::now().saturating_duration_since(ingress));
+            if self.ingress.is_some() {
+                // Timed when the batch goes to the kernel (`Driver::deliver`).
+                self.forwarded_unsent += 1;
             }
         }
         for sub_id in poisoned {

@@ -57,6 +57,7 @@
 //! - `rewrite`: continuous sequence numbers and timestamps per subscriber sender.
 //! - `timers`: one deadline per connection in a heap.
 
+mod batch;
 mod demux;
 mod event_loop;
 mod feedback;
