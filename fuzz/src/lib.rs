@@ -28,6 +28,7 @@ fn shared() -> &'static Shared {
                 tcp_port: Some(443),
                 udp_enabled: true,
                 video_codec: VideoCodec::Vp8,
+                connect_deadline: rounds_server::sfu::CONNECT_DEADLINE,
             }))
             .expect("the SFU starts");
         Shared { runtime, sfu }

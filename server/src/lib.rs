@@ -123,6 +123,7 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
                 config::VideoCodecSetting::Vp8 => sfu::VideoCodec::Vp8,
                 config::VideoCodecSetting::H264 => sfu::VideoCodec::H264,
             },
+            connect_deadline: sfu::CONNECT_DEADLINE,
         })
         .await
         .with_context(|| format!("starting media on UDP {}", m.udp_listen))?;

@@ -774,12 +774,21 @@ async fn flood_tcp(port: u16, count: usize) {
 }
 
 async fn start_sfu(tcp_port: Option<u16>, udp_enabled: bool) -> Sfu {
+    start_sfu_with(tcp_port, udp_enabled, rounds_server::sfu::CONNECT_DEADLINE).await
+}
+
+async fn start_sfu_with(
+    tcp_port: Option<u16>,
+    udp_enabled: bool,
+    connect_deadline: Duration,
+) -> Sfu {
     Sfu::start(SfuConfig {
         udp_listen: SocketAddr::new(LOCALHOST, 0),
         advertise_ip: LOCALHOST,
         tcp_port,
         udp_enabled,
         video_codec: rounds_server::sfu::VideoCodec::Vp8,
+        connect_deadline,
     })
     .await
     .expect("sfu starts")
@@ -994,6 +1003,103 @@ async fn udp_call_forwards_gates_and_survives_garbage() {
         })
         .await;
         for client in [&a, &b, &c] {
+            client.close().await;
+        }
+    })
+    .await
+    .expect("test finished in time");
+}
+
+/// A subscriber connection whose handshake never finishes is replaced. Bob answers his first
+/// subscriber offer from a connection that then goes silent (as one does whose DTLS stalled
+/// for good after a lost flight); once the connect deadline passes, the SFU offers a new
+/// connection, with new ICE credentials, and Alice's media reaches Bob on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_connection_that_never_connects_is_replaced() {
+    init_tracing();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let sfu = start_sfu_with(None, true, Duration::from_secs(2)).await;
+        let clients = Arc::new(Mutex::new(HashMap::new()));
+        let events = spawn_signaling(&sfu, clients.clone());
+        let (alice, bob) = ("alice".to_owned(), "bob".to_owned());
+        sfu.set_allowed(&alice, true).await;
+        let a = join(&clients, &alice, false).await;
+        a.publish(&sfu).await;
+        wait_until(
+            "alice's two tracks to be published",
+            Duration::from_secs(15),
+            || {
+                let events = events.lock().expect("lock");
+                events
+                    .iter()
+                    .filter(
+                        |e| matches!(e, SfuEvent::TrackPublished { peer, .. } if *peer == alice),
+                    )
+                    .count()
+                    == 2
+            },
+        )
+        .await;
+
+        // Bob is not handed to the signaling task yet: his first round is played by hand.
+        sfu.set_allowed(&bob, true).await;
+        sfu.set_subscriptions(&bob, vec![alice.clone()]).await;
+        let first = sfu.subscriber_offer(&bob).await.expect("first offer");
+        let (silent, _) = build_pc(false, Arc::default(), Arc::default(), None).await;
+        silent
+            .set_remote_description(RTCSessionDescription::offer(first.clone()).expect("offer"))
+            .await
+            .expect("set remote offer");
+        let answer = silent.create_answer(None).await.expect("answer");
+        silent
+            .set_local_description(answer)
+            .await
+            .expect("set local answer");
+        let answer = silent.local_description().await.expect("local answer");
+        silent.close().await.expect("close");
+        sfu.subscriber_answer(&bob, answer.sdp)
+            .await
+            .expect("subscriber answer");
+        let answered_at = events.lock().expect("lock").len();
+
+        let b = join(&clients, &bob, false).await;
+        wait_until(
+            "a new subscriber offer for bob",
+            Duration::from_secs(10),
+            || {
+                events.lock().expect("lock")[answered_at..]
+                    .iter()
+                    .any(|e| matches!(e, SfuEvent::RenegotiationNeeded { peer } if *peer == bob))
+            },
+        )
+        .await;
+        connected(&b.subscriber_state, "bob's new subscriber connection").await;
+        wait_until(
+            "alice's media to reach bob",
+            Duration::from_secs(15),
+            || b.received.get(&alice, true) > 20 && b.received.get(&alice, false) > 20,
+        )
+        .await;
+        let second = b
+            .subscriber
+            .remote_description()
+            .await
+            .expect("bob's subscriber has the new offer")
+            .sdp;
+        // Clients tell a new connection from a renegotiation by the DTLS fingerprint.
+        for attribute in ["a=ice-ufrag:", "a=fingerprint:"] {
+            let value = |sdp: &str| {
+                sdp.lines()
+                    .find_map(|l| l.trim().strip_prefix(attribute).map(str::to_owned))
+            };
+            assert!(value(&first).is_some(), "the offer has {attribute}");
+            assert_ne!(
+                value(&first),
+                value(&second),
+                "the replacement is a new connection, not the stalled one offered again"
+            );
+        }
+        for client in [&a, &b] {
             client.close().await;
         }
     })

@@ -10,7 +10,7 @@ pub mod driver;
 pub mod engine;
 
 pub use driver::{
-    CounterSnapshot, EVENT_CAPACITY, IceProtocol, KeyframeReason, Layer, MediaKind, PcKind,
-    PcState, PcStats, PeerId, PeerStats, RoomId, SelectedPair, Sfu, SfuConfig, SfuError, SfuEvent,
-    VideoCodec, VideoConstraints,
+    CONNECT_DEADLINE, CounterSnapshot, EVENT_CAPACITY, IceProtocol, KeyframeReason, Layer,
+    MediaKind, PcKind, PcState, PcStats, PeerId, PeerStats, RoomId, SelectedPair, Sfu, SfuConfig,
+    SfuError, SfuEvent, VideoCodec, VideoConstraints,
 };

@@ -245,6 +245,8 @@ pub(crate) struct Driver {
     pub(super) rooms: HashMap<RoomId, RoomMedia>,
     /// The codec a new room's engine asks cameras for.
     pub(super) default_codec: super::VideoCodec,
+    /// [`super::SfuConfig::connect_deadline`].
+    pub(super) connect_deadline: Duration,
     /// Why a keyframe the engine deferred was wanted, for the event when it goes out.
     pub(super) keyframe_reasons: BTreeMap<TrackKey, KeyframeReason>,
     /// When the datagram being processed was read, while it is.
@@ -339,6 +341,7 @@ impl Driver {
             timers: TimerHeap::default(),
             rooms: HashMap::new(),
             default_codec: cfg.video_codec,
+            connect_deadline: cfg.connect_deadline,
             keyframe_reasons: BTreeMap::new(),
             ingress: None,
             forwarded_unsent: 0,
@@ -656,6 +659,8 @@ impl Driver {
                 let (peer, pc) = (entry.peer.clone(), entry.kind);
                 tracing::info!(peer = %peer, pc = ?pc, state = ?new, "peer connection state");
                 if new == PcState::Connected {
+                    entry.ever_connected = true;
+                    entry.connect_by = None;
                     self.emit(SfuEvent::PeerConnected { peer, pc });
                 } else if matches!(
                     new,
@@ -695,6 +700,7 @@ impl Driver {
     }
 
     fn housekeeping(&mut self, now: Instant) {
+        self.replace_stalled_subscribers(now);
         self.retire_idle_layers(now);
         self.collect_feedback(now);
         self.run_engines(now);

@@ -178,7 +178,17 @@ pub struct SfuConfig {
     /// The codec every room's cameras are asked for unless the room says otherwise
     /// ([`Sfu::set_video_codec`]).
     pub video_codec: VideoCodec,
+    /// A subscriber connection the client answered but that has not connected this long after
+    /// is given up and a new one offered. DTLS can stall for good when a flight is lost: a
+    /// side that hears the other's retransmission while waiting forgets its own retransmit
+    /// timer (`rtc-dtls` 0.21.1). [`CONNECT_DEADLINE`] unless a test needs it shorter.
+    pub connect_deadline: Duration,
 }
+
+/// [`SfuConfig::connect_deadline`] in production: a handshake that takes a 10 % lossy link
+/// several retransmissions still fits; one that has stalled is replaced well before a
+/// patient gives up.
+pub const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SfuError {

@@ -27,8 +27,8 @@ use super::peer::{
 };
 use super::rooms::{engine_peer, engine_track};
 use super::{
-    IceProtocol, MediaKind, PcId, PcKind, PcStats, PeerId, PeerStats, SelectedPair, SfuError,
-    SfuEvent,
+    IceProtocol, MediaKind, PcId, PcKind, PcState, PcStats, PeerId, PeerStats, SelectedPair,
+    SfuError, SfuEvent,
 };
 use crate::sfu::engine::PeerId as EnginePeer;
 
@@ -330,6 +330,38 @@ impl Driver {
         Ok(sdp)
     }
 
+    /// Gives up on subscriber connections answered but still not connected at their deadline
+    /// and has a new one offered in each one's place. A lost DTLS flight can stall the
+    /// handshake for good (see [`super::SfuConfig::connect_deadline`]); a new connection, with
+    /// new ICE credentials and a new handshake, gets media to the participant after all.
+    pub(super) fn replace_stalled_subscribers(&mut self, now: Instant) {
+        let stalled: Vec<(PcId, PeerId, PcState)> = self
+            .pcs
+            .values()
+            .filter(|e| e.kind == PcKind::Subscriber && !e.abandoned)
+            .filter(|e| e.connect_by.is_some_and(|at| now >= at))
+            .map(|e| (e.id, e.peer.clone(), e.state))
+            .collect();
+        for (id, peer, state) in stalled {
+            if let Some(entry) = self.pcs.get_mut(&id) {
+                entry.abandoned = true;
+                entry.connect_by = None;
+            }
+            tracing::warn!(
+                peer = %peer,
+                ?state,
+                deadline = ?self.connect_deadline,
+                "the subscriber connection did not connect in time; offering a new one"
+            );
+            metrics::counter!("rounds_sfu_stalled_connections_replaced_total").increment(1);
+            if let Some(state) = self.peers.get_mut(&peer) {
+                state.subscriber_dirty = true;
+                state.renegotiation_signalled = false;
+            }
+            self.check_renegotiation(&peer);
+        }
+    }
+
     /// `peer` is back on a new signaling connection. Returns the subscriber offer still
     /// waiting for its answer (it may have died with the old connection), to be sent again;
     /// with none, a renegotiation raised while nobody could be told is raised anew.
@@ -375,6 +407,9 @@ impl Driver {
         entry.pending_offer = None;
         entry.has_remote_description = true;
         entry.remote_fingerprint = fingerprint;
+        if !entry.ever_connected && entry.connect_by.is_none() {
+            entry.connect_by = Some(Instant::now() + self.connect_deadline);
+        }
         entry.generation += 1;
         for slot in entry.slots.values_mut() {
             slot.negotiated = true;
