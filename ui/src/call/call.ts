@@ -16,7 +16,7 @@ import type {
   VideoConstraints,
 } from "../generated/proto";
 import { AnswerWaiter } from "./answers";
-import { mediaSections, publisherMid } from "./sdp";
+import { dtlsFingerprint, mediaSections, publisherMid } from "./sdp";
 import { Signal, type SignalStatus } from "./signal";
 
 export interface RemoteMedia {
@@ -653,6 +653,15 @@ export class Call {
 
   private async onSubscriberOffer(sdp: string) {
     if (this.state !== "admitted") return;
+    const current = this.sub?.remoteDescription?.sdp;
+    if (this.sub && current && dtlsFingerprint(current) !== dtlsFingerprint(sdp)) {
+      // A new connection from the server (the old one never connected, or the server
+      // restarted): start it on a fresh peer connection rather than renegotiate the old one.
+      this.sub.close();
+      this.sub = null;
+      this.remote.clear();
+      this.streams.clear();
+    }
     if (!this.sub) {
       const sub = new RTCPeerConnection({ bundlePolicy: "max-bundle", iceServers: [] });
       this.sub = sub;

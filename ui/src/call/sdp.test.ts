@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { mediaSections, publisherMid } from "./sdp";
+import { dtlsFingerprint, mediaSections, publisherMid } from "./sdp";
 
 const OFFER = [
   "v=0",
@@ -33,5 +33,24 @@ describe("mediaSections", () => {
     expect(publisherMid("abc123_0", "abc123")).toBe("0");
     expect(publisherMid("other_0", "abc123")).toBeNull();
     expect(publisherMid(null, "abc123")).toBeNull();
+  });
+});
+
+describe("dtlsFingerprint", () => {
+  it("reads the certificate fingerprint, whatever the case of its hex digits", () => {
+    const sdp = ["v=0", "s=-", "a=fingerprint:sha-256 AB:CD:EF", "m=audio 9 UDP/TLS/RTP/SAVPF 111", ""].join("\r\n");
+    expect(dtlsFingerprint(sdp)).toBe("sha-256 ab:cd:ef");
+  });
+
+  it("tells a new connection's offer from a renegotiation of the same one", () => {
+    const first = `${OFFER}a=fingerprint:sha-256 AA:BB\r\n`;
+    const again = `${OFFER}a=fingerprint:sha-256 aa:bb\r\n`;
+    const fresh = `${OFFER}a=fingerprint:sha-256 CC:DD\r\n`;
+    expect(dtlsFingerprint(again)).toBe(dtlsFingerprint(first));
+    expect(dtlsFingerprint(fresh)).not.toBe(dtlsFingerprint(first));
+  });
+
+  it("is null for an offer without one", () => {
+    expect(dtlsFingerprint(OFFER)).toBeNull();
   });
 });

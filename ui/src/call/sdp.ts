@@ -36,6 +36,19 @@ export function mediaSections(sdp: string): MediaSection[] {
   return out;
 }
 
+/**
+ * The DTLS certificate fingerprint (`a=fingerprint:`), session or media level. The server
+ * offers a new subscriber connection (one whose handshake stalled is replaced) with a new
+ * certificate; the same fingerprint means a renegotiation of the connection we have.
+ */
+export function dtlsFingerprint(sdp: string): string | null {
+  for (const raw of sdp.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (line.startsWith("a=fingerprint:")) return line.slice(14).trim().toLowerCase();
+  }
+  return null;
+}
+
 /** The publisher's own mid, from our SFU's track id `<participant>_<mid>`. */
 export function publisherMid(trackId: string | null, participantId: string | null): string | null {
   if (!trackId || !participantId) return null;
