@@ -59,6 +59,12 @@ export interface CallStats {
 }
 
 const ANSWER_TIMEOUT_MS = 15000;
+/**
+ * A sending connection that has its answer but has not connected this long after is built
+ * again. A DTLS handshake can stall for good when a packet of it is lost (the server's DTLS
+ * forgets to retransmit in one case), and the browser would take a minute or more to give up.
+ */
+const PUBLISHER_CONNECT_DEADLINE_MS = 15000;
 
 export class Call {
   state: CallState = "connecting";
@@ -85,6 +91,9 @@ export class Call {
   private sub: RTCPeerConnection | null = null;
   private mediaWanted = false;
   private negotiating = false;
+  /** The publisher connection has connected at least once. */
+  private pubConnected = false;
+  private pubDeadline: ReturnType<typeof setTimeout> | null = null;
   private negotiateAgain = false;
   /** The publisher offer waiting for its answer; the answer names it by `offer_id`. */
   private answers = new AnswerWaiter(ANSWER_TIMEOUT_MS);
@@ -464,6 +473,8 @@ export class Call {
 
   private teardown() {
     this.answers.cancel(new Error("closed"));
+    if (this.pubDeadline) clearTimeout(this.pubDeadline);
+    this.pubDeadline = null;
     this.pub?.close();
     this.sub?.close();
     this.pub = null;
@@ -507,7 +518,9 @@ export class Call {
         candidate: c ? { candidate: c.candidate, sdpMid: c.sdpMid ?? undefined, sdpMLineIndex: c.sdpMLineIndex ?? undefined } : { candidate: "" },
       });
     };
+    this.pubConnected = false;
     pub.onconnectionstatechange = () => {
+      if (this.pub === pub && pub.connectionState === "connected") this.pubConnected = true;
       if (this.pub === pub && pub.connectionState === "failed" && this.state === "admitted" && this.connection === "connected") {
         // ICE gave up (network change): start over on the same signaling connection.
         void this.restartMedia();
@@ -585,6 +598,7 @@ export class Call {
         const sdp = await answer;
         if (this.pub !== pc) return;
         await pc.setRemoteDescription({ type: "answer", sdp });
+        this.watchPublisherConnect(pc);
         this.publishTracks();
       } while (this.negotiateAgain);
     } catch (e) {
@@ -592,6 +606,19 @@ export class Call {
     } finally {
       this.negotiating = false;
     }
+  }
+
+  /** Rebuilds the publisher connection if it has not connected by the deadline. */
+  private watchPublisherConnect(pc: RTCPeerConnection) {
+    if (this.pubConnected || this.pubDeadline) return;
+    this.pubDeadline = setTimeout(() => {
+      this.pubDeadline = null;
+      if (this.pub !== pc || this.pubConnected) return;
+      if (this.state === "admitted" && this.connection === "connected") {
+        console.warn("media: the sending connection did not connect in time; starting it again");
+        void this.restartMedia();
+      }
+    }, PUBLISHER_CONNECT_DEADLINE_MS);
   }
 
   private publishTracks() {
