@@ -6,9 +6,10 @@
 //! connection timer runs. Negotiation and forwarding live in `negotiation.rs` and
 //! `forward.rs` as further `impl Driver` blocks.
 //!
-//! Sending never waits: UDP uses `try_send_to` and ICE-TCP a bounded queue per connection.
-//! A full socket buffer drops the packet, as the network would; waiting would stall every
-//! other participant behind one slow one.
+//! Sending never waits: UDP datagrams written while one wake-up is handled (a packet's whole
+//! fan-out, say) go to the kernel together in one non-blocking `sendmmsg` (`batch.rs`), and
+//! ICE-TCP has a bounded queue per connection. A full socket buffer drops the packet, as the
+//! network would; waiting would stall every other participant behind one slow one.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;

@@ -56,6 +56,7 @@
 //!   spotting keyframes.
 //! - `rewrite`: continuous sequence numbers and timestamps per subscriber sender.
 //! - `timers`: one deadline per connection in a heap.
+//! - `batch`: outgoing UDP datagrams sent together with `sendmmsg`.
 
 mod batch;
 mod demux;
