@@ -524,17 +524,8 @@ impl Client {
             add_tcp_candidates(&self.subscriber, &offer).await;
             *tcp_candidate_added = true;
         }
-        let answer = self.subscriber.create_answer(None).await.expect("answer");
-        self.subscriber
-            .set_local_description(answer)
-            .await
-            .expect("set local answer");
-        let answer = self
-            .subscriber
-            .local_description()
-            .await
-            .expect("local answer");
-        sfu.subscriber_answer(&self.id, answer.sdp)
+        let answer = local_answer(&self.subscriber).await;
+        sfu.subscriber_answer(&self.id, answer)
             .await
             .expect("subscriber answer");
     }
@@ -557,6 +548,15 @@ impl Client {
         let _ = self.publisher.close().await;
         let _ = self.subscriber.close().await;
     }
+}
+
+/// Creates and applies the answer to the remote offer `pc` holds; returns its SDP.
+async fn local_answer(pc: &Arc<dyn PeerConnection>) -> String {
+    let answer = pc.create_answer(None).await.expect("answer");
+    pc.set_local_description(answer)
+        .await
+        .expect("set local answer");
+    pc.local_description().await.expect("local answer").sdp
 }
 
 async fn send_media(
@@ -1050,14 +1050,9 @@ async fn a_subscriber_connection_that_never_connects_is_replaced() {
             .set_remote_description(RTCSessionDescription::offer(first.clone()).expect("offer"))
             .await
             .expect("set remote offer");
-        let answer = silent.create_answer(None).await.expect("answer");
-        silent
-            .set_local_description(answer)
-            .await
-            .expect("set local answer");
-        let answer = silent.local_description().await.expect("local answer");
+        let answer = local_answer(&silent).await;
         silent.close().await.expect("close");
-        sfu.subscriber_answer(&bob, answer.sdp)
+        sfu.subscriber_answer(&bob, answer)
             .await
             .expect("subscriber answer");
         let answered_at = events.lock().expect("lock").len();
