@@ -13,26 +13,36 @@ use bytes::BytesMut;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
+use super::PcId;
+
 /// Datagrams per system call. Well under the kernel's `UIO_MAXIOV` (1024); one call sends
 /// the fan-out of a packet to every subscriber of a visit many times over.
 const PER_CALL: usize = 64;
 
-/// The datagrams waiting for the next [`UdpBatch::flush`].
+/// The datagrams waiting for the next [`UdpBatch::flush`], each with the connection that
+/// wrote it.
 #[derive(Default)]
 pub(super) struct UdpBatch {
-    queue: RefCell<Vec<(SocketAddr, BytesMut)>>,
+    queue: RefCell<Vec<Datagram>>,
 }
 
-/// What one flush did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Datagram {
+    from: PcId,
+    to: SocketAddr,
+    data: BytesMut,
+}
+
+/// What one flush did: how many datagrams went, and the connection and length of each that
+/// did not (so its counters can be taken back).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(super) struct Flushed {
     pub(super) sent: usize,
-    pub(super) dropped: usize,
+    pub(super) dropped: Vec<(PcId, usize)>,
 }
 
 impl UdpBatch {
-    pub(super) fn push(&self, to: SocketAddr, datagram: BytesMut) {
-        self.queue.borrow_mut().push((to, datagram));
+    pub(super) fn push(&self, from: PcId, to: SocketAddr, data: BytesMut) {
+        self.queue.borrow_mut().push(Datagram { from, to, data });
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -54,13 +64,15 @@ impl UdpBatch {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                     // The socket buffer is full: everything still queued is dropped now, as
                     // it would be a moment later.
-                    done.dropped += queue.len() - next;
+                    done.dropped
+                        .extend(queue[next..].iter().map(|d| (d.from, d.data.len())));
                     break;
                 }
                 Err(error) => {
                     // The first datagram of the call was refused; the others may go.
-                    tracing::debug!(to = %queue[next].0, %error, "UDP send failed");
-                    done.dropped += 1;
+                    let d = &queue[next];
+                    tracing::debug!(to = %d.to, %error, "UDP send failed");
+                    done.dropped.push((d.from, d.data.len()));
                     next += 1;
                 }
             }
@@ -73,19 +85,16 @@ impl UdpBatch {
 /// Sends a prefix of `datagrams` and says how long it was (at least one), or why the first
 /// could not go.
 #[cfg(target_os = "linux")]
-fn send_many(socket: &UdpSocket, datagrams: &[(SocketAddr, BytesMut)]) -> io::Result<usize> {
+fn send_many(socket: &UdpSocket, datagrams: &[Datagram]) -> io::Result<usize> {
     use std::io::IoSlice;
     use std::os::fd::AsRawFd;
 
     use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
 
-    let slices: Vec<[IoSlice<'_>; 1]> = datagrams
-        .iter()
-        .map(|(_, data)| [IoSlice::new(data)])
-        .collect();
+    let slices: Vec<[IoSlice<'_>; 1]> = datagrams.iter().map(|d| [IoSlice::new(&d.data)]).collect();
     let addrs: Vec<Option<SockaddrStorage>> = datagrams
         .iter()
-        .map(|(to, _)| Some(SockaddrStorage::from(*to)))
+        .map(|d| Some(SockaddrStorage::from(d.to)))
         .collect();
     let none: [ControlMessage<'_>; 0] = [];
     let fd = socket.as_raw_fd();
@@ -108,10 +117,10 @@ fn send_many(socket: &UdpSocket, datagrams: &[(SocketAddr, BytesMut)]) -> io::Re
 
 /// Elsewhere, one `sendto` per datagram.
 #[cfg(not(target_os = "linux"))]
-fn send_many(socket: &UdpSocket, datagrams: &[(SocketAddr, BytesMut)]) -> io::Result<usize> {
+fn send_many(socket: &UdpSocket, datagrams: &[Datagram]) -> io::Result<usize> {
     let mut sent = 0;
-    for (to, data) in datagrams {
-        match socket.try_send_to(data, *to) {
+    for d in datagrams {
+        match socket.try_send_to(&d.data, d.to) {
             Ok(_) => sent += 1,
             Err(error) if sent == 0 => return Err(error),
             Err(_) => break,
@@ -158,14 +167,14 @@ mod tests {
         // More than one system call's worth, alternating between two receivers.
         for i in 0..(PER_CALL as u32 + 10) {
             let to = if i % 2 == 0 { a_addr } else { b_addr };
-            batch.push(to, BytesMut::from(&i.to_be_bytes()[..]));
+            batch.push(PcId(1), to, BytesMut::from(&i.to_be_bytes()[..]));
         }
         let done = batch.flush(&sender);
         assert_eq!(
             done,
             Flushed {
                 sent: PER_CALL + 10,
-                dropped: 0
+                dropped: vec![]
             }
         );
         assert!(batch.is_empty(), "a flush empties the queue");
@@ -180,19 +189,20 @@ mod tests {
         let sender = sender().await;
         let (a, a_addr) = receiver().await;
         let batch = UdpBatch::default();
-        batch.push(a_addr, BytesMut::from(&b"first"[..]));
+        batch.push(PcId(1), a_addr, BytesMut::from(&b"first"[..]));
         // An IPv6 destination on an IPv4 socket: the kernel refuses this one datagram.
         batch.push(
+            PcId(2),
             "[::1]:9".parse().expect("addr"),
             BytesMut::from(&b"refused"[..]),
         );
-        batch.push(a_addr, BytesMut::from(&b"last"[..]));
+        batch.push(PcId(1), a_addr, BytesMut::from(&b"last"[..]));
         let done = batch.flush(&sender);
         assert_eq!(
             done,
             Flushed {
                 sent: 2,
-                dropped: 1
+                dropped: vec![(PcId(2), b"refused".len())]
             }
         );
         assert_eq!(receive(&a).await, b"first");

@@ -39,7 +39,7 @@ use super::demux::{
 };
 use super::feedback::KeyframeFormat;
 use super::latency::ForwardDelay;
-use super::peer::{PcEntry, TrackKey, guard, pc_state};
+use super::peer::{FirstConnect, PcEntry, TrackKey, guard, pc_state};
 use super::probe::{ProbeTransport, Prober, Verdict};
 use super::rooms::RoomMedia;
 use super::timers::TimerHeap;
@@ -149,7 +149,7 @@ pub(super) struct TcpConn {
 /// be borrowed mutably while its output is written.
 pub(super) struct Io {
     pub(super) udp: UdpSocket,
-    /// UDP datagrams written during this wake-up, sent together by [`Io::send_udp`].
+    /// UDP datagrams written during this wake-up, sent together by [`Driver::send_udp`].
     udp_out: UdpBatch,
     pub(super) conns: HashMap<ConnId, TcpConn>,
     pub(super) tcp_routes: HashMap<(PcId, SocketAddr), ConnId>,
@@ -161,7 +161,8 @@ impl Io {
         let len = msg.message.len() as u64;
         let sent = match msg.transport.transport_protocol {
             TransportProtocol::UDP => {
-                self.udp_out.push(peer_addr, msg.message);
+                // Counted as sent now; [`Driver::send_udp`] takes back any the kernel refuses.
+                self.udp_out.push(entry.id, peer_addr, msg.message);
                 true
             }
             TransportProtocol::TCP => {
@@ -187,18 +188,6 @@ impl Io {
             entry.counters.packets_out += 1;
             entry.counters.bytes_out += len;
             entry.last_transport = Some(msg.transport);
-        }
-    }
-
-    /// Hands the UDP datagrams gathered since the last call to the kernel.
-    pub(super) fn send_udp(&self) {
-        if self.udp_out.is_empty() {
-            return;
-        }
-        let done = self.udp_out.flush(&self.udp);
-        if done.dropped > 0 {
-            metrics::counter!("rounds_sfu_send_dropped_total", "transport" => "udp")
-                .increment(done.dropped as u64);
         }
     }
 
@@ -393,7 +382,7 @@ impl Driver {
                 _ = housekeeping.tick() => self.housekeeping(Instant::now()),
             }
             self.run_timers();
-            self.io.send_udp();
+            self.send_udp();
         }
         self.shutdown();
     }
@@ -403,7 +392,29 @@ impl Driver {
         for id in ids {
             self.drop_pc(id);
         }
+        // The close_notify of each.
+        self.send_udp();
         tracing::info!("SFU media driver stopped");
+    }
+
+    /// Hands the UDP datagrams gathered since the last call to the kernel, and takes those it
+    /// would not take back out of their connections' counters.
+    pub(super) fn send_udp(&mut self) {
+        if self.io.udp_out.is_empty() {
+            return;
+        }
+        let done = self.io.udp_out.flush(&self.io.udp);
+        if done.dropped.is_empty() {
+            return;
+        }
+        metrics::counter!("rounds_sfu_send_dropped_total", "transport" => "udp")
+            .increment(done.dropped.len() as u64);
+        for (id, len) in done.dropped {
+            if let Some(entry) = self.pcs.get_mut(&id) {
+                entry.counters.packets_out = entry.counters.packets_out.saturating_sub(1);
+                entry.counters.bytes_out = entry.counters.bytes_out.saturating_sub(len as u64);
+            }
+        }
     }
 
     pub(super) fn emit(&self, event: SfuEvent) {
@@ -587,7 +598,7 @@ impl Driver {
         self.ingress = None;
         // The packet's whole fan-out goes to the kernel in one call; each copy is held until
         // then.
-        self.io.send_udp();
+        self.send_udp();
         let held = now.elapsed();
         for _ in 0..std::mem::take(&mut self.forwarded_unsent) {
             self.forward_delay.record(held);
@@ -660,8 +671,9 @@ impl Driver {
                 let (peer, pc) = (entry.peer.clone(), entry.kind);
                 tracing::info!(peer = %peer, pc = ?pc, state = ?new, "peer connection state");
                 if new == PcState::Connected {
-                    entry.ever_connected = true;
-                    entry.connect_by = None;
+                    if entry.first_connect != FirstConnect::Abandoned {
+                        entry.first_connect = FirstConnect::Connected;
+                    }
                     self.emit(SfuEvent::PeerConnected { peer, pc });
                 } else if matches!(
                     new,

@@ -22,8 +22,9 @@ use rtc::statistics::report::RTCStatsReportEntry;
 
 use super::event_loop::{Driver, flush_and_rearm};
 use super::peer::{
-    AUDIO_LEVEL_URI, MAX_PENDING_CANDIDATES, PcEntry, RETIRED_REWRITE_TTL, SendSlot, TrackKey,
-    build_peer_connection, guard, random_credential, sdp_attribute, sdp_fingerprint, sdp_token,
+    AUDIO_LEVEL_URI, FirstConnect, MAX_PENDING_CANDIDATES, PcEntry, RETIRED_REWRITE_TTL, SendSlot,
+    TrackKey, build_peer_connection, guard, random_credential, sdp_attribute, sdp_fingerprint,
+    sdp_token,
 };
 use super::rooms::{engine_peer, engine_track};
 use super::{
@@ -338,14 +339,12 @@ impl Driver {
         let stalled: Vec<(PcId, PeerId, PcState)> = self
             .pcs
             .values()
-            .filter(|e| e.kind == PcKind::Subscriber && !e.abandoned)
-            .filter(|e| e.connect_by.is_some_and(|at| now >= at))
+            .filter(|e| matches!(e.first_connect, FirstConnect::Due(at) if now >= at))
             .map(|e| (e.id, e.peer.clone(), e.state))
             .collect();
         for (id, peer, state) in stalled {
             if let Some(entry) = self.pcs.get_mut(&id) {
-                entry.abandoned = true;
-                entry.connect_by = None;
+                entry.first_connect = FirstConnect::Abandoned;
             }
             tracing::warn!(
                 peer = %peer,
@@ -407,8 +406,8 @@ impl Driver {
         entry.pending_offer = None;
         entry.has_remote_description = true;
         entry.remote_fingerprint = fingerprint;
-        if !entry.ever_connected && entry.connect_by.is_none() {
-            entry.connect_by = Some(Instant::now() + self.connect_deadline);
+        if entry.first_connect == FirstConnect::Unanswered {
+            entry.first_connect = FirstConnect::Due(Instant::now() + self.connect_deadline);
         }
         entry.generation += 1;
         for slot in entry.slots.values_mut() {

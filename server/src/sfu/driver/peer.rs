@@ -262,11 +262,21 @@ pub(crate) struct PcEntry {
     pub(crate) feedback: SharedFeedback,
     /// Subscriber: the last round trip measured, carried over reports that have none.
     pub(crate) last_rtt_ms: Option<f64>,
-    /// Subscriber, answered and never yet connected: when it is given up on.
-    pub(crate) connect_by: Option<Instant>,
-    pub(crate) ever_connected: bool,
+    /// Subscriber: how its first attempt to connect stands, to give up on one that stalled.
+    pub(crate) first_connect: FirstConnect,
+}
+
+/// A subscriber connection's first attempt to connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FirstConnect {
+    /// The client has not answered yet.
+    Unanswered,
+    /// Answered: given up on if not connected by then.
+    Due(Instant),
+    /// Connected at least once; a later drop is the client's to notice.
+    Connected,
     /// Given up on: the next offer builds a new connection in its place.
-    pub(crate) abandoned: bool,
+    Abandoned,
 }
 
 /// How long a subscriber remembers the numbering of a removed slot: well past the time a
@@ -305,16 +315,15 @@ impl PcEntry {
             retired_rewrites: HashMap::new(),
             feedback,
             last_rtt_ms: None,
-            connect_by: None,
-            ever_connected: false,
-            abandoned: false,
+            first_connect: FirstConnect::Unanswered,
         }
     }
 
     /// Whether a new offer from the client can be applied to this connection, or whether the
     /// client has started over (reload, new `RTCPeerConnection`) and we must too.
     pub(crate) fn is_reusable_for(&self, offer_fingerprint: Option<&str>) -> bool {
-        let alive = !matches!(self.state, PcState::Failed | PcState::Closed) && !self.abandoned;
+        let alive = !matches!(self.state, PcState::Failed | PcState::Closed)
+            && self.first_connect != FirstConnect::Abandoned;
         let same_client = match (&self.remote_fingerprint, offer_fingerprint) {
             (Some(ours), Some(theirs)) => ours.eq_ignore_ascii_case(theirs),
             _ => true,
