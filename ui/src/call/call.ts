@@ -473,8 +473,7 @@ export class Call {
 
   private teardown() {
     this.answers.cancel(new Error("closed"));
-    if (this.pubDeadline) clearTimeout(this.pubDeadline);
-    this.pubDeadline = null;
+    this.clearPublisherDeadline();
     this.pub?.close();
     this.sub?.close();
     this.pub = null;
@@ -518,6 +517,9 @@ export class Call {
         candidate: c ? { candidate: c.candidate, sdpMid: c.sdpMid ?? undefined, sdpMLineIndex: c.sdpMLineIndex ?? undefined } : { candidate: "" },
       });
     };
+    // A deadline still running for the connection this one replaces would keep this one
+    // from getting its own.
+    this.clearPublisherDeadline();
     this.pubConnected = false;
     pub.onconnectionstatechange = () => {
       if (this.pub === pub && pub.connectionState === "connected") this.pubConnected = true;
@@ -619,6 +621,11 @@ export class Call {
         void this.restartMedia();
       }
     }, PUBLISHER_CONNECT_DEADLINE_MS);
+  }
+
+  private clearPublisherDeadline() {
+    if (this.pubDeadline) clearTimeout(this.pubDeadline);
+    this.pubDeadline = null;
   }
 
   private publishTracks() {
