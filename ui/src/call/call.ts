@@ -16,6 +16,7 @@ import type {
   VideoConstraints,
 } from "../generated/proto";
 import { AnswerWaiter } from "./answers";
+import { ConnectDeadline } from "./deadline";
 import { dtlsFingerprint, mediaSections, publisherMid } from "./sdp";
 import { Signal, type SignalStatus } from "./signal";
 
@@ -92,8 +93,13 @@ export class Call {
   private mediaWanted = false;
   private negotiating = false;
   /** The publisher connection has connected at least once. */
-  private pubConnected = false;
-  private pubDeadline: ReturnType<typeof setTimeout> | null = null;
+  /** Rebuilds the publisher connection if it has not connected in time after its answer. */
+  private pubDeadline = new ConnectDeadline<RTCPeerConnection>(PUBLISHER_CONNECT_DEADLINE_MS, (pc) => {
+    if (this.pub === pc && this.state === "admitted" && this.connection === "connected") {
+      console.warn("media: the sending connection did not connect in time; starting it again");
+      void this.restartMedia();
+    }
+  });
   private negotiateAgain = false;
   /** The publisher offer waiting for its answer; the answer names it by `offer_id`. */
   private answers = new AnswerWaiter(ANSWER_TIMEOUT_MS);
@@ -473,7 +479,7 @@ export class Call {
 
   private teardown() {
     this.answers.cancel(new Error("closed"));
-    this.clearPublisherDeadline();
+    this.pubDeadline.stop();
     this.pub?.close();
     this.sub?.close();
     this.pub = null;
@@ -517,12 +523,9 @@ export class Call {
         candidate: c ? { candidate: c.candidate, sdpMid: c.sdpMid ?? undefined, sdpMLineIndex: c.sdpMLineIndex ?? undefined } : { candidate: "" },
       });
     };
-    // A deadline still running for the connection this one replaces would keep this one
-    // from getting its own.
-    this.clearPublisherDeadline();
-    this.pubConnected = false;
+    this.pubDeadline.watch(pub);
     pub.onconnectionstatechange = () => {
-      if (this.pub === pub && pub.connectionState === "connected") this.pubConnected = true;
+      if (pub.connectionState === "connected") this.pubDeadline.reached(pub);
       if (this.pub === pub && pub.connectionState === "failed" && this.state === "admitted" && this.connection === "connected") {
         // ICE gave up (network change): start over on the same signaling connection.
         void this.restartMedia();
@@ -600,7 +603,7 @@ export class Call {
         const sdp = await answer;
         if (this.pub !== pc) return;
         await pc.setRemoteDescription({ type: "answer", sdp });
-        this.watchPublisherConnect(pc);
+        this.pubDeadline.answered(pc);
         this.publishTracks();
       } while (this.negotiateAgain);
     } catch (e) {
@@ -608,24 +611,6 @@ export class Call {
     } finally {
       this.negotiating = false;
     }
-  }
-
-  /** Rebuilds the publisher connection if it has not connected by the deadline. */
-  private watchPublisherConnect(pc: RTCPeerConnection) {
-    if (this.pubConnected || this.pubDeadline) return;
-    this.pubDeadline = setTimeout(() => {
-      this.pubDeadline = null;
-      if (this.pub !== pc || this.pubConnected) return;
-      if (this.state === "admitted" && this.connection === "connected") {
-        console.warn("media: the sending connection did not connect in time; starting it again");
-        void this.restartMedia();
-      }
-    }, PUBLISHER_CONNECT_DEADLINE_MS);
-  }
-
-  private clearPublisherDeadline() {
-    if (this.pubDeadline) clearTimeout(this.pubDeadline);
-    this.pubDeadline = null;
   }
 
   private publishTracks() {
