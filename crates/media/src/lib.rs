@@ -46,7 +46,9 @@ pub use rtp_vp8::{
 };
 pub use source::{AUDIO_QUEUE_FRAMES, SyntheticAudio, SyntheticVideo, VIDEO_QUEUE_FRAMES};
 pub use tone::{FRAME_SAMPLES_20MS, SAMPLE_RATE_HZ, Tone};
-pub use vpx::{DecodedInfo, EncodedFrame, Vp8Config, Vp8Decoder, Vp8Encoder, libvpx_version};
+pub use vpx::{
+    DecodedInfo, EncodedFrame, Vp8Config, Vp8Decoder, Vp8Encoder, encoder_threads, libvpx_version,
+};
 
 /// Errors from the media pipeline.
 #[derive(Debug, thiserror::Error)]

@@ -876,7 +876,7 @@ fn new_encoder(params: VideoParams) -> Result<Vp8Encoder, ClientError> {
         height: params.height,
         fps: params.fps,
         bitrate_kbps: params.bitrate_kbps,
-        threads: 2,
+        threads: Vp8Config::threads_for(params.width, params.height),
     })?)
 }
 
@@ -1029,14 +1029,13 @@ fn encode_simulcast(
         .map(|(_, w, h, _)| TestPattern::with_seed(*w, *h, fps, seed))
         .collect();
     let mut encoders = Vec::new();
-    for (i, (_, width, height, kbps)) in SIMULCAST_LAYERS.iter().enumerate() {
-        let top = i + 1 == SIMULCAST_LAYERS.len();
+    for (_, width, height, kbps) in SIMULCAST_LAYERS.iter() {
         match Vp8Encoder::new(Vp8Config {
             width: *width,
             height: *height,
             fps,
             bitrate_kbps: *kbps,
-            threads: if top { 2 } else { 1 },
+            threads: Vp8Config::threads_for(*width, *height),
         }) {
             Ok(e) => encoders.push(e),
             Err(error) => {
