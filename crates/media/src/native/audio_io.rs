@@ -156,11 +156,18 @@ impl MicCapture {
         // Device chunks can be small; keep up to a few seconds of them for the converter.
         let (raw_tx, raw_rx) = frame_queue::<Vec<f32>>(1024);
         let stream_failed = Arc::new(AtomicBool::new(false));
-        let failed = stream_failed.clone();
-        let (stream, ()) = run_stream("rounds-mic", move || {
-            let stream = build_input(&device, &config, format, raw_tx, failed)?;
-            Ok((stream, ()))
-        })?;
+        let (stream, rate, channels) =
+            match open_alsa_direct(&device, rate, channels, &raw_tx, &stream_failed) {
+                Some(opened) => opened,
+                None => {
+                    let failed = stream_failed.clone();
+                    let (stream, ()) = run_stream("rounds-mic", move || {
+                        let stream = build_input(&device, &config, format, raw_tx, failed)?;
+                        Ok((stream, ()))
+                    })?;
+                    (stream, rate, channels)
+                }
+            };
         let (tx, frames) = frame_queue(AUDIO_QUEUE_FRAMES);
         let processing = Worker::spawn("rounds-mic-frames", move |stop| {
             frame_loop(&stop, &raw_rx, rate, usize::from(channels), processor, &tx);
@@ -206,6 +213,42 @@ impl MicCapture {
     pub fn stop(mut self) {
         self.stream.stop();
     }
+}
+
+/// On Linux, an ALSA microphone is read by [`super::alsa_capture`] rather than through
+/// cpal's stream, whose wait for each period spins on the sound server's ALSA plugin. `None`
+/// elsewhere, for other hosts, or when the device refuses what that reader asks for (then
+/// cpal opens it as before).
+#[cfg(target_os = "linux")]
+fn open_alsa_direct(
+    device: &cpal::Device,
+    rate: u32,
+    channels: u16,
+    raw: &FrameSender<Vec<f32>>,
+    failed: &Arc<AtomicBool>,
+) -> Option<(Worker, u32, u16)> {
+    let id = device.id().ok()?;
+    if id.host() != cpal::HostId::Alsa {
+        return None;
+    }
+    match super::alsa_capture::spawn(id.id(), rate, channels, raw.clone(), failed.clone()) {
+        Ok((worker, opened)) => Some((worker, opened.rate, opened.channels)),
+        Err(error) => {
+            tracing::debug!(%error, "reading the microphone through cpal instead");
+            None
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_alsa_direct(
+    _: &cpal::Device,
+    _: u32,
+    _: u16,
+    _: &FrameSender<Vec<f32>>,
+    _: &Arc<AtomicBool>,
+) -> Option<(Worker, u32, u16)> {
+    None
 }
 
 fn build_input(

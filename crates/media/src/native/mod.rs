@@ -15,6 +15,8 @@
 //! Every capture delivers on a bounded, drop-oldest [`crate::FrameReceiver`] and never blocks
 //! its device thread. Logs name devices and errors, never people.
 
+#[cfg(target_os = "linux")]
+mod alsa_capture;
 mod apm;
 mod audio_io;
 mod camera;
