@@ -9,8 +9,11 @@
 //   node tests/desktop/tools/chromium-patient.mjs LINK
 //
 // The fake camera runs at 24 fps, the rate the page asks for in a two-person visit, so the
-// call is the same one the desktop app is measured in. The flow itself is the patient
-// pages' own end-to-end steps (tests/e2e/lib).
+// call is the same one the desktop app is measured in. With ROUNDS_FAKE_CAMERA_Y4M set, the
+// camera plays that Y4M file instead of Chromium's own 640x480 picture (desktop-call-cpu
+// gives it the app's 1280x720 test pattern, so both sides encode the same picture size, and
+// the page is then told of 4 cores so it sends that size rather than its small-machine one).
+// The flow itself is the patient pages' own end-to-end steps (tests/e2e/lib).
 
 import { createInterface } from "node:readline";
 
@@ -37,6 +40,9 @@ const browser = await chromium.launch({
     "--disable-gpu",
     "--use-fake-device-for-media-stream=fps=24",
     "--use-fake-ui-for-media-stream",
+    ...(process.env.ROUNDS_FAKE_CAMERA_Y4M
+      ? [`--use-file-for-fake-video-capture=${process.env.ROUNDS_FAKE_CAMERA_Y4M}`]
+      : []),
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
@@ -67,6 +73,14 @@ async function outbound(page) {
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: "en-US", deviceScaleFactor: 1 });
   await context.addInitScript(TRACK_PEER_CONNECTIONS);
+  if (process.env.ROUNDS_FAKE_CAMERA_Y4M) {
+    // The patient pages send 640x480 from a machine of 2 cores or fewer, as from a phone.
+    // The comparison is of the same 720p call, so the page is told of 4 cores and takes its
+    // desktop path, as it would on a common laptop.
+    await context.addInitScript(() => {
+      Object.defineProperty(Navigator.prototype, "hardwareConcurrency", { get: () => 4 });
+    });
+  }
   const page = await context.newPage();
   page.on("pageerror", (e) => console.error(`[page error] ${e.message}`));
   await toWaitingRoom(page, link, { name: "Bench Patient" });

@@ -8,8 +8,9 @@
 //!    PulseAudio's sine source) with `call-peer` as the patient. The app's whole process tree
 //!    (WebKit included) is sampled.
 //! 2. **Chromium.** Debian's Chromium opens the patient link in a 1280x800 window, goes through
-//!    the device check and check-in, and joins (its fake camera at 1280x720, 24 fps), with
-//!    `call-peer` as the clinician. Chromium's whole process tree is sampled.
+//!    the device check and check-in, and joins, with `call-peer` as the clinician. Its fake
+//!    camera plays the app's test card at 1280x720, 24 fps from a Y4M file written for the
+//!    run, so both sides encode the same picture. Chromium's whole process tree is sampled.
 //!
 //! It prints both, and the ratio the issue sets a target for (at most 0.7). A benchmark: it
 //! reports and asserts nothing about speed. `--smoke` is a short run of both halves, and may
@@ -68,7 +69,11 @@ async fn main() {
         "desktop app: {:.0} % of one core (peak RSS {:.0} MB); sent {:.1} fps at {}x{}, received {:.1} fps; the X server took {xvfb:.0} % besides",
         app.cpu, app.peak_mb, app.sent_fps, app.sent_size.0, app.sent_size.1, app.received_fps
     );
-    let chromium = measure_chromium(&server, &peer, seconds).await;
+    // Chromium's own fake camera is a 640x480 picture; give it the app's 1280x720 test
+    // pattern instead, so both sides encode and send the same size.
+    let camera = desktop.path("camera-720p.y4m");
+    write_test_pattern_y4m(&camera, 1280, 720, 24, 3);
+    let chromium = measure_chromium(&server, &peer, &camera, seconds).await;
     println!(
         "Chromium, patient page: {:.0} % of one core (peak RSS {:.0} MB); sent {:.1} fps at {}x{}, received {:.1} fps",
         chromium.cpu,
@@ -320,7 +325,31 @@ async fn measure_app(
     (measure, xvfb_cpu)
 }
 
-async fn measure_chromium(server: &BenchServer, peer_bin: &Path, seconds: u64) -> Measure {
+/// `seconds` of the moving test card (the synthetic camera the app sends) as a Y4M file,
+/// which Chromium's fake camera plays in a loop.
+fn write_test_pattern_y4m(path: &Path, width: u32, height: u32, fps: u32, seconds: u32) {
+    let mut pattern = rounds_media::TestPattern::new(width, height, fps);
+    let mut out =
+        std::io::BufWriter::new(std::fs::File::create(path).expect("create the Y4M file"));
+    writeln!(
+        out,
+        "YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg"
+    )
+    .expect("write Y4M");
+    for _ in 0..fps * seconds {
+        out.write_all(b"FRAME\n").expect("write Y4M");
+        out.write_all(&pattern.next_frame().data)
+            .expect("write Y4M");
+    }
+    out.flush().expect("write Y4M");
+}
+
+async fn measure_chromium(
+    server: &BenchServer,
+    peer_bin: &Path,
+    camera: &Path,
+    seconds: u64,
+) -> Measure {
     let access = server.access_token().await;
     let visit = server
         .api
@@ -341,6 +370,7 @@ async fn measure_chromium(server: &BenchServer, peer_bin: &Path, seconds: u64) -
     let mut node = Command::new("node")
         .arg(&tool)
         .arg(&visit.patient_link.url)
+        .env("ROUNDS_FAKE_CAMERA_Y4M", camera)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
