@@ -48,10 +48,11 @@ for (const f of flows) {
  * otherwise add a random head start) and times the click to the first remote frame: the
  * remote tile's video has a size and a current frame, then the next frame is presented. The
  * one measurement every flow shares. For where the time goes it also stamps when "Join"
- * appeared and when each peer connection reached "connected".
+ * appeared, when each peer connection reached "connected", and when the remote video was in
+ * its tile with a frame (what is left after that is the wait for the next frame).
  */
 const CLICK_WHEN_READY = (delay) => {
-  const stamps = { ready: null, clicked: null, connected: [] };
+  const stamps = { ready: null, clicked: null, shown: null, connected: [] };
   window.__stamps = stamps;
   let settle;
   window.__joined = new Promise((resolve, reject) => (settle = { resolve, reject }));
@@ -63,6 +64,7 @@ const CLICK_WHEN_READY = (delay) => {
     const check = () => {
       const v = document.querySelector(".stage .tile:not(.self) video");
       if (v && v.srcObject && v.videoWidth > 0 && v.readyState >= 2) {
+        stamps.shown = performance.now();
         v.requestVideoFrameCallback(() => settle.resolve(performance.now() - t0));
         return;
       }
@@ -97,13 +99,24 @@ async function joined(page) {
     new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('no "Join" and first frame within 40 s')), 40000))),
   ]).finally(() => clearTimeout(timer));
   return page.evaluate(async (ms) => {
-    const { ready, clicked, connected } = window.__stamps;
+    const { ready, clicked, shown, connected } = window.__stamps;
     let media = null;
+    let fps = null;
     for (const { pc, at } of connected) {
       const stats = await pc.getStats();
-      for (const s of stats.values()) if (s.type === "inbound-rtp" && s.kind === "video" && s.framesDecoded > 0) media = at;
+      for (const s of stats.values()) {
+        if (s.type !== "inbound-rtp" || s.kind !== "video" || !(s.framesDecoded > 0)) continue;
+        media = at;
+        fps = s.framesPerSecond ?? null;
+      }
     }
-    return { ms, ready_to_click_ms: clicked - ready, ready_to_connected_ms: media === null ? null : media - ready };
+    return {
+      ms,
+      ready_to_click_ms: clicked - ready,
+      ready_to_connected_ms: media === null ? null : media - ready,
+      click_to_shown_ms: shown - clicked,
+      received_fps: fps,
+    };
   }, ms);
 }
 

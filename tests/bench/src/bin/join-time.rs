@@ -47,6 +47,20 @@ struct FlowResult {
     delay_ms: u64,
     samples_ms: Vec<f64>,
     failed: usize,
+    /// Per successful join, where its time went (see `Stages`).
+    stages: Vec<Stages>,
+}
+
+/// Where one join's time went, from the page's own stamps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Stages {
+    /// "Join" appearing to the connection that carries the remote video reaching "connected".
+    ready_to_connected_ms: Option<f64>,
+    /// The click to the remote video being in its tile with a frame; the rest of the join is
+    /// the wait for the next frame to be presented.
+    click_to_shown_ms: Option<f64>,
+    /// The received video's frame rate as Chromium reported it at the first frame.
+    received_fps: Option<f64>,
 }
 
 impl FlowResult {
@@ -57,6 +71,12 @@ impl FlowResult {
     }
     fn p(&self, q: f64) -> f64 {
         percentile(&self.sorted(), q)
+    }
+    /// The median of one stage over the joins that have it.
+    fn stage_p50(&self, stage: impl Fn(&Stages) -> Option<f64>) -> f64 {
+        let mut v: Vec<f64> = self.stages.iter().filter_map(stage).collect();
+        v.sort_by(f64::total_cmp);
+        percentile(&v, 0.5)
     }
 }
 
@@ -79,11 +99,19 @@ fn flow_name(flow: &str) -> &'static str {
     }
 }
 
+/// The report's order of flows: Rounds first.
+const FLOW_ORDER: [&str; 3] = ["rounds", "janus", "janus-click"];
+
 fn parse(delay_ms: u64, json: &Value) -> anyhow::Result<Vec<FlowResult>> {
-    let flows = json["flows"].as_object().context("no flows in the result")?;
-    flows
-        .iter()
-        .map(|(flow, r)| {
+    let flows = json["flows"]
+        .as_object()
+        .context("no flows in the result")?;
+    let mut names: Vec<&String> = flows.keys().collect();
+    names.sort_by_key(|f| FLOW_ORDER.iter().position(|o| o == f).unwrap_or(usize::MAX));
+    names
+        .into_iter()
+        .map(|flow| {
+            let r = &flows[flow];
             Ok(FlowResult {
                 flow: flow.clone(),
                 delay_ms,
@@ -94,9 +122,31 @@ fn parse(delay_ms: u64, json: &Value) -> anyhow::Result<Vec<FlowResult>> {
                     .filter_map(Value::as_f64)
                     .collect(),
                 failed: r["failed"].as_u64().unwrap_or(0) as usize,
+                stages: r["stages"]
+                    .as_array()
+                    .map(|stages| {
+                        stages
+                            .iter()
+                            .map(|s| Stages {
+                                ready_to_connected_ms: s["ready_to_connected_ms"].as_f64(),
+                                click_to_shown_ms: s["click_to_shown_ms"].as_f64(),
+                                received_fps: s["received_fps"].as_f64(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             })
         })
         .collect()
+}
+
+/// A figure rounded to a whole number with its unit, or a dash where no join had it.
+fn or_dash(value: f64, unit: &str) -> String {
+    if value.is_nan() {
+        "–".into()
+    } else {
+        format!("{value:.0}{unit}")
+    }
 }
 
 fn verdict(met: bool) -> &'static str {
@@ -123,26 +173,41 @@ fn section(results: &[FlowResult], cx: &RunInfo) -> String {
          browser context and a new visit or room. The flows alternate join by join. Every \
          flow: one participant already in the room, sending 1280x720 VP8 at 24 fps and Opus \
          from a Chromium with fake devices, before the joiner is admitted; the joiner in a \
-         second Chromium with the same flags, its camera and microphone open before \
-         admission, publishing them after the click. Rounds: the patient pages (check-in, \
+         second Chromium with the same flags, its camera and microphone (the capture the \
+         patient pages ask for on the machine) open before admission, publishing them after \
+         the click. Rounds: the patient pages (check-in, \
          waiting room, admitted by the clinician's REST call). Janus: `tests/e2e/bench/janus/` \
          on Janus' own `janus.js`, \"admitted\" by the benchmark; with the same page flow it \
          subscribes when admitted and plays the video out of sight, as the patient pages do.\n\n\
-         | click after \"ready\" appears | flow | joins | p50 | p95 | max | failed |\n\
-         |---|---|---:|---:|---:|---:|---:|\n",
+         Where the time went (medians over each row's joins, from the page's own stamps): \
+         \"ready → connected\" is from \"Join\" appearing to the connection carrying the \
+         remote video reaching `connected` (ICE and DTLS done); \"click → in tile\" is from the \
+         click to the remote video standing in its tile with a frame, the rest of each join \
+         being the wait for the next frame to be presented; \"fps\" is the received video's \
+         frame rate as Chromium reports it then (only where the video had been playing out of \
+         sight before the click: at 0 ms it has no steady rate yet).\n\n\
+         | click after \"ready\" appears | flow | joins | p50 | p95 | max | failed | ready → connected | click → in tile | fps |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         cx.machine, cx.versions, cx.load, cx.joins
     );
     for r in results {
         let s = r.sorted();
         out.push_str(&format!(
-            "| {} ms | {} | {} | {:.0} ms | {:.0} ms | {:.0} ms | {} |\n",
+            "| {} ms | {} | {} | {:.0} ms | {:.0} ms | {:.0} ms | {} | {} | {} | {} |\n",
             r.delay_ms,
             flow_name(&r.flow),
             s.len(),
             r.p(0.5),
             r.p(0.95),
             s.last().copied().unwrap_or(f64::NAN),
-            r.failed
+            r.failed,
+            or_dash(r.stage_p50(|s| s.ready_to_connected_ms), " ms"),
+            or_dash(r.stage_p50(|s| s.click_to_shown_ms), " ms"),
+            if r.delay_ms > 0 {
+                or_dash(r.stage_p50(|s| s.received_fps), "")
+            } else {
+                or_dash(f64::NAN, "")
+            },
         ));
     }
     out.push('\n');
@@ -214,10 +279,7 @@ fn preflight(root: &Path, server: &Path) -> anyhow::Result<()> {
     if !root.join("ui/dist/patient.html").exists() {
         bail!("the patient pages are not built: run `npm ci && npm run build` in ui/");
     }
-    if !root
-        .join("tests/e2e/node_modules/playwright-core")
-        .exists()
-    {
+    if !root.join("tests/e2e/node_modules/playwright-core").exists() {
         bail!("the browser tests' packages are missing: run `npm ci` in tests/e2e/");
     }
     if Command::new("node").arg("--version").output().is_err() {
@@ -239,11 +301,17 @@ async fn main() -> anyhow::Result<()> {
     let ip = args.ip.unwrap_or_else(bench_ip);
     let load_start = load_average();
     let janus = JanusProcess::start(None, ip).await?;
-    let out_dir = tempfile::tempdir()?;
+    // Every sample and its stages stay in tests/e2e/artifacts/ (ignored by git) for a look
+    // at where the time went.
+    let out_dir = root.join("tests/e2e/artifacts");
+    std::fs::create_dir_all(&out_dir)?;
     let mut results = Vec::new();
     for &delay in &args.delays {
-        let out = out_dir.path().join(format!("join-{delay}.json"));
-        eprintln!("==> {} joins per flow, click {delay} ms after ready", args.joins);
+        let out = out_dir.join(format!("join-time-{delay}.json"));
+        eprintln!(
+            "==> {} joins per flow, click {delay} ms after ready",
+            args.joins
+        );
         let status = Command::new("node")
             .current_dir(root.join("tests/e2e"))
             .arg("bench/join-to-first-frame.mjs")
@@ -269,7 +337,7 @@ async fn main() -> anyhow::Result<()> {
             "`rounds-server` {} ({} build); Janus {} (Debian `janus`: VideoRoom plugin and \
              WebSocket transport only, configured as for measure 1); both SFUs' media on {ip} with \
              `janus.js` {} (Debian `libjs-janus-gateway`, from `janus-demos`); {}, headless, \
-             DESIGN §9's flags; Node {}",
+             no GPU, fake camera and microphone (`tests/e2e/lib/browser.mjs`); Node {}",
             env!("CARGO_PKG_VERSION"),
             if release { "release" } else { "debug" },
             JanusProcess::version(),
@@ -318,14 +386,29 @@ mod tests {
 
     #[test]
     fn the_report_judges_rounds_against_its_target_and_against_janus() {
+        let stage = |connected: f64, shown: f64| serde_json::json!({"ready_to_connected_ms": connected, "click_to_shown_ms": shown, "received_fps": 20.0});
         let json = serde_json::json!({"flows": {
+            "janus": {"samples_ms": [200.0, 400.0, 600.0, 800.0], "failed": 1,
+                      "stages": [stage(10.0, 1.0), stage(30.0, 3.0), stage(50.0, 5.0), stage(70.0, 7.0)]},
             "rounds": {"samples_ms": [100.0, 200.0, 300.0, 400.0], "failed": 0},
-            "janus": {"samples_ms": [200.0, 400.0, 600.0, 800.0], "failed": 1},
         }});
-        let text = section(&parse(0, &json).unwrap(), &cx());
-        assert!(text.contains("Rounds p50 300 ms, target ≤ 250 ms: **missed**"), "{text}");
+        let text = section(&parse(1000, &json).unwrap(), &cx());
+        assert!(
+            text.contains("Rounds p50 300 ms, target ≤ 250 ms: **missed**"),
+            "{text}"
+        );
         assert!(text.contains("p50 0.50×, p95 0.50×"), "{text}");
-        assert!(text.contains("| 0 ms | Janus: the same page flow (subscribed at admission) | 4 | 600 ms | 800 ms | 800 ms | 1 |"), "{text}");
+        assert!(text.contains("| 1000 ms | Janus: the same page flow (subscribed at admission) | 4 | 600 ms | 800 ms | 800 ms | 1 | 50 ms | 5 ms | 20 |"), "{text}");
+        // Rounds' row first, and a flow without stages says so rather than inventing them.
+        let rounds_row = text.find("| 1000 ms | Rounds").unwrap();
+        assert!(
+            rounds_row < text.find("| 1000 ms | Janus").unwrap(),
+            "{text}"
+        );
+        assert!(text.contains("| 400 ms | 0 | – | – | – |"), "{text}");
+        // At 0 ms the video has no steady frame rate yet, so none is reported.
+        let at_once = section(&parse(0, &json).unwrap(), &cx());
+        assert!(at_once.contains("| 1 | 50 ms | 5 ms | – |"), "{at_once}");
     }
 
     #[test]
@@ -335,7 +418,13 @@ mod tests {
             "janus": {"samples_ms": [], "failed": 2},
         }});
         let text = section(&parse(1000, &json).unwrap(), &cx());
-        assert!(text.contains("Rounds p50 80 ms, target ≤ 250 ms: **met**."), "{text}");
-        assert!(!text.contains("Rounds ÷ Janus (the same page flow)"), "{text}");
+        assert!(
+            text.contains("Rounds p50 80 ms, target ≤ 250 ms: **met**."),
+            "{text}"
+        );
+        assert!(
+            !text.contains("Rounds ÷ Janus (the same page flow)"),
+            "{text}"
+        );
     }
 }
