@@ -7,7 +7,7 @@
 #   scripts/bench.sh smoke      every measure in a tiny form, debug build (the test command's
 #                               "benchmark smoke runs" step); writes nothing
 #   scripts/bench.sh capacity|packet-cost|soak|tokens|join|loadgen   one measure (join: the
-#                               patient pages against Janus, about 45 minutes)
+#                               patient pages against Janus, about 20 minutes)
 #   scripts/bench.sh desktop    the clinician app: idle 10 min, cold start, CPU in a call
 #                               (prints the figures; docs/benchmarks.md gets them by hand)
 set -uo pipefail
