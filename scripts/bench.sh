@@ -6,7 +6,8 @@
 #   scripts/bench.sh            every measure, full size (about 30 minutes plus the soak)
 #   scripts/bench.sh smoke      every measure in a tiny form, debug build (the test command's
 #                               "benchmark smoke runs" step); writes nothing
-#   scripts/bench.sh capacity|packet-cost|soak|tokens|join|loadgen   one measure
+#   scripts/bench.sh capacity|packet-cost|soak|tokens|join|loadgen   one measure (join: the
+#                               patient pages against Janus, about 20 minutes)
 #   scripts/bench.sh desktop    the clinician app: idle 10 min, cold start, CPU in a call
 #                               (prints the figures; docs/benchmarks.md gets them by hand)
 set -uo pipefail
@@ -30,11 +31,11 @@ loadgen() {
     "$bin/loadgen" --rooms 1 --participants 2 --seconds 20 --video 720p \
         --report "$report" --section sfu-2party
 }
-# Measure 4: click to first remote frame in Chromium, 100 joins (tests/e2e).
+# Measure 4: click to first remote frame in Chromium, 100 joins of each flow, Rounds' patient
+# pages against a page on Janus' janus.js (the browsers are driven from tests/e2e).
 join() {
-    cargo build -q -p rounds-server &&
-        (cd tests/e2e && node bench/join-to-first-frame.mjs 100 1000 &&
-            node bench/join-to-first-frame.mjs 100 0)
+    (cd ui && npm run build >/dev/null) && release_build &&
+        "$bin/join-time" --joins 100 --report "$report"
 }
 
 # The desktop app's measures run its release binary in an Xvfb session (tests/desktop);
@@ -55,7 +56,8 @@ smoke() {
     cargo build -q -p rounds-server -p rounds-bench -p rounds-desktop-tests -p rounds-client --bins || return 1
     local failed=0
     for run in "token-bench --smoke" "loadgen --smoke" "desktop-idle --smoke" "desktop-cold-start --smoke" "desktop-call-cpu --smoke" \
-        "capacity --smoke" "packet-cost --smoke --core -1" "soak --smoke --server-core -1 --generator-core -1"; do
+        "capacity --smoke" "packet-cost --smoke --core -1" "soak --smoke --server-core -1 --generator-core -1" \
+        "join-time --smoke"; do
         say "smoke: $run"
         # shellcheck disable=SC2086
         timeout 120 "$debug"/$run >/dev/null || { say "FAILED: $run"; failed=1; }

@@ -24,6 +24,7 @@ SYSTEM_PACKAGES=(
     nftables         # the reliability suite's firewalls, counters, loss and link cuts
     iptables         # iptables-legacy NFQUEUE: the loss tests' delay where the kernel has no netem
     janus            # the benchmark peer: capacity against Janus' VideoRoom (tests/bench)
+    janus-demos      # Janus' own janus.js, for the join-time page against Janus (tests/e2e/bench/janus)
     # The clinician desktop app (src-tauri): Tauri 2 on WebKitGTK, tray, keychain, sound.
     file
     libwebkit2gtk-4.1-dev
