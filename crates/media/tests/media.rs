@@ -42,7 +42,7 @@ fn vp8_720p_encode_decode() {
             cfg.bitrate_kbps,
             cfg.threads
         ),
-        (1280, 720, 24, 1200, 2)
+        (1280, 720, 24, 1200, Vp8Config::threads_for(1280, 720))
     );
     let mut pattern = TestPattern::new(cfg.width, cfg.height, cfg.fps);
     let mut enc = Vp8Encoder::new(cfg).expect("encoder");
