@@ -8,14 +8,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rand::Rng;
 use rounds_server::sfu::{
-    IceProtocol, KeyframeReason, PcKind, PeerId, Sfu, SfuConfig, SfuError, SfuEvent,
+    IceProtocol, KeyframeReason, MediaKind, PcKind, PeerId, Sfu, SfuConfig, SfuError, SfuEvent,
 };
 use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
 use rtc::media_stream::MediaStreamTrack;
@@ -361,6 +361,8 @@ struct Client {
     received: Arc<Received>,
     remote_tracks: Arc<Mutex<Vec<Arc<dyn TrackRemote>>>>,
     plis_received: Arc<AtomicU64>,
+    /// While set, the camera track sends nothing (a publisher whose video stalled).
+    video_paused: Arc<AtomicBool>,
     /// Serialises subscriber negotiations; holds whether the TCP candidate was handed over.
     negotiation: tokio::sync::Mutex<bool>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -389,6 +391,7 @@ impl Client {
             received,
             remote_tracks,
             plis_received: Arc::new(AtomicU64::new(0)),
+            video_paused: Arc::new(AtomicBool::new(false)),
             negotiation: tokio::sync::Mutex::new(false),
             tasks: Mutex::new(Vec::new()),
         })
@@ -444,6 +447,7 @@ impl Client {
                 video_period,
                 video_len,
                 false,
+                self.video_paused.clone(),
             )),
             tokio::spawn(send_media(
                 audio,
@@ -453,6 +457,7 @@ impl Client {
                 Duration::from_millis(20),
                 80,
                 true,
+                Arc::default(),
             )),
         ];
         self.tasks.lock().expect("lock").extend(tasks);
@@ -567,6 +572,7 @@ async fn send_media(
     period: Duration,
     payload_len: usize,
     audio_level: bool,
+    paused: Arc<AtomicBool>,
 ) {
     let mut tick = tokio::time::interval(period);
     let mut seq: u16 = rand::random();
@@ -574,6 +580,9 @@ async fn send_media(
     let payload = Bytes::from(vec![0x90u8; payload_len]);
     loop {
         tick.tick().await;
+        if paused.load(Ordering::Relaxed) {
+            continue;
+        }
         let packet = rtc::rtp::Packet {
             header: rtc::rtp::header::Header {
                 version: 2,
@@ -1094,6 +1103,71 @@ async fn a_subscriber_connection_that_never_connects_is_replaced() {
                 "the replacement is a new connection, not the stalled one offered again"
             );
         }
+        for client in [&a, &b] {
+            client.close().await;
+        }
+    })
+    .await
+    .expect("test finished in time");
+}
+
+/// A subscriber is asked a keyframe for as soon as its connection can carry one, not when
+/// the next video packet happens to come: Alice's camera stalls after publishing, Bob then
+/// subscribes and connects, and Alice's client is asked for a keyframe though no packet of
+/// hers has been forwarded to Bob. (A joining patient's first frame waits on that keyframe.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_subscriber_is_asked_a_keyframe_for_before_any_packet() {
+    init_tracing();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let sfu = start_sfu(None, true).await;
+        let clients = Arc::new(Mutex::new(HashMap::new()));
+        let events = spawn_signaling(&sfu, clients.clone());
+        let (alice, bob) = ("alice".to_owned(), "bob".to_owned());
+        sfu.set_allowed(&alice, true).await;
+        let a = join(&clients, &alice, false).await;
+        a.publish(&sfu).await;
+        wait_until("alice's camera to be published", Duration::from_secs(15), || {
+            events.lock().expect("lock").iter().any(
+                |e| matches!(e, SfuEvent::TrackPublished { peer, kind: MediaKind::Video, .. } if *peer == alice),
+            )
+        })
+        .await;
+        a.video_paused.store(true, Ordering::Relaxed);
+        // Let requests from the publishing settle, so only Bob's can count below.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let plis_before = a.plis_received.load(Ordering::Relaxed);
+
+        sfu.set_allowed(&bob, true).await;
+        sfu.set_subscriptions(&bob, vec![alice.clone()]).await;
+        let b = join(&clients, &bob, false).await;
+        b.negotiate_subscriber(&sfu).await;
+        connected(&b.subscriber_state, "bob subscriber").await;
+        wait_until(
+            "alice's client to be asked for a keyframe for bob",
+            Duration::from_secs(10),
+            || a.plis_received.load(Ordering::Relaxed) > plis_before,
+        )
+        .await;
+        assert_eq!(b.received.get(&alice, true), 0, "alice's camera is stalled");
+        assert!(events.lock().expect("lock").iter().any(|e| matches!(
+            e,
+            SfuEvent::KeyframeRequested { publisher, reason: KeyframeReason::NewSubscriber { subscriber }, .. }
+                if *publisher == alice && *subscriber == bob
+        )));
+
+        // The camera comes back: Bob gets it, and its first packet asks for no second keyframe.
+        a.video_paused.store(false, Ordering::Relaxed);
+        wait_until("alice's video to reach bob", Duration::from_secs(10), || {
+            b.received.get(&alice, true) > 20
+        })
+        .await;
+        let new_subscriber_requests = events
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|e| matches!(e, SfuEvent::KeyframeRequested { reason: KeyframeReason::NewSubscriber { subscriber }, .. } if *subscriber == bob))
+            .count();
+        assert_eq!(new_subscriber_requests, 1, "one keyframe request for bob's arrival");
         for client in [&a, &b] {
             client.close().await;
         }

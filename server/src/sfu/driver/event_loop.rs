@@ -675,6 +675,7 @@ impl Driver {
                         entry.first_connect = FirstConnect::Connected;
                     }
                     self.emit(SfuEvent::PeerConnected { peer, pc });
+                    self.prime_keyframes(id, Instant::now());
                 } else if matches!(
                     new,
                     PcState::Disconnected | PcState::Failed | PcState::Closed

@@ -31,6 +31,10 @@ use super::{
 /// gate still spaces requests).
 const SWITCH_KEYFRAME_RETRY: Duration = Duration::from_millis(1000);
 
+/// A keyframe asked for when a subscriber leg became able to receive stands for the request
+/// its first forwarded packet would make, if that packet comes within this long.
+const PRIMED_KEYFRAME_COVERS: Duration = Duration::from_millis(1000);
+
 /// The negotiated payload type and audio-level id for a sender, cached per negotiation.
 fn send_params(entry: &mut PcEntry, key: &TrackKey) -> Result<Option<SendParams>, SfuError> {
     let generation = entry.generation;
@@ -72,6 +76,38 @@ fn send_params(entry: &mut PcEntry, key: &TrackKey) -> Result<Option<SendParams>
 }
 
 impl Driver {
+    /// Asks the publishers for a keyframe of every video track a subscriber connection can
+    /// now receive (connected, and the client has answered the offer listing it), as soon as
+    /// it can. Waiting for the first forwarded packet, as a leg that starts forwarding later
+    /// still does, costs a joining patient up to a frame interval more of black tile.
+    pub(super) fn prime_keyframes(&mut self, id: PcId, now: Instant) {
+        let Some(entry) = self.pcs.get_mut(&id) else {
+            return;
+        };
+        if entry.kind != PcKind::Subscriber || entry.state != PcState::Connected {
+            return;
+        }
+        let peer = entry.peer.clone();
+        let mut keys = Vec::new();
+        for (key, slot) in &mut entry.slots {
+            if slot.kind == MediaKind::Video
+                && slot.negotiated
+                && slot.want.is_some()
+                && !slot.forwarding
+                && slot.keyframe_primed.is_none()
+            {
+                slot.keyframe_primed = Some(now);
+                keys.push(key.clone());
+            }
+        }
+        for key in keys {
+            let reason = KeyframeReason::NewSubscriber {
+                subscriber: peer.clone(),
+            };
+            self.request_keyframe(&peer, &key, reason, now);
+        }
+    }
+
     /// An encoding of a publisher's track delivered its first packet: publish the track, or
     /// add the layer to it.
     pub(super) fn on_track_open(&mut self, id: PcId, init: RTCTrackEventInit) {
@@ -408,7 +444,10 @@ impl Driver {
                     metrics::counter!("rounds_sfu_forwarded_rtp_total").increment(1);
                     if !slot.forwarding {
                         slot.forwarding = true;
-                        if slot.kind == MediaKind::Video {
+                        let primed = slot.keyframe_primed.take().is_some_and(|at| {
+                            now.saturating_duration_since(at) < PRIMED_KEYFRAME_COVERS
+                        });
+                        if slot.kind == MediaKind::Video && !primed {
                             new_receivers.push(sub.peer.clone());
                         }
                     }

@@ -415,6 +415,7 @@ impl Driver {
         }
         self.apply_pending_candidates(id);
         self.service(id);
+        self.prime_keyframes(id, Instant::now());
         if let Some(state) = self.peers.get_mut(&peer) {
             state.renegotiation_signalled = false;
         }
@@ -578,6 +579,7 @@ impl Driver {
                         kind: track.kind,
                         mime_type: track.codec.mime_type.clone(),
                         forwarding: false,
+                        keyframe_primed: None,
                         negotiated: false,
                         params: None,
                         rewrite: entry

@@ -197,6 +197,10 @@ pub(crate) struct SendSlot {
     /// Whether the last packet of this track was forwarded; a false-to-true edge on a video
     /// track asks the publisher for a keyframe.
     pub(crate) forwarding: bool,
+    /// When a keyframe was asked for because this leg became able to receive (connected and
+    /// negotiated), before its first packet; the first packet forwarded soon after then does
+    /// not ask again.
+    pub(crate) keyframe_primed: Option<Instant>,
     /// The client answered an offer that lists this sender.
     pub(crate) negotiated: bool,
     pub(crate) params: Option<SendParams>,

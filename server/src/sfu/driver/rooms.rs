@@ -164,6 +164,9 @@ impl Driver {
         };
         let engine = &media.engine;
         let mut announce = Vec::new();
+        // Subscriber legs with a video track that just became theirs (an admission, a new
+        // subscription): asked a keyframe for at once if they can receive it.
+        let mut newly_wanted = Vec::new();
         for member in &media.members {
             let me = engine_peer(member);
             let Some(state) = self.peers.get_mut(member) else {
@@ -194,16 +197,23 @@ impl Driver {
                         slot.current = None;
                         slot.forwarding = false;
                         slot.switch_since = None;
+                        slot.keyframe_primed = None;
                     }
                     Some(stream) => {
                         let switching = slot.current.is_some_and(|c| c != stream);
                         slot.switch_since = switching.then_some(now);
+                        if slot.current.is_none() && !newly_wanted.contains(&entry.id) {
+                            newly_wanted.push(entry.id);
+                        }
                     }
                 }
             }
         }
         for (peer, constraints) in announce {
             self.emit(SfuEvent::VideoConstraints { peer, constraints });
+        }
+        for id in newly_wanted {
+            self.prime_keyframes(id, now);
         }
     }
 
