@@ -441,22 +441,26 @@ impl Client {
         let tasks = [
             tokio::spawn(send_media(
                 video,
-                96,
-                video_ssrc,
-                video_step,
-                video_period,
-                video_len,
-                false,
+                SendSpec {
+                    payload_type: 96,
+                    ssrc: video_ssrc,
+                    timestamp_step: video_step,
+                    period: video_period,
+                    payload_len: video_len,
+                    audio_level: false,
+                },
                 self.video_paused.clone(),
             )),
             tokio::spawn(send_media(
                 audio,
-                111,
-                audio_ssrc,
-                960,
-                Duration::from_millis(20),
-                80,
-                true,
+                SendSpec {
+                    payload_type: 111,
+                    ssrc: audio_ssrc,
+                    timestamp_step: 960,
+                    period: Duration::from_millis(20),
+                    payload_len: 80,
+                    audio_level: true,
+                },
                 Arc::default(),
             )),
         ];
@@ -564,16 +568,26 @@ async fn local_answer(pc: &Arc<dyn PeerConnection>) -> String {
     pc.local_description().await.expect("local answer").sdp
 }
 
-async fn send_media(
-    track: Arc<TrackLocalStaticRTP>,
+/// One outgoing RTP stream of a test client: what to put in its packets and how often.
+struct SendSpec {
     payload_type: u8,
     ssrc: u32,
     timestamp_step: u32,
     period: Duration,
     payload_len: usize,
+    /// Audio: every packet carries an audio level (25 dBov, voice).
     audio_level: bool,
-    paused: Arc<AtomicBool>,
-) {
+}
+
+async fn send_media(track: Arc<TrackLocalStaticRTP>, spec: SendSpec, paused: Arc<AtomicBool>) {
+    let SendSpec {
+        payload_type,
+        ssrc,
+        timestamp_step,
+        period,
+        payload_len,
+        audio_level,
+    } = spec;
     let mut tick = tokio::time::interval(period);
     let mut seq: u16 = rand::random();
     let mut timestamp: u32 = rand::random();
