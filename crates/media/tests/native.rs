@@ -15,8 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rounds_media::native::{
-    AudioProcessor, AudioProcessorConfig, DeviceChange, DeviceKind, DeviceWatcher, MicCapture,
-    SpeakerOutput, list_devices,
+    AudioProcessor, AudioProcessorConfig, CaptureBackend, DeviceChange, DeviceKind, DeviceWatcher,
+    MicCapture, SpeakerOutput, list_devices,
 };
 use rounds_media::{FRAME_SAMPLES_20MS, Tone};
 
@@ -261,7 +261,16 @@ fn microphone_captures_the_sine_source() {
     assert!(mics.iter().all(|d| !d.synthetic));
     let mic = MicCapture::open(None).expect("open the default microphone");
     let (rate, channels) = mic.device_format();
-    println!("microphone {} at {rate} Hz x {channels}", mic.device().id);
+    println!(
+        "microphone {} at {rate} Hz x {channels}, {:?}",
+        mic.device().id,
+        mic.backend()
+    );
+    assert_eq!(
+        mic.backend(),
+        CaptureBackend::AlsaDirect,
+        "an ALSA microphone is read straight from ALSA, not through cpal's stream"
+    );
     let samples = contiguous_capture(&mic, 25);
     let hz = zero_crossing_hz(&samples);
     let share = tone_share(&samples, 440.0);
@@ -288,6 +297,11 @@ fn speaker_output_is_captured_back_from_the_null_sink_monitor() {
     }
     let speaker = SpeakerOutput::open(None).expect("open the default speaker");
     let mic = MicCapture::open(None).expect("open the monitor");
+    assert_eq!(
+        mic.backend(),
+        CaptureBackend::AlsaDirect,
+        "an ALSA microphone is read straight from ALSA, not through cpal's stream"
+    );
     // Two remote people: a 1 kHz tone at -12 dBFS and silence, pushed in real time.
     let feeder = std::thread::spawn(move || {
         let mut tone = Tone::with_dbfs(1000.0, -12.0);

@@ -111,6 +111,17 @@ fn run_stream<R: Send + 'static>(
     Ok((worker, facts))
 }
 
+/// How a [`MicCapture`] reads its device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CaptureBackend {
+    /// Straight from ALSA by this crate's own reader, which sleeps until each period is due
+    /// (Linux, ALSA devices).
+    AlsaDirect,
+    /// Through a cpal input stream: other hosts, or an ALSA device that refused what the
+    /// direct reader asks for.
+    Cpal,
+}
+
 /// A running microphone: 20 ms frames (960 samples, 48 kHz mono, i16) on
 /// [`MicCapture::frames`], whatever the device's own rate and channel count. At most
 /// [`AUDIO_QUEUE_FRAMES`] frames wait; older ones are dropped. Dropping it closes the device.
@@ -120,6 +131,7 @@ pub struct MicCapture {
     device: DeviceInfo,
     device_rate: u32,
     device_channels: u16,
+    backend: CaptureBackend,
     stream_failed: Arc<AtomicBool>,
     // Order matters: the stream stops before the worker that drains it.
     stream: Worker,
@@ -156,28 +168,42 @@ impl MicCapture {
         // Device chunks can be small; keep up to a few seconds of them for the converter.
         let (raw_tx, raw_rx) = frame_queue::<Vec<f32>>(1024);
         let stream_failed = Arc::new(AtomicBool::new(false));
-        let (stream, rate, channels) =
+        let (stream, rate, channels, backend, format) =
             match open_alsa_direct(&device, rate, channels, &raw_tx, &stream_failed) {
-                Some(opened) => opened,
+                Some((stream, rate, channels)) => (
+                    stream,
+                    rate,
+                    channels,
+                    CaptureBackend::AlsaDirect,
+                    SampleFormat::I16,
+                ),
                 None => {
                     let failed = stream_failed.clone();
                     let (stream, ()) = run_stream("rounds-mic", move || {
                         let stream = build_input(&device, &config, format, raw_tx, failed)?;
                         Ok((stream, ()))
                     })?;
-                    (stream, rate, channels)
+                    (stream, rate, channels, CaptureBackend::Cpal, format)
                 }
             };
         let (tx, frames) = frame_queue(AUDIO_QUEUE_FRAMES);
         let processing = Worker::spawn("rounds-mic-frames", move |stop| {
             frame_loop(&stop, &raw_rx, rate, usize::from(channels), processor, &tx);
         })?;
-        tracing::debug!(device = %info.id, rate, channels, format = ?format, "microphone open");
+        tracing::info!(
+            device = %info.id,
+            rate,
+            channels,
+            format = ?format,
+            backend = ?backend,
+            "microphone open"
+        );
         Ok(MicCapture {
             frames,
             device: info,
             device_rate: rate,
             device_channels: channels,
+            backend,
             stream_failed,
             stream,
             _processing: processing,
@@ -197,6 +223,12 @@ impl MicCapture {
     /// The device's own sample rate and channel count (before conversion).
     pub fn device_format(&self) -> (u32, u16) {
         (self.device_rate, self.device_channels)
+    }
+
+    /// How the device is read: on Linux, an ALSA device straight from ALSA unless it refused
+    /// that reader's setup.
+    pub fn backend(&self) -> CaptureBackend {
+        self.backend
     }
 
     /// True once the device reported an error (unplugged, for example): open another one.

@@ -4,7 +4,8 @@
 //!   listed; synthetic sources are never presented as devices.
 //! * Camera: [`CameraCapture`] (nokhwa), mode chosen by [`choose_format`], frames converted
 //!   to I420 ([`to_i420`]).
-//! * Microphone: [`MicCapture`] (cpal), 48 kHz mono, 20 ms frames of 960 samples, optionally
+//! * Microphone: [`MicCapture`] (cpal; on Linux read straight from ALSA, see
+//!   [`CaptureBackend`]), 48 kHz mono, 20 ms frames of 960 samples, optionally
 //!   cleaned by an [`AudioProcessor`].
 //! * Speaker: [`SpeakerOutput`] (cpal), mixes 48 kHz mono frames from several remote people
 //!   through small jitter buffers and shows what it plays to the [`AudioProcessor`].
@@ -32,7 +33,7 @@ use std::time::Duration;
 use cpal::traits::{DeviceTrait, HostTrait};
 
 pub use apm::{APM_FRAME_SAMPLES, AudioProcessor, AudioProcessorConfig, AudioProcessorStats};
-pub use audio_io::{MicCapture, SpeakerOutput, SpeakerStats};
+pub use audio_io::{CaptureBackend, MicCapture, SpeakerOutput, SpeakerStats};
 pub use camera::{CameraCapture, CaptureFormat, choose_format};
 pub use convert::{
     RgbLayout, SUPPORTED_FORMATS, buffer_to_i420, gray_to_i420, mjpeg_to_i420, nv12_to_i420,
