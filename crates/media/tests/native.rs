@@ -9,17 +9,23 @@
 //!
 //! Run: `cargo nextest run -p rounds-media --features native --test native`.
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rounds_media::native::{
-    AudioProcessor, AudioProcessorConfig, DeviceKind, MicCapture, SpeakerOutput, list_devices,
+    AudioProcessor, AudioProcessorConfig, CaptureBackend, DeviceChange, DeviceKind, DeviceWatcher,
+    MicCapture, SpeakerOutput, list_devices,
 };
 use rounds_media::{FRAME_SAMPLES_20MS, Tone};
 
 /// Set in the child process that runs a test body against the daemon.
 const CHILD_ENV: &str = "ROUNDS_MEDIA_PULSE_CHILD";
+
+/// Set in a child whose `PULSE_SERVER` socket it opens and closes itself: the daemon's own
+/// socket, for `pactl`.
+const CONTROL_ENV: &str = "ROUNDS_MEDIA_PULSE_CONTROL";
 
 const INSTALL_HINT: &str = "install them with: apt-get install pulseaudio pulseaudio-utils libasound2-plugins \
      (scripts/install-deps.sh lists them)";
@@ -116,26 +122,23 @@ impl Pulse {
     }
 
     fn pactl(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("pactl")
-            .args(args)
-            .env("PULSE_SERVER", self.server())
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        pactl_at(&self.server(), args)
     }
 
     /// Runs test `name` of this binary in a child process pointed at this daemon.
     fn run_child(&self, name: &str) {
+        self.run_child_with(name, &[]);
+    }
+
+    /// Like [`Pulse::run_child`], with more (or other) environment variables.
+    fn run_child_with(&self, name: &str, env: &[(&str, String)]) {
         let exe = std::env::current_exe().expect("test binary");
         let out = Command::new(exe)
             .args([name, "--exact", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, "1")
             .env("PULSE_SERVER", self.server())
             .env("HOME", self.dir.path())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("run the child test");
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -153,6 +156,20 @@ impl Drop for Pulse {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `pactl` against the daemon at `server` ("unix:/path"): its output, or its error message.
+fn pactl_at(server: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new("pactl")
+        .args(args)
+        .env("PULSE_SERVER", server)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 }
 
@@ -244,7 +261,16 @@ fn microphone_captures_the_sine_source() {
     assert!(mics.iter().all(|d| !d.synthetic));
     let mic = MicCapture::open(None).expect("open the default microphone");
     let (rate, channels) = mic.device_format();
-    println!("microphone {} at {rate} Hz x {channels}", mic.device().id);
+    println!(
+        "microphone {} at {rate} Hz x {channels}, {:?}",
+        mic.device().id,
+        mic.backend()
+    );
+    assert_eq!(
+        mic.backend(),
+        CaptureBackend::AlsaDirect,
+        "an ALSA microphone is read straight from ALSA, not through cpal's stream"
+    );
     let samples = contiguous_capture(&mic, 25);
     let hz = zero_crossing_hz(&samples);
     let share = tone_share(&samples, 440.0);
@@ -271,6 +297,11 @@ fn speaker_output_is_captured_back_from_the_null_sink_monitor() {
     }
     let speaker = SpeakerOutput::open(None).expect("open the default speaker");
     let mic = MicCapture::open(None).expect("open the monitor");
+    assert_eq!(
+        mic.backend(),
+        CaptureBackend::AlsaDirect,
+        "an ALSA microphone is read straight from ALSA, not through cpal's stream"
+    );
     // Two remote people: a 1 kHz tone at -12 dBFS and silence, pushed in real time.
     let feeder = std::thread::spawn(move || {
         let mut tone = Tone::with_dbfs(1000.0, -12.0);
@@ -312,6 +343,180 @@ fn speaker_output_is_captured_back_from_the_null_sink_monitor() {
     // A -12 dBFS sine has an RMS of -15 dBFS relative to full-scale square.
     assert!((-18.0..=-12.0).contains(&level), "level {level} dBFS");
     assert_eq!(stats.sources, 2, "two people mixed");
+}
+
+/// The microphone and speaker ids the watcher has reported so far, from a baseline.
+type Present = HashMap<DeviceKind, BTreeSet<String>>;
+
+fn present_now() -> Present {
+    [DeviceKind::Microphone, DeviceKind::Speaker]
+        .into_iter()
+        .map(|kind| {
+            let ids = list_devices(kind)
+                .unwrap_or_else(|e| panic!("{kind:?} list: {e}"))
+                .into_iter()
+                .map(|d| d.id)
+                .collect();
+            (kind, ids)
+        })
+        .collect()
+}
+
+/// Applies what the watcher reports until `done` holds for the devices it has reported, for
+/// at most 15 s.
+fn watch_until(
+    changes: &mut tokio::sync::mpsc::UnboundedReceiver<DeviceChange>,
+    present: &mut Present,
+    what: &str,
+    done: impl Fn(&Present) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !done(present) {
+        match changes.try_recv() {
+            Ok(change) => {
+                println!("{change:?}");
+                let ids = present.entry(change.kind).or_default();
+                for d in &change.removed {
+                    ids.remove(&d.id);
+                }
+                ids.extend(change.added.iter().map(|d| d.id.clone()));
+            }
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the watcher did not report {what} in 15 s; it reported {present:?}, \
+                     the lists are now {:?}",
+                    present_now()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("the watcher's channel closed: {e}"),
+        }
+    }
+}
+
+fn wait_for_looks(watcher: &DeviceWatcher, looks: u64) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while watcher.looks() < looks {
+        assert!(
+            Instant::now() < deadline,
+            "the watcher did not look at the devices {looks} times in 15 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Hot-plug as ALSA shows it under a sound server. cpal lists ALSA's configured PCMs
+/// (`default`, `pulse`, `null`, `jack`, `oss` and other plugins) and the kernel's sound cards,
+/// without opening them. PulseAudio's own sinks and sources are none of these: ALSA reaches
+/// them all through the `default` and `pulse` PCMs, so a sink or source loaded changes nothing
+/// in the lists (`arecord -L` agrees). What does change: ALSA's configuration defines
+/// `default` as the sound server only while the server answers, and is read again at each
+/// look. So the daemon here takes clients on a socket of its own that the test closes and
+/// opens again (`pactl unload-module`, `load-module`), as when PulseAudio exits and comes
+/// back, and `alsa:default` must be reported gone and back. (`pulse` is configured
+/// unconditionally and stays.)
+#[test]
+fn device_watcher_sees_the_sound_server_leave_and_come_back() {
+    if !in_child() {
+        let pulse = Pulse::start();
+        let clients = pulse.dir.path().join("clients");
+        pulse.run_child_with(
+            "device_watcher_sees_the_sound_server_leave_and_come_back",
+            &[
+                ("PULSE_SERVER", format!("unix:{}", clients.display())),
+                (CONTROL_ENV, pulse.server()),
+            ],
+        );
+        return;
+    }
+    let control = std::env::var(CONTROL_ENV).expect("the daemon's control socket");
+    let pactl = |args: &[&str]| -> String {
+        pactl_at(&control, args)
+            .unwrap_or_else(|e| panic!("pactl {args:?}: {e}"))
+            .trim()
+            .to_owned()
+    };
+    let clients = std::env::var("PULSE_SERVER").expect("the clients' socket");
+    let socket = format!(
+        "socket={}",
+        clients.strip_prefix("unix:").expect("a unix socket")
+    );
+    let open_clients = || {
+        pactl(&[
+            "load-module",
+            "module-native-protocol-unix",
+            "auth-anonymous=1",
+            &socket,
+        ])
+    };
+    // ALSA reads its configuration, and whether PulseAudio runs, on first use: after this.
+    let clients_module = open_clients();
+
+    // The sound server's PCM, where cpal's default microphone and speaker are.
+    let server_pcm = "alsa:default";
+    let audio = [DeviceKind::Microphone, DeviceKind::Speaker];
+    let listed = |present: &Present| {
+        audio.iter().all(|kind| {
+            present
+                .get(kind)
+                .is_some_and(|ids| ids.contains(server_pcm))
+        })
+    };
+    let gone = |present: &Present| {
+        audio.iter().all(|kind| {
+            present
+                .get(kind)
+                .is_none_or(|ids| !ids.contains(server_pcm))
+        })
+    };
+    let mut present = present_now();
+    println!("listed: {present:?}");
+    assert!(
+        listed(&present),
+        "the server's PCM is a microphone and a speaker: {present:?}"
+    );
+    let (watcher, mut changes) =
+        DeviceWatcher::spawn(Duration::from_millis(200)).expect("the device watcher");
+    wait_for_looks(&watcher, 1);
+
+    // A sink and a source of PulseAudio's own: no ALSA devices, so nothing to report.
+    let sink = pactl(&[
+        "load-module",
+        "module-null-sink",
+        "sink_name=rounds_headset",
+    ]);
+    let source = pactl(&[
+        "load-module",
+        "module-sine-source",
+        "source_name=rounds_headset_mic",
+        "frequency=300",
+    ]);
+    wait_for_looks(&watcher, watcher.looks() + 2);
+    if let Ok(change) = changes.try_recv() {
+        panic!(
+            "a PulseAudio sink or source showed up through ALSA ({change:?}): the lists now \
+             have the sound server's own devices, so this test should expect them"
+        );
+    }
+    pactl(&["unload-module", &sink]);
+    pactl(&["unload-module", &source]);
+
+    pactl(&["unload-module", &clients_module]);
+    watch_until(
+        &mut changes,
+        &mut present,
+        "alsa:default gone once the server stopped answering",
+        gone,
+    );
+    open_clients();
+    watch_until(
+        &mut changes,
+        &mut present,
+        "alsa:default back once the server answered again",
+        listed,
+    );
+    drop(watcher);
 }
 
 /// Speech-like near-end noise: white noise through a simple band-pass, switched on and off

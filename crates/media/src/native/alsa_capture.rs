@@ -18,6 +18,7 @@ use std::time::Duration;
 use alsa::pcm::{Access, Format, Frames, HwParams, PCM};
 use alsa::{Direction, ValueOr};
 
+use super::audio_io::open_on_worker;
 use super::resample::i16_to_f32;
 use crate::source::Worker;
 use crate::{FrameSender, MediaError};
@@ -44,27 +45,23 @@ pub(super) fn spawn(
     raw: FrameSender<Vec<f32>>,
     failed: Arc<AtomicBool>,
 ) -> Result<(Worker, Opened), MediaError> {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let pcm_id = pcm_id.to_owned();
-    let worker = Worker::spawn("rounds-mic", move |stop| {
-        let (pcm, opened) = match open(&pcm_id, rate, channels) {
-            Ok(open) => open,
-            Err(error) => {
-                let _ = ready_tx.send(Err(error));
-                return;
+    let device = pcm_id.clone();
+    open_on_worker(
+        "rounds-mic",
+        "the microphone thread ended before opening",
+        move || {
+            let (pcm, opened) = open(&pcm_id, rate, channels)?;
+            Ok(((pcm, opened), opened))
+        },
+        move |(pcm, opened), stop| {
+            if let Err(error) = read_loop(&pcm, opened, stop, &raw) {
+                tracing::warn!(%device, %error, "microphone stream error");
+                failed.store(true, Ordering::Relaxed);
             }
-        };
-        let _ = ready_tx.send(Ok(opened));
-        if let Err(error) = read_loop(&pcm, opened, &stop, &raw) {
-            tracing::warn!(device = %pcm_id, %error, "microphone stream error");
-            failed.store(true, Ordering::Relaxed);
-        }
-        let _ = pcm.drop();
-    })?;
-    let opened = ready_rx
-        .recv()
-        .map_err(|_| MediaError::Device("the microphone thread ended before opening".into()))??;
-    Ok((worker, opened))
+            let _ = pcm.drop();
+        },
+    )
 }
 
 fn open(pcm_id: &str, rate: u32, channels: u16) -> Result<(PCM, Opened), MediaError> {

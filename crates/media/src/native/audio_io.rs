@@ -76,39 +76,72 @@ fn stream_config(supported: &cpal::SupportedStreamConfig) -> cpal::StreamConfig 
     config
 }
 
+/// Opens a device on a worker thread of its own and keeps it there: `open` runs on the new
+/// thread and its result comes back to the caller (the facts `R`, or its error as it is);
+/// once it succeeded, `run` gets what it opened, `S`, on the same thread and must return
+/// soon after the stop flag it is given is set. `S` never leaves that thread, so it need not
+/// be `Send` (a cpal stream is not on every platform). `ended` is the error when the thread
+/// ends without a result.
+pub(super) fn open_on_worker<S, R: Send + 'static>(
+    name: &str,
+    ended: &str,
+    open: impl FnOnce() -> Result<(S, R), MediaError> + Send + 'static,
+    run: impl FnOnce(S, &AtomicBool) + Send + 'static,
+) -> Result<(Worker, R), MediaError> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let worker = Worker::spawn(name, move |stop| {
+        let opened = match open() {
+            Ok((opened, facts)) => {
+                let _ = ready_tx.send(Ok(facts));
+                opened
+            }
+            Err(error) => {
+                let _ = ready_tx.send(Err(error));
+                return;
+            }
+        };
+        run(opened, &stop);
+    })?;
+    let facts = ready_rx
+        .recv()
+        .map_err(|_| MediaError::Device(ended.to_owned()))??;
+    Ok((worker, facts))
+}
+
 /// Opens a stream on its own thread and keeps it there until the worker stops. `build`
 /// returns the stream and the facts to report back.
 fn run_stream<R: Send + 'static>(
     name: &str,
     build: impl FnOnce() -> Result<(cpal::Stream, R), MediaError> + Send + 'static,
 ) -> Result<(Worker, R), MediaError> {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let worker = Worker::spawn(name, move |stop| {
-        let stream = match build() {
-            Ok((stream, facts)) => {
-                if let Err(e) = stream.play() {
-                    let _ = ready_tx.send(Err(MediaError::Device(format!(
-                        "the audio stream does not start: {e}"
-                    ))));
-                    return;
-                }
-                let _ = ready_tx.send(Ok(facts));
-                stream
+    open_on_worker(
+        name,
+        "the audio thread ended before opening",
+        move || {
+            let (stream, facts) = build()?;
+            stream
+                .play()
+                .map_err(|e| MediaError::Device(format!("the audio stream does not start: {e}")))?;
+            Ok((stream, facts))
+        },
+        |stream, stop| {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
             }
-            Err(e) => {
-                let _ = ready_tx.send(Err(e));
-                return;
-            }
-        };
-        while !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        drop(stream);
-    })?;
-    let facts = ready_rx
-        .recv()
-        .map_err(|_| MediaError::Device("the audio thread ended before opening".into()))??;
-    Ok((worker, facts))
+            drop(stream);
+        },
+    )
+}
+
+/// How a [`MicCapture`] reads its device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CaptureBackend {
+    /// Straight from ALSA by this crate's own reader, which sleeps until each period is due
+    /// (Linux, ALSA devices).
+    AlsaDirect,
+    /// Through a cpal input stream: other hosts, or an ALSA device that refused what the
+    /// direct reader asks for.
+    Cpal,
 }
 
 /// A running microphone: 20 ms frames (960 samples, 48 kHz mono, i16) on
@@ -120,6 +153,7 @@ pub struct MicCapture {
     device: DeviceInfo,
     device_rate: u32,
     device_channels: u16,
+    backend: CaptureBackend,
     stream_failed: Arc<AtomicBool>,
     // Order matters: the stream stops before the worker that drains it.
     stream: Worker,
@@ -156,28 +190,42 @@ impl MicCapture {
         // Device chunks can be small; keep up to a few seconds of them for the converter.
         let (raw_tx, raw_rx) = frame_queue::<Vec<f32>>(1024);
         let stream_failed = Arc::new(AtomicBool::new(false));
-        let (stream, rate, channels) =
+        let (stream, rate, channels, backend, format) =
             match open_alsa_direct(&device, rate, channels, &raw_tx, &stream_failed) {
-                Some(opened) => opened,
+                Some((stream, rate, channels)) => (
+                    stream,
+                    rate,
+                    channels,
+                    CaptureBackend::AlsaDirect,
+                    SampleFormat::I16,
+                ),
                 None => {
                     let failed = stream_failed.clone();
                     let (stream, ()) = run_stream("rounds-mic", move || {
                         let stream = build_input(&device, &config, format, raw_tx, failed)?;
                         Ok((stream, ()))
                     })?;
-                    (stream, rate, channels)
+                    (stream, rate, channels, CaptureBackend::Cpal, format)
                 }
             };
         let (tx, frames) = frame_queue(AUDIO_QUEUE_FRAMES);
         let processing = Worker::spawn("rounds-mic-frames", move |stop| {
             frame_loop(&stop, &raw_rx, rate, usize::from(channels), processor, &tx);
         })?;
-        tracing::debug!(device = %info.id, rate, channels, format = ?format, "microphone open");
+        tracing::info!(
+            device = %info.id,
+            rate,
+            channels,
+            format = ?format,
+            backend = ?backend,
+            "microphone open"
+        );
         Ok(MicCapture {
             frames,
             device: info,
             device_rate: rate,
             device_channels: channels,
+            backend,
             stream_failed,
             stream,
             _processing: processing,
@@ -197,6 +245,12 @@ impl MicCapture {
     /// The device's own sample rate and channel count (before conversion).
     pub fn device_format(&self) -> (u32, u16) {
         (self.device_rate, self.device_channels)
+    }
+
+    /// How the device is read: on Linux, an ALSA device straight from ALSA unless it refused
+    /// that reader's setup.
+    pub fn backend(&self) -> CaptureBackend {
+        self.backend
     }
 
     /// True once the device reported an error (unplugged, for example): open another one.
@@ -629,6 +683,46 @@ fn build_output(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_on_worker_hands_back_what_opened_and_runs_until_stopped() {
+        // What was opened stays on the worker thread: an `Rc` is fine.
+        let (mut worker, facts) = open_on_worker(
+            "rounds-test-open",
+            "ended",
+            || Ok((std::rc::Rc::new(5), 7u32)),
+            |opened, stop| {
+                assert_eq!(*opened, 5);
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            },
+        )
+        .expect("opened");
+        assert_eq!(facts, 7);
+        // Returns once `run` saw the stop flag.
+        worker.stop();
+    }
+
+    #[test]
+    fn open_on_worker_passes_errors_through_as_they_are() {
+        let error = open_on_worker::<(), ()>(
+            "rounds-test-open",
+            "ended",
+            || Err(MediaError::Device("the microphone x does not open".into())),
+            |(), _| unreachable!("run after a failed open"),
+        )
+        .expect_err("the open error");
+        assert_eq!(error.to_string(), "device: the microphone x does not open");
+        let error = open_on_worker::<(), ()>(
+            "rounds-test-open",
+            "the thread ended before opening",
+            || panic!("open panicked (on purpose, in a test)"),
+            |(), _| {},
+        )
+        .expect_err("no result");
+        assert_eq!(error.to_string(), "device: the thread ended before opening");
+    }
 
     #[test]
     fn jitter_buffer_waits_then_plays_and_mixes() {

@@ -4,7 +4,8 @@
 //!   listed; synthetic sources are never presented as devices.
 //! * Camera: [`CameraCapture`] (nokhwa), mode chosen by [`choose_format`], frames converted
 //!   to I420 ([`to_i420`]).
-//! * Microphone: [`MicCapture`] (cpal), 48 kHz mono, 20 ms frames of 960 samples, optionally
+//! * Microphone: [`MicCapture`] (cpal; on Linux read straight from ALSA, see
+//!   [`CaptureBackend`]), 48 kHz mono, 20 ms frames of 960 samples, optionally
 //!   cleaned by an [`AudioProcessor`].
 //! * Speaker: [`SpeakerOutput`] (cpal), mixes 48 kHz mono frames from several remote people
 //!   through small jitter buffers and shows what it plays to the [`AudioProcessor`].
@@ -25,13 +26,14 @@ mod resample;
 #[cfg(target_os = "linux")]
 mod screen;
 
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cpal::traits::{DeviceTrait, HostTrait};
 
 pub use apm::{APM_FRAME_SAMPLES, AudioProcessor, AudioProcessorConfig, AudioProcessorStats};
-pub use audio_io::{MicCapture, SpeakerOutput, SpeakerStats};
+pub use audio_io::{CaptureBackend, MicCapture, SpeakerOutput, SpeakerStats};
 pub use camera::{CameraCapture, CaptureFormat, choose_format};
 pub use convert::{
     RgbLayout, SUPPORTED_FORMATS, buffer_to_i420, gray_to_i420, mjpeg_to_i420, nv12_to_i420,
@@ -183,8 +185,15 @@ pub const DEVICE_POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Watches the camera, microphone and speaker lists for hot-plug by polling them on a
 /// thread. Dropping it stops the thread.
+///
+/// It sees what [`list_devices`] sees. On Linux that is ALSA's list: a new sound card (a USB
+/// headset) shows up, but a sound server's own sinks and sources do not, since ALSA reaches
+/// them all through the server's `default` and `pulse` PCMs. ALSA's configuration makes
+/// `default` the sound server only while the server answers, so the server going away and
+/// coming back is reported as `alsa:default` removed and added.
 #[derive(Debug)]
 pub struct DeviceWatcher {
+    looks: Arc<AtomicU64>,
     _worker: Worker,
 }
 
@@ -213,6 +222,8 @@ impl DeviceWatcher {
         interval: Duration,
         mut on_change: impl FnMut(DeviceChange) + Send + 'static,
     ) -> Result<DeviceWatcher, MediaError> {
+        let looks = Arc::new(AtomicU64::new(0));
+        let counter = looks.clone();
         let worker = Worker::spawn("rounds-device-watch", move |stop| {
             let kinds = [
                 DeviceKind::Camera,
@@ -221,6 +232,7 @@ impl DeviceWatcher {
             ];
             let look = |kind| list_devices(kind).ok();
             let mut known: Vec<Option<Vec<DeviceInfo>>> = kinds.iter().map(|&k| look(k)).collect();
+            counter.fetch_add(1, Ordering::Release);
             let step = Duration::from_millis(50);
             loop {
                 let mut waited = Duration::ZERO;
@@ -241,9 +253,21 @@ impl DeviceWatcher {
                     }
                     *slot = Some(now);
                 }
+                counter.fetch_add(1, Ordering::Release);
             }
         })?;
-        Ok(DeviceWatcher { _worker: worker })
+        Ok(DeviceWatcher {
+            looks,
+            _worker: worker,
+        })
+    }
+
+    /// How many times the watcher has read all the lists so far, the first (baseline) look
+    /// included. Once it is at least 1, any later change will be reported. A change made
+    /// before this read `n` has been through a complete look (and reported, if the lists
+    /// showed it) once it reads `n + 2`.
+    pub fn looks(&self) -> u64 {
+        self.looks.load(Ordering::Acquire)
     }
 }
 
