@@ -120,13 +120,19 @@ async function joined(page) {
   }, ms);
 }
 
-/** Waits until the publisher's page has sent video (so every flow joins a room already live). */
+/**
+ * Waits until the publisher's page is sending video to the SFU (so every flow joins a room
+ * already live): its connection is up and video packets have gone out. Frames "sent" alone
+ * are counted before the connection is: a publisher whose connection came up seconds late
+ * would otherwise be charged to the joiner.
+ */
 async function sendingVideo(page) {
   await page.waitForFunction(
     async () => {
       for (const pc of window.__pcs) {
+        if (pc.connectionState !== "connected") continue;
         const stats = await pc.getStats();
-        for (const s of stats.values()) if (s.type === "outbound-rtp" && s.kind === "video" && s.framesSent > 0) return true;
+        for (const s of stats.values()) if (s.type === "outbound-rtp" && s.kind === "video" && s.packetsSent > 0) return true;
       }
       return false;
     },
