@@ -269,6 +269,20 @@ fn load_average() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// The checkout to run the pages from: the one the command runs in (`scripts/bench.sh` runs
+/// from the root), else the one this binary was built from. A binary from a shared target
+/// folder may have been built in another clone that no longer exists.
+fn repo_root() -> PathBuf {
+    let is_root = |dir: &Path| {
+        dir.join("tests/e2e/bench/join-to-first-frame.mjs")
+            .is_file()
+    };
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| cwd.ancestors().find(|d| is_root(d)).map(Path::to_path_buf))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+}
+
 fn preflight(root: &Path, server: &Path) -> anyhow::Result<()> {
     if !server.exists() {
         bail!(
@@ -295,7 +309,7 @@ async fn main() -> anyhow::Result<()> {
         args.joins = 2;
         args.delays = vec![0];
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = repo_root();
     let server = args.server_bin.clone().unwrap_or_else(default_server_bin);
     preflight(&root, &server)?;
     let ip = args.ip.unwrap_or_else(bench_ip);
