@@ -1079,6 +1079,21 @@ async fn a_subscriber_connection_that_never_connects_is_replaced() {
             .await
             .expect("subscriber answer");
         let answered_at = events.lock().expect("lock").len();
+        // TWCC only where the SFU receives: the publisher's send-side bandwidth estimate runs
+        // on its feedback; as a sender the SFU would only have to throw the feedback away.
+        let publisher_answer = a
+            .publisher
+            .remote_description()
+            .await
+            .expect("alice's answer")
+            .sdp;
+        for twcc in ["transport-cc", "transport-wide-cc"] {
+            assert!(
+                publisher_answer.contains(twcc),
+                "publisher answer lacks {twcc}"
+            );
+            assert!(!first.contains(twcc), "subscriber offer has {twcc}");
+        }
 
         let b = join(&clients, &bob, false).await;
         wait_until(

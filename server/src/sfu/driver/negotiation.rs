@@ -72,7 +72,7 @@ impl Driver {
         let codec = self
             .engine_of(peer)
             .map_or(self.default_codec, |e| e.video_codec());
-        let (mut pc, feedback) = guard(|| build_peer_connection(&ufrag, &pwd, codec, now))??;
+        let (mut pc, feedback) = guard(|| build_peer_connection(&ufrag, &pwd, kind, codec, now))??;
         if kind == PcKind::Subscriber {
             // Gives the connection a transport before it carries any track; see module docs.
             guard(|| pc.create_data_channel("rounds", None).map(|_| ()))??;

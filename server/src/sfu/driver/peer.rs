@@ -121,9 +121,17 @@ fn register_codecs(media: &mut MediaEngine, video: VideoCodec) -> Result<(), Sfu
 
 /// Builds one ICE-lite peer connection that answers STUN for `ufrag`/`pwd`, and the cell its
 /// RTCP feedback lands in.
+///
+/// Transport-wide congestion control (TWCC) is negotiated on publisher connections only. There
+/// the SFU is the receiver, and its feedback is what the client's send-side bandwidth
+/// estimate runs on. On a subscriber connection the SFU sends, and nothing here would read the
+/// client's TWCC feedback (downlinks are estimated from receiver reports, engine/bandwidth.rs).
+/// Negotiating it anyway would cost a sequence-number extension written into every forwarded
+/// packet, and a stream of feedback packets from every subscriber to decrypt and throw away.
 pub(crate) fn build_peer_connection(
     ufrag: &str,
     pwd: &str,
+    kind: PcKind,
     video: VideoCodec,
     now: Instant,
 ) -> Result<(RTCPeerConnection, SharedFeedback), SfuError> {
@@ -138,8 +146,10 @@ pub(crate) fn build_peer_connection(
         None,
     )?;
     configure_simulcast_extension_headers(&mut media)?;
-    let registry = configure_nack(Registry::new(), &mut media);
-    let registry = configure_twcc(registry, &mut media)?;
+    let mut registry = configure_nack(Registry::new(), &mut media);
+    if kind == PcKind::Publisher {
+        registry = configure_twcc(registry, &mut media)?;
+    }
     let feedback = SharedFeedback::default();
     // No congestion-control interceptor: GCC over TWCC records every packet sent to every
     // subscriber, which made the forwarding loop fall behind under load; the engine estimates
@@ -397,12 +407,15 @@ mod tests {
 
     #[test]
     fn builds_a_connection() {
-        let pc = build_peer_connection(
-            "ufrag",
-            &random_credential(32),
-            VideoCodec::Vp8,
-            Instant::now(),
-        );
-        assert!(pc.is_ok());
+        for kind in [PcKind::Publisher, PcKind::Subscriber] {
+            let pc = build_peer_connection(
+                "ufrag",
+                &random_credential(32),
+                kind,
+                VideoCodec::Vp8,
+                Instant::now(),
+            );
+            assert!(pc.is_ok(), "{kind:?}");
+        }
     }
 }
