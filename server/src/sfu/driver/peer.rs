@@ -16,10 +16,13 @@ use std::time::Instant;
 use rand::Rng;
 use rand::distributions::Alphanumeric;
 use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
+use rtc::interceptor::{
+    NackGeneratorBuilder, NackResponderBuilder, ReceiverReportBuilder, SenderReportBuilder,
+    TwccReceiverBuilder,
+};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::{
-    Registry, Slot, configure_nack, configure_rtcp_reports, configure_simulcast_extension_headers,
-    configure_twcc,
+    Registry, Slot, configure_simulcast_extension_headers,
 };
 use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine,
@@ -30,7 +33,8 @@ use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability,
+    RtpCodecKind, TYPE_RTCP_FB_NACK, TYPE_RTCP_FB_TRANSPORT_CC,
 };
 use rtc::shared::TransportContext;
 
@@ -40,6 +44,7 @@ use super::{Layer, MediaKind, PcId, PcKind, PcState, PeerId, SfuError, VideoCode
 
 /// RFC 6464 client-to-mixer audio level.
 pub(crate) const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+const TRANSPORT_CC_URI: &str = rtc::sdp::extmap::TRANSPORT_CC_URI;
 
 /// Runs `f`, turning a panic inside `rtc` into an error for this connection only.
 pub(crate) fn guard<T>(f: impl FnOnce() -> T) -> Result<T, SfuError> {
@@ -122,12 +127,17 @@ fn register_codecs(media: &mut MediaEngine, video: VideoCodec) -> Result<(), Sfu
 /// Builds one ICE-lite peer connection that answers STUN for `ufrag`/`pwd`, and the cell its
 /// RTCP feedback lands in.
 ///
-/// Transport-wide congestion control (TWCC) is negotiated on publisher connections only. There
-/// the SFU is the receiver, and its feedback is what the client's send-side bandwidth
-/// estimate runs on. On a subscriber connection the SFU sends, and nothing here would read the
-/// client's TWCC feedback (downlinks are estimated from receiver reports, engine/bandwidth.rs).
-/// Negotiating it anyway would cost a sequence-number extension written into every forwarded
-/// packet, and a stream of feedback packets from every subscriber to decrypt and throw away.
+/// Media goes one way on each connection, and each carries only the interceptors of its
+/// direction: every packet the SFU forwards passes through each interceptor of its subscriber
+/// leg, moved from queue to queue, so one that has nothing to do there still costs.
+/// - A publisher connection receives: NACKs for lost packets, receiver reports, and
+///   transport-wide congestion control (TWCC) feedback, which the client's send-side bandwidth
+///   estimate runs on.
+/// - A subscriber connection sends: it answers NACKs from the send history and sends sender
+///   reports. No TWCC: nothing here would read the client's feedback (downlinks are estimated
+///   from receiver reports, engine/bandwidth.rs); negotiating it would cost a sequence-number
+///   extension in every forwarded packet, and a stream of feedback packets from every
+///   subscriber to decrypt and throw away.
 pub(crate) fn build_peer_connection(
     ufrag: &str,
     pwd: &str,
@@ -146,15 +156,46 @@ pub(crate) fn build_peer_connection(
         None,
     )?;
     configure_simulcast_extension_headers(&mut media)?;
-    let mut registry = configure_nack(Registry::new(), &mut media);
-    if kind == PcKind::Publisher {
-        registry = configure_twcc(registry, &mut media)?;
+    for parameter in ["", "pli"] {
+        media.register_feedback(
+            RTCPFeedback {
+                typ: TYPE_RTCP_FB_NACK.to_owned(),
+                parameter: parameter.to_owned(),
+            },
+            RtpCodecKind::Video,
+        );
     }
+    // No congestion-control interceptor on subscriber legs either: GCC over TWCC records every
+    // packet sent to every subscriber, which made the forwarding loop fall behind under load.
+    let registry = match kind {
+        PcKind::Publisher => {
+            for media_kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+                media.register_feedback(
+                    RTCPFeedback {
+                        typ: TYPE_RTCP_FB_TRANSPORT_CC.to_owned(),
+                        parameter: String::new(),
+                    },
+                    media_kind,
+                );
+                media.register_header_extension(
+                    RTCRtpHeaderExtensionCapability {
+                        uri: TRANSPORT_CC_URI.to_owned(),
+                    },
+                    media_kind,
+                    None,
+                )?;
+            }
+            Registry::new()
+                .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+                .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
+                .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build())
+        }
+        PcKind::Subscriber => Registry::new()
+            .with(Slot::NackResponder, NackResponderBuilder::new().build())
+            .with(Slot::SenderReport, SenderReportBuilder::new().build()),
+    };
     let feedback = SharedFeedback::default();
-    // No congestion-control interceptor: GCC over TWCC records every packet sent to every
-    // subscriber, which made the forwarding loop fall behind under load; the engine estimates
-    // each downlink from receiver report loss instead (engine/bandwidth.rs).
-    let registry = configure_rtcp_reports(registry).with(
+    let registry = registry.with(
         Slot::from(TAP_SLOT),
         FeedbackTap::new(feedback.clone(), now),
     );
