@@ -165,8 +165,8 @@ pub(crate) fn build_peer_connection(
             RtpCodecKind::Video,
         );
     }
-    // No congestion-control interceptor on subscriber legs either: GCC over TWCC records every
-    // packet sent to every subscriber, which made the forwarding loop fall behind under load.
+    // No congestion-control (GCC) interceptor on either leg: over TWCC it recorded every packet
+    // sent to every subscriber, which made the forwarding loop fall behind under load.
     let registry = match kind {
         PcKind::Publisher => {
             for media_kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
