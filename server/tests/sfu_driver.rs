@@ -645,15 +645,17 @@ fn watch_plis(client: &Arc<Client>, video: Arc<TrackLocalStaticRTP>) {
     client.tasks.lock().expect("lock").push(task);
 }
 
+/// The test clients by peer id, for the signaling task to negotiate with.
+type Clients = Arc<Mutex<HashMap<PeerId, Arc<Client>>>>;
+
 /// Plays the signaling layer's part: every `RenegotiationNeeded` becomes a subscriber
-/// offer/answer round with that client. Also records every event for later assertions.
-fn spawn_signaling(
-    sfu: &Sfu,
-    clients: Arc<Mutex<HashMap<PeerId, Arc<Client>>>>,
-) -> Arc<Mutex<Vec<SfuEvent>>> {
+/// offer/answer round with the client [`join`] registered for that peer. Returns the (empty)
+/// client table and the log of every event, for later assertions.
+fn spawn_signaling(sfu: &Sfu) -> (Clients, Arc<Mutex<Vec<SfuEvent>>>) {
+    let clients = Clients::default();
     let log = Arc::new(Mutex::new(Vec::new()));
     let mut events = sfu.events();
-    let (sfu, log_out) = (sfu.clone(), log.clone());
+    let (sfu, log_out, clients_out) = (sfu.clone(), log.clone(), clients.clone());
     tokio::spawn(async move {
         loop {
             match events.recv().await {
@@ -672,7 +674,7 @@ fn spawn_signaling(
             }
         }
     });
-    log_out
+    (clients_out, log_out)
 }
 
 /// Plays the HTTP listener's part: connections whose first byte is neither TLS (0x16) nor an
@@ -817,18 +819,11 @@ async fn start_sfu_with(
     .expect("sfu starts")
 }
 
-async fn join(
-    clients: &Arc<Mutex<HashMap<PeerId, Arc<Client>>>>,
-    id: &str,
-    tcp: bool,
-) -> Arc<Client> {
+async fn join(clients: &Clients, id: &str, tcp: bool) -> Arc<Client> {
     join_with(clients, Client::new(id, tcp).await)
 }
 
-fn join_with(
-    clients: &Arc<Mutex<HashMap<PeerId, Arc<Client>>>>,
-    client: Arc<Client>,
-) -> Arc<Client> {
+fn join_with(clients: &Clients, client: Arc<Client>) -> Arc<Client> {
     let id = client.id.clone();
     clients
         .lock()
@@ -860,8 +855,7 @@ async fn udp_call_forwards_gates_and_survives_garbage() {
         let (listener, tcp_port) = spawn_ice_tcp_listener().await;
         let sfu = start_sfu(Some(tcp_port), true).await;
         serve_listener(listener, sfu.clone());
-        let clients = Arc::new(Mutex::new(HashMap::new()));
-        let events = spawn_signaling(&sfu, clients.clone());
+        let (clients, events) = spawn_signaling(&sfu);
 
         let (alice, bob, carol) = ("alice".to_owned(), "bob".to_owned(), "carol".to_owned());
         sfu.set_allowed(&alice, true).await;
@@ -1042,8 +1036,7 @@ async fn a_subscriber_connection_that_never_connects_is_replaced() {
     init_tracing();
     tokio::time::timeout(Duration::from_secs(60), async {
         let sfu = start_sfu_with(None, true, Duration::from_secs(2)).await;
-        let clients = Arc::new(Mutex::new(HashMap::new()));
-        let events = spawn_signaling(&sfu, clients.clone());
+        let (clients, events) = spawn_signaling(&sfu);
         let (alice, bob) = ("alice".to_owned(), "bob".to_owned());
         sfu.set_allowed(&alice, true).await;
         let a = join(&clients, &alice, false).await;
@@ -1149,8 +1142,7 @@ async fn a_new_subscriber_is_asked_a_keyframe_for_before_any_packet() {
     init_tracing();
     tokio::time::timeout(Duration::from_secs(60), async {
         let sfu = start_sfu(None, true).await;
-        let clients = Arc::new(Mutex::new(HashMap::new()));
-        let events = spawn_signaling(&sfu, clients.clone());
+        let (clients, events) = spawn_signaling(&sfu);
         let (alice, bob) = ("alice".to_owned(), "bob".to_owned());
         sfu.set_allowed(&alice, true).await;
         let a = join(&clients, &alice, false).await;
@@ -1214,8 +1206,7 @@ async fn a_slow_return_path_lowers_the_network_score() {
     init_tracing();
     tokio::time::timeout(Duration::from_secs(90), async {
         let sfu = start_sfu(None, true).await;
-        let clients = Arc::new(Mutex::new(HashMap::new()));
-        let events = spawn_signaling(&sfu, clients.clone());
+        let (clients, events) = spawn_signaling(&sfu);
         let (alice, bob) = ("alice".to_owned(), "bob".to_owned());
         for (me, other) in [(&alice, &bob), (&bob, &alice)] {
             sfu.set_allowed(me, true).await;
@@ -1269,8 +1260,7 @@ async fn tcp_only_call_over_ice_tcp() {
         let (listener, tcp_port) = spawn_ice_tcp_listener().await;
         let sfu = start_sfu(Some(tcp_port), false).await;
         serve_listener(listener, sfu.clone());
-        let clients = Arc::new(Mutex::new(HashMap::new()));
-        let _events = spawn_signaling(&sfu, clients.clone());
+        let (clients, _events) = spawn_signaling(&sfu);
 
         let (alice, bob) = ("alice".to_owned(), "bob".to_owned());
         for (me, other) in [(&alice, &bob), (&bob, &alice)] {
@@ -1489,8 +1479,7 @@ async fn plain_stun_probes_are_answered_beside_a_call() {
         let (listener, tcp_port) = spawn_ice_tcp_listener().await;
         let sfu = start_sfu(Some(tcp_port), true).await;
         serve_listener(listener, sfu.clone());
-        let clients = Arc::new(Mutex::new(HashMap::new()));
-        let _events = spawn_signaling(&sfu, clients.clone());
+        let (clients, _events) = spawn_signaling(&sfu);
         let (alice, bob) = ("alice".to_owned(), "bob".to_owned());
         for (me, other) in [(&alice, &bob), (&bob, &alice)] {
             sfu.set_allowed(me, true).await;
