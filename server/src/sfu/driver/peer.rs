@@ -18,11 +18,10 @@ use rand::distributions::Alphanumeric;
 use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use rtc::interceptor::{
     NackGeneratorBuilder, NackResponderBuilder, ReceiverReportBuilder, SenderReportBuilder,
-    TwccReceiverBuilder,
 };
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::{
-    Registry, Slot, configure_simulcast_extension_headers,
+    Registry, Slot, configure_simulcast_extension_headers, configure_twcc_receiver_only,
 };
 use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine,
@@ -34,7 +33,7 @@ use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability,
-    RtpCodecKind, TYPE_RTCP_FB_NACK, TYPE_RTCP_FB_TRANSPORT_CC,
+    RtpCodecKind, TYPE_RTCP_FB_NACK,
 };
 use rtc::shared::TransportContext;
 
@@ -44,7 +43,6 @@ use super::{Layer, MediaKind, PcId, PcKind, PcState, PeerId, SfuError, VideoCode
 
 /// RFC 6464 client-to-mixer audio level.
 pub(crate) const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
-const TRANSPORT_CC_URI: &str = rtc::sdp::extmap::TRANSPORT_CC_URI;
 
 /// Runs `f`, turning a panic inside `rtc` into an error for this connection only.
 pub(crate) fn guard<T>(f: impl FnOnce() -> T) -> Result<T, SfuError> {
@@ -156,6 +154,8 @@ pub(crate) fn build_peer_connection(
         None,
     )?;
     configure_simulcast_extension_headers(&mut media)?;
+    // The NACK feedback both legs advertise; rtc's `configure_nack` would also put both NACK
+    // interceptors on every leg.
     for parameter in ["", "pli"] {
         media.register_feedback(
             RTCPFeedback {
@@ -168,28 +168,9 @@ pub(crate) fn build_peer_connection(
     // No congestion-control (GCC) interceptor on either leg: over TWCC it recorded every packet
     // sent to every subscriber, which made the forwarding loop fall behind under load.
     let registry = match kind {
-        PcKind::Publisher => {
-            for media_kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
-                media.register_feedback(
-                    RTCPFeedback {
-                        typ: TYPE_RTCP_FB_TRANSPORT_CC.to_owned(),
-                        parameter: String::new(),
-                    },
-                    media_kind,
-                );
-                media.register_header_extension(
-                    RTCRtpHeaderExtensionCapability {
-                        uri: TRANSPORT_CC_URI.to_owned(),
-                    },
-                    media_kind,
-                    None,
-                )?;
-            }
-            Registry::new()
-                .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
-                .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
-                .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build())
-        }
+        PcKind::Publisher => configure_twcc_receiver_only(Registry::new(), &mut media)?
+            .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+            .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build()),
         PcKind::Subscriber => Registry::new()
             .with(Slot::NackResponder, NackResponderBuilder::new().build())
             .with(Slot::SenderReport, SenderReportBuilder::new().build()),
