@@ -84,15 +84,15 @@ impl Driver {
         let Some(entry) = self.pcs.get_mut(&id) else {
             return;
         };
-        if entry.kind != PcKind::Subscriber || entry.state != PcState::Connected {
+        let connected = entry.state == PcState::Connected;
+        if entry.kind != PcKind::Subscriber || !connected {
             return;
         }
         let peer = entry.peer.clone();
         let mut keys = Vec::new();
         for (key, slot) in &mut entry.slots {
             if slot.kind == MediaKind::Video
-                && slot.negotiated
-                && slot.want.is_some()
+                && slot.receivable(connected).is_some()
                 && !slot.forwarding
                 && slot.keyframe_primed.is_none()
             {
@@ -365,9 +365,7 @@ impl Driver {
             let Some(slot) = sub.slots.get_mut(&key) else {
                 continue;
             };
-            // `negotiated`: the client has answered an offer listing this sender, so it knows
-            // the SSRC; before that the packets (and the keyframe they trigger) would be lost.
-            let Some(want) = slot.want.filter(|_| connected && slot.negotiated) else {
+            let Some(want) = slot.receivable(connected) else {
                 slot.forwarding = false;
                 continue;
             };

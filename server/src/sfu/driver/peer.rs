@@ -250,6 +250,16 @@ pub(crate) struct SendSlot {
     pub(crate) switch_since: Option<Instant>,
 }
 
+impl SendSlot {
+    /// The stream this sender gets, if its leg can carry it now: the engine wants it sent,
+    /// the connection is up (`connected`), and the client has answered an offer listing the
+    /// sender, so it knows the SSRC (before that, the packets and the keyframe they would
+    /// trigger are lost).
+    pub(crate) fn receivable(&self, connected: bool) -> Option<Option<Layer>> {
+        self.want.filter(|_| connected && self.negotiated)
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct PcCounters {
     pub(crate) packets_in: u64,
