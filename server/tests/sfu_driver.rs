@@ -1136,14 +1136,16 @@ async fn a_subscriber_connection_that_never_connects_is_replaced() {
 /// A subscriber is asked a keyframe for as soon as its connection can carry one, not when
 /// the next video packet happens to come: Alice's camera stalls after publishing, Bob then
 /// subscribes and connects, and Alice's client is asked for a keyframe though no packet of
-/// hers has been forwarded to Bob. (A joining patient's first frame waits on that keyframe.)
+/// hers has been forwarded to Bob; Carol, connected in the lobby, gets hers when admitted;
+/// and both get one when the host lets Alice's camera through again. (A joining patient's
+/// first frame waits on that keyframe.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_subscriber_is_asked_a_keyframe_for_before_any_packet() {
     init_tracing();
     tokio::time::timeout(Duration::from_secs(60), async {
         let sfu = start_sfu(None, true).await;
         let (clients, events) = spawn_signaling(&sfu);
-        let (alice, bob) = ("alice".to_owned(), "bob".to_owned());
+        let (alice, bob, carol) = ("alice".to_owned(), "bob".to_owned(), "carol".to_owned());
         sfu.set_allowed(&alice, true).await;
         let a = join(&clients, &alice, false).await;
         a.publish(&sfu).await;
@@ -1176,20 +1178,62 @@ async fn a_new_subscriber_is_asked_a_keyframe_for_before_any_packet() {
                 if *publisher == alice && *subscriber == bob
         )));
 
-        // The camera comes back: Bob gets it, and its first packet asks for no second keyframe.
+        // Carol's connection comes up while she waits in the lobby, where nothing is sent to
+        // her; admitting her asks at once, still before any packet.
+        sfu.set_subscriptions(&carol, vec![alice.clone()]).await;
+        let c = join(&clients, &carol, false).await;
+        c.negotiate_subscriber(&sfu).await;
+        connected(&c.subscriber_state, "carol subscriber").await;
+        let asked_for = |who: &PeerId| {
+            events
+                .lock()
+                .expect("lock")
+                .iter()
+                .filter(|e| matches!(e, SfuEvent::KeyframeRequested { publisher, reason: KeyframeReason::NewSubscriber { subscriber }, .. } if *publisher == alice && subscriber == who))
+                .count()
+        };
+        assert_eq!(asked_for(&carol), 0, "nothing is asked for someone in the lobby");
+        let plis_before = a.plis_received.load(Ordering::Relaxed);
+        sfu.set_allowed(&carol, true).await;
+        wait_until(
+            "alice's client to be asked for a keyframe for carol",
+            Duration::from_secs(10),
+            || asked_for(&carol) == 1 && a.plis_received.load(Ordering::Relaxed) > plis_before,
+        )
+        .await;
+        assert_eq!(c.received.get(&alice, true), 0, "alice's camera is stalled");
+
+        // The host turns Alice's camera off and on again: nothing is renegotiated, her video
+        // is only wanted again, and that asks at once too.
+        sfu.set_host_muted(&alice, MediaKind::Video, true).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let plis_before = a.plis_received.load(Ordering::Relaxed);
+        sfu.set_host_muted(&alice, MediaKind::Video, false).await;
+        wait_until(
+            "alice's client to be asked for a keyframe once her camera is allowed again",
+            Duration::from_secs(10),
+            || {
+                a.plis_received.load(Ordering::Relaxed) > plis_before
+                    && asked_for(&bob) == 2
+                    && asked_for(&carol) == 2
+            },
+        )
+        .await;
+
+        // The camera comes back: both get it, and their first packets ask for no second
+        // keyframe.
+        let asked = (asked_for(&bob), asked_for(&carol));
         a.video_paused.store(false, Ordering::Relaxed);
-        wait_until("alice's video to reach bob", Duration::from_secs(10), || {
-            b.received.get(&alice, true) > 20
+        wait_until("alice's video to reach bob and carol", Duration::from_secs(10), || {
+            b.received.get(&alice, true) > 20 && c.received.get(&alice, true) > 20
         })
         .await;
-        let new_subscriber_requests = events
-            .lock()
-            .expect("lock")
-            .iter()
-            .filter(|e| matches!(e, SfuEvent::KeyframeRequested { reason: KeyframeReason::NewSubscriber { subscriber }, .. } if *subscriber == bob))
-            .count();
-        assert_eq!(new_subscriber_requests, 1, "one keyframe request for bob's arrival");
-        for client in [&a, &b] {
+        assert_eq!(
+            (asked_for(&bob), asked_for(&carol)),
+            asked,
+            "the first packets asked for keyframes again"
+        );
+        for client in [&a, &b, &c] {
             client.close().await;
         }
     })
