@@ -164,8 +164,9 @@ impl Driver {
         };
         let engine = &media.engine;
         let mut announce = Vec::new();
-        // Subscriber legs with a video track that just became theirs (an admission, a new
-        // subscription): asked a keyframe for at once if they can receive it.
+        // Subscriber legs with a track wanted again without a renegotiation (the host lets a
+        // camera through again): keyframes are asked for at once if they can receive them.
+        // (An admission or a new subscription renegotiates: the answer asks.)
         let mut newly_wanted = Vec::new();
         for member in &media.members {
             let me = engine_peer(member);
@@ -185,6 +186,7 @@ impl Driver {
             let Some(entry) = state.subscriber.and_then(|id| self.pcs.get_mut(&id)) else {
                 continue;
             };
+            let mut wanted_again = false;
             for (key, slot) in entry.slots.iter_mut() {
                 let want =
                     engine.stream_for(&me, &engine_peer(&key.publisher), &engine_track(&key.mid));
@@ -202,11 +204,12 @@ impl Driver {
                     Some(stream) => {
                         let switching = slot.current.is_some_and(|c| c != stream);
                         slot.switch_since = switching.then_some(now);
-                        if slot.current.is_none() && !newly_wanted.contains(&entry.id) {
-                            newly_wanted.push(entry.id);
-                        }
+                        wanted_again |= slot.current.is_none();
                     }
                 }
+            }
+            if wanted_again {
+                newly_wanted.push(entry.id);
             }
         }
         for (peer, constraints) in announce {
