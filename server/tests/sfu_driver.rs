@@ -186,12 +186,24 @@ impl Interceptor for DelayReports {
 #[derive(Default)]
 struct Received {
     counts: Mutex<HashMap<(String, bool), u64>>,
+    /// The (SSRC, sequence number) of the first and of the latest packet of each.
+    ends: Mutex<HashMap<(String, bool), ((u32, u16), (u32, u16))>>,
 }
 
 impl Received {
-    fn add(&self, stream: &str, video: bool) {
+    fn add(&self, stream: &str, video: bool, header: &rtc::rtp::header::Header) {
         let mut counts = self.counts.lock().expect("lock");
         *counts.entry((stream.to_owned(), video)).or_default() += 1;
+        let this = (header.ssrc, header.sequence_number);
+        let mut ends = self.ends.lock().expect("lock");
+        ends.entry((stream.to_owned(), video))
+            .and_modify(|(_, last)| *last = this)
+            .or_insert((this, this));
+    }
+    /// The (SSRC, sequence number) of the first and the latest packet from `stream`.
+    fn ends(&self, stream: &str, video: bool) -> Option<((u32, u16), (u32, u16))> {
+        let ends = self.ends.lock().expect("lock");
+        ends.get(&(stream.to_owned(), video)).copied()
     }
     fn get(&self, stream: &str, video: bool) -> u64 {
         let counts = self.counts.lock().expect("lock");
@@ -224,8 +236,8 @@ impl PeerConnectionEventHandler for Handler {
             let stream = track.stream_id().await;
             let video = track.kind().await == RtpCodecKind::Video;
             while let Some(event) = track.poll().await {
-                if let TrackRemoteEvent::OnRtpPacket(_) = event {
-                    received.add(&stream, video);
+                if let TrackRemoteEvent::OnRtpPacket(packet) = event {
+                    received.add(&stream, video, &packet.header);
                 }
             }
         });
@@ -363,6 +375,9 @@ struct Client {
     plis_received: Arc<AtomicU64>,
     /// While set, the camera track sends nothing (a publisher whose video stalled).
     video_paused: Arc<AtomicBool>,
+    /// While set, the camera's packets are VP8 delta frames; otherwise each starts a key
+    /// frame.
+    video_deltas: Arc<AtomicBool>,
     /// Serialises subscriber negotiations; holds whether the TCP candidate was handed over.
     negotiation: tokio::sync::Mutex<bool>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -392,6 +407,7 @@ impl Client {
             remote_tracks,
             plis_received: Arc::new(AtomicU64::new(0)),
             video_paused: Arc::new(AtomicBool::new(false)),
+            video_deltas: Arc::new(AtomicBool::new(false)),
             negotiation: tokio::sync::Mutex::new(false),
             tasks: Mutex::new(Vec::new()),
         })
@@ -448,6 +464,7 @@ impl Client {
                     period: video_period,
                     payload_len: video_len,
                     audio_level: false,
+                    deltas: Some(self.video_deltas.clone()),
                 },
                 self.video_paused.clone(),
             )),
@@ -460,6 +477,7 @@ impl Client {
                     period: Duration::from_millis(20),
                     payload_len: 80,
                     audio_level: true,
+                    deltas: None,
                 },
                 Arc::default(),
             )),
@@ -577,6 +595,9 @@ struct SendSpec {
     payload_len: usize,
     /// Audio: every packet carries an audio level (25 dBov, voice).
     audio_level: bool,
+    /// Video: while set, packets are VP8 delta frames. The payload (all 0x90) otherwise
+    /// reads as the start of a key frame: S=1, PID=0, and a clear P bit at byte 5.
+    deltas: Option<Arc<AtomicBool>>,
 }
 
 async fn send_media(track: Arc<TrackLocalStaticRTP>, spec: SendSpec, paused: Arc<AtomicBool>) {
@@ -587,16 +608,26 @@ async fn send_media(track: Arc<TrackLocalStaticRTP>, spec: SendSpec, paused: Arc
         period,
         payload_len,
         audio_level,
+        deltas,
     } = spec;
     let mut tick = tokio::time::interval(period);
     let mut seq: u16 = rand::random();
     let mut timestamp: u32 = rand::random();
-    let payload = Bytes::from(vec![0x90u8; payload_len]);
+    let keyframe = Bytes::from(vec![0x90u8; payload_len]);
+    let mut delta = vec![0x90u8; payload_len];
+    if let Some(header) = delta.get_mut(5) {
+        *header |= 0x01;
+    }
+    let delta = Bytes::from(delta);
     loop {
         tick.tick().await;
         if paused.load(Ordering::Relaxed) {
             continue;
         }
+        let payload = match &deltas {
+            Some(deltas) if deltas.load(Ordering::Relaxed) => &delta,
+            _ => &keyframe,
+        };
         let packet = rtc::rtp::Packet {
             header: rtc::rtp::header::Header {
                 version: 2,
@@ -1234,6 +1265,123 @@ async fn a_new_subscriber_is_asked_a_keyframe_for_before_any_packet() {
             "the first packets asked for keyframes again"
         );
         for client in [&a, &b, &c] {
+            client.close().await;
+        }
+    })
+    .await
+    .expect("test finished in time");
+}
+
+/// A guest leaves and another joins while the host stays. The host's connection gives the
+/// new guest's tracks the transceivers the departed guest's used, and each keeps its SSRC, so
+/// that a host who sees guest after guest all day does not collect one stream (and one
+/// statistics record in the SFU) per guest. On that SSRC the numbering goes on where it
+/// stopped, and video waits for a key frame: the host's decoder still holds the departed
+/// guest's pictures, and a delta frame of someone else's would be decoded against them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_guest_continues_the_departed_guests_streams() {
+    init_tracing();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let sfu = start_sfu(None, true).await;
+        let (clients, events) = spawn_signaling(&sfu);
+        let (host, bob, carol) = ("host".to_owned(), "bob".to_owned(), "carol".to_owned());
+        sfu.set_allowed(&host, true).await;
+        sfu.set_allowed(&bob, true).await;
+        sfu.set_subscriptions(&host, vec![bob.clone()]).await;
+        let h = join(&clients, &host, false).await;
+        h.negotiate_subscriber(&sfu).await;
+        connected(&h.subscriber_state, "host subscriber").await;
+        let b = join(&clients, &bob, false).await;
+        b.publish(&sfu).await;
+        wait_until(
+            "bob's media to reach the host",
+            Duration::from_secs(15),
+            || h.received.get(&bob, true) > 20 && h.received.get(&bob, false) > 20,
+        )
+        .await;
+
+        sfu.remove_peer(&bob).await;
+        b.close().await;
+        wait_until(
+            "bob's tracks to be unpublished",
+            Duration::from_secs(5),
+            || {
+                events
+                    .lock()
+                    .expect("lock")
+                    .iter()
+                    .filter(
+                        |e| matches!(e, SfuEvent::TrackUnpublished { peer, .. } if *peer == bob),
+                    )
+                    .count()
+                    == 2
+            },
+        )
+        .await;
+        // Nothing more of Bob's is in flight once the host has stopped hearing from him.
+        let mut seen = (0, 0);
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = (h.received.get(&bob, true), h.received.get(&bob, false));
+            if now == seen {
+                break;
+            }
+            seen = now;
+        }
+        let (_, bob_video_last) = h.received.ends(&bob, true).expect("bob's video");
+        let (_, bob_audio_last) = h.received.ends(&bob, false).expect("bob's audio");
+
+        // Carol's camera sends only delta frames at first.
+        sfu.set_allowed(&carol, true).await;
+        sfu.set_subscriptions(&host, vec![carol.clone()]).await;
+        let c = join(&clients, &carol, false).await;
+        c.video_deltas.store(true, Ordering::Relaxed);
+        let plis_before = c.plis_received.load(Ordering::Relaxed);
+        c.publish(&sfu).await;
+        wait_until(
+            "carol's audio to reach the host, and her client to be asked for a key frame",
+            Duration::from_secs(15),
+            || {
+                h.received.get(&carol, false) > 20
+                    && c.plis_received.load(Ordering::Relaxed) > plis_before
+            },
+        )
+        .await;
+        let (audio_first, _) = h.received.ends(&carol, false).expect("carol's audio");
+        assert_eq!(
+            audio_first.0, bob_audio_last.0,
+            "carol's audio is on bob's audio SSRC"
+        );
+        assert_eq!(
+            audio_first.1,
+            bob_audio_last.1.wrapping_add(1),
+            "carol's audio continues the numbering of bob's"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            h.received.get(&carol, true),
+            0,
+            "delta frames reached the host before any key frame"
+        );
+
+        c.video_deltas.store(false, Ordering::Relaxed);
+        wait_until(
+            "carol's video to reach the host",
+            Duration::from_secs(10),
+            || h.received.get(&carol, true) > 20,
+        )
+        .await;
+        let (video_first, _) = h.received.ends(&carol, true).expect("carol's video");
+        assert_eq!(
+            video_first.0, bob_video_last.0,
+            "carol's video is on bob's video SSRC"
+        );
+        assert_eq!(
+            video_first.1,
+            bob_video_last.1.wrapping_add(1),
+            "carol's video continues the numbering of bob's"
+        );
+        for client in [&h, &c] {
             client.close().await;
         }
     })

@@ -110,3 +110,74 @@ test("patient, guest and clinician each see the two others", async () => {
   console.log(JSON.stringify({ main, thumb, widths }));
   assert.ok((widths[main] ?? 0) > (widths[thumb] ?? 0) && (widths[thumb] ?? 0) > 0, `layers by tile size: ${JSON.stringify(widths)}`);
 });
+
+/** The clinician's received video streams: who sends each (the msid of its m-section), its SSRC, frames decoded, and how many m-sections its connection has. */
+async function receivedVideo(page) {
+  return page.evaluate(async () => {
+    const out = [];
+    for (const pc of window.__pcs) {
+      if (pc.connectionState === "closed" || !pc.remoteDescription) continue;
+      const mids = {};
+      let mid = null;
+      let sections = 0;
+      for (const line of pc.remoteDescription.sdp.split(/\r?\n/)) {
+        if (line.startsWith("m=")) sections += 1;
+        if (line.startsWith("a=mid:")) mid = line.slice(6);
+        if (line.startsWith("a=msid:") && mid !== null) mids[mid] = line.slice(7).split(" ")[0];
+      }
+      (await pc.getStats()).forEach((s) => {
+        if (s.type !== "inbound-rtp" || s.kind !== "video") return;
+        out.push({ who: (s.mid && mids[s.mid]) || "unknown", ssrc: s.ssrc, frames: s.framesDecoded ?? 0, sections });
+      });
+    }
+    return out;
+  });
+}
+
+test("a guest who arrives after another left is seen on the stream the first one used", async () => {
+  const access = await server.login();
+  const { visit } = await server.createVisit(access);
+  const provider = await server.call("POST", `/api/v1/visits/${visit.id}/token`, { token: access });
+  const clinician = await phonePage(harnessBrowser, { viewport: { width: 1000, height: 700 } });
+  await openClinician(clinician, server.url, provider.token);
+
+  const arrive = async (name) => {
+    const link = await server.guestLink(access, visit.id, "guest");
+    const page = await phonePage(browser);
+    await toWaitingRoom(page, link, { name, guest: true });
+    const waiting = await server.waitForWaiting(access, visit.id, { role: "guest" });
+    await server.admit(access, visit.id, waiting.id);
+    await joinWhenReady(page);
+    return { page, id: waiting.id };
+  };
+
+  const first = await arrive("Rosa Lopez");
+  await waitForSenders(clinician, { ids: [first.id], min: 24 });
+  const before = (await receivedVideo(clinician)).find((v) => v.who === first.id);
+  assert.ok(before, "the clinician receives the first guest's video");
+
+  await first.page.locator("[data-control=leave]").click();
+  await first.page.locator("[data-action=confirm-leave]").click();
+  await clinician.waitForFunction((id) => !window.harness.call.participants.has(id), first.id, { timeout: 15000 });
+  await first.page.close();
+
+  // The second guest's video is decoded: 24 frames more than when it first showed up.
+  const second = await arrive("Ana Lopez");
+  const deadline = Date.now() + 40000;
+  let start = null;
+  let now = null;
+  while (Date.now() < deadline) {
+    now = (await receivedVideo(clinician)).find((v) => v.who === second.id) ?? null;
+    if (now && start === null) start = now;
+    if (now && start && now.frames > start.frames + 24) break;
+    await clinician.waitForTimeout(500);
+  }
+  console.log(JSON.stringify({ before, start, now }));
+  assert.ok(now && start && now.frames > start.frames + 24, `the second guest's video is decoded: ${JSON.stringify({ start, now })}`);
+  assert.equal(now.ssrc, before.ssrc, "the second guest's video arrives on the SSRC the first guest's used");
+  assert.equal(now.sections, before.sections, "the clinician's connection gained no m-section");
+  // The clinician's call shows the second guest with video, and only them.
+  await clinician.waitForFunction((id) => Boolean(window.harness.call.remote.get(id)?.video), second.id, { timeout: 10000 });
+  assert.equal(await clinician.evaluate((id) => window.harness.call.remote.has(id), first.id), false);
+  await second.page.close();
+});

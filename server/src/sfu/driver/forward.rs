@@ -370,7 +370,7 @@ impl Driver {
                 continue;
             };
             if slot.current != Some(want) {
-                let switch = slot.current.is_some() && kind == MediaKind::Video;
+                let switch = (slot.current.is_some() || slot.continues) && kind == MediaKind::Video;
                 if routed_as == want
                     && (!switch
                         || *starts_keyframe
@@ -378,13 +378,20 @@ impl Driver {
                 {
                     slot.current = Some(want);
                     slot.switch_since = None;
-                } else if slot.current == Some(routed_as) {
-                    // The old layer carries on until the new one can be decoded.
+                    slot.continues = false;
+                } else if slot.current == Some(routed_as)
+                    || (slot.current.is_none() && routed_as == want)
+                {
+                    // The old layer carries on until the new one can be decoded; a stream
+                    // that continues another track's sends nothing until then.
                     if let Some(since) = slot.switch_since
                         && now.saturating_duration_since(since) >= SWITCH_KEYFRAME_RETRY
                     {
                         slot.switch_since = Some(now);
                         slow_switches.push(sub.peer.clone());
+                    }
+                    if slot.current.is_none() {
+                        continue;
                     }
                 } else {
                     continue;

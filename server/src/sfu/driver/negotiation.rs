@@ -22,9 +22,9 @@ use rtc::statistics::report::RTCStatsReportEntry;
 
 use super::event_loop::{Driver, flush_and_rearm};
 use super::peer::{
-    AUDIO_LEVEL_URI, FirstConnect, MAX_PENDING_CANDIDATES, PcEntry, RETIRED_REWRITE_TTL, SendSlot,
-    TrackKey, build_peer_connection, guard, random_credential, sdp_attribute, sdp_fingerprint,
-    sdp_token,
+    AUDIO_LEVEL_URI, FirstConnect, IdleSender, MAX_PENDING_CANDIDATES, PcEntry,
+    RETIRED_REWRITE_TTL, SendSlot, TrackKey, build_peer_connection, guard, random_credential,
+    sdp_attribute, sdp_fingerprint, sdp_token,
 };
 use super::rooms::{engine_peer, engine_track};
 use super::{
@@ -525,10 +525,23 @@ impl Driver {
             entry.slot_by_track_id.remove(&slot.track_id);
             entry
                 .retired_rewrites
-                .insert(key.clone(), (now, slot.rewrite));
+                .insert(key.clone(), (now, slot.rewrite.clone()));
             // Stopping the sender also unbinds it from the NACK responder's buffer.
-            if let Ok(Err(error)) = guard(|| entry.pc.remove_track(slot.sender_id)) {
-                tracing::debug!(peer = %peer, %error, "removing a sender failed");
+            match guard(|| entry.pc.remove_track(slot.sender_id)) {
+                Ok(Ok(())) => {
+                    entry.idle_senders.insert(
+                        slot.sender_id.into(),
+                        IdleSender {
+                            kind: slot.kind,
+                            ssrc: slot.ssrc,
+                            rewrite: slot.rewrite,
+                        },
+                    );
+                }
+                Ok(Err(error)) => {
+                    tracing::debug!(peer = %peer, %error, "removing a sender failed");
+                }
+                Err(_) => {}
             }
             removed.push(key);
         }
@@ -540,12 +553,23 @@ impl Driver {
                     continue;
                 }
                 let track_id = format!("{}_{}", sdp_token(&key.publisher), sdp_token(&key.mid));
-                let ssrc = loop {
-                    let candidate = rand::random::<u32>();
-                    if candidate != 0 && !entry.slots.values().any(|s| s.ssrc == candidate) {
-                        break candidate;
+                // The transceiver `rtc` will reuse keeps its SSRC (see `idle_senders`).
+                let reused = entry
+                    .idle_senders
+                    .values()
+                    .find(|idle| idle.kind == track.kind)
+                    .map(|idle| idle.ssrc);
+                let ssrc = reused.unwrap_or_else(|| {
+                    loop {
+                        let candidate = rand::random::<u32>();
+                        if candidate != 0
+                            && !entry.slots.values().any(|s| s.ssrc == candidate)
+                            && !entry.idle_senders.values().any(|s| s.ssrc == candidate)
+                        {
+                            break candidate;
+                        }
                     }
-                };
+                });
                 let media_track = MediaStreamTrack::new(
                     sdp_token(&key.publisher),
                     track_id.clone(),
@@ -569,6 +593,24 @@ impl Driver {
                         .and_then(|s| s.track().ssrcs().next())
                 })?
                 .unwrap_or(ssrc);
+                // The transceiver is busy again. Whichever idle one held this SSRC hands its
+                // numbering on: the client's receive stream for it goes on where it stopped.
+                let freed = entry.idle_senders.remove(&sender_id.into());
+                let continued = match freed {
+                    Some(idle) if idle.ssrc == ssrc => Some(idle.rewrite),
+                    _ => {
+                        // `rtc` chose another transceiver than the one predicted: the SSRC
+                        // moved with the track, and its old transceiver may not reuse it.
+                        let holder = entry
+                            .idle_senders
+                            .iter()
+                            .find(|(_, idle)| idle.ssrc == ssrc)
+                            .map(|(&index, _)| index);
+                        holder
+                            .and_then(|index| entry.idle_senders.remove(&index))
+                            .map(|idle| idle.rewrite)
+                    }
+                };
                 entry.slot_by_track_id.insert(track_id.clone(), key.clone());
                 entry.slots.insert(
                     key.clone(),
@@ -582,11 +624,18 @@ impl Driver {
                         keyframe_primed: None,
                         negotiated: false,
                         params: None,
-                        rewrite: entry
-                            .retired_rewrites
-                            .remove(key)
-                            .map(|(_, rewrite)| rewrite)
-                            .unwrap_or_default(),
+                        continues: continued.is_some(),
+                        rewrite: match continued {
+                            Some(rewrite) => {
+                                entry.retired_rewrites.remove(key);
+                                rewrite
+                            }
+                            None => entry
+                                .retired_rewrites
+                                .remove(key)
+                                .map(|(_, rewrite)| rewrite)
+                                .unwrap_or_default(),
+                        },
                         want: None,
                         current: None,
                         switch_since: None,

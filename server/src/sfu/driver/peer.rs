@@ -248,6 +248,10 @@ pub(crate) struct SendSlot {
     pub(crate) current: Option<Option<Layer>>,
     /// When the layer switch under way started, to ask again if its keyframe is slow.
     pub(crate) switch_since: Option<Instant>,
+    /// The sender carries on an SSRC another track used on this connection (see
+    /// `PcEntry::idle_senders`): the client's decoder still holds that track's pictures, so
+    /// video starts at a keyframe, as a layer switch does.
+    pub(crate) continues: bool,
 }
 
 impl SendSlot {
@@ -258,6 +262,14 @@ impl SendSlot {
     pub(crate) fn receivable(&self, connected: bool) -> Option<Option<Layer>> {
         self.want.filter(|_| connected && self.negotiated)
     }
+}
+
+/// A subscriber transceiver with no sender, waiting to carry the next track of its kind.
+#[derive(Debug)]
+pub(crate) struct IdleSender {
+    pub(crate) kind: MediaKind,
+    pub(crate) ssrc: u32,
+    pub(crate) rewrite: StreamRewriter,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -304,6 +316,13 @@ pub(crate) struct PcEntry {
     /// [`RETIRED_REWRITE_TTL`], so a long-lived subscriber does not collect one per departed
     /// publisher.
     pub(crate) retired_rewrites: HashMap<TrackKey, (Instant, StreamRewriter)>,
+    /// Subscriber: the transceivers whose sender was removed, by index, with the SSRC they
+    /// carried and where its numbering stopped. `rtc` gives the next track of the same kind
+    /// the free transceiver with the lowest index; the track keeps that SSRC and continues
+    /// its numbering, so `rtc`'s per-SSRC statistics (which nothing removes) and the
+    /// client's receive stream are reused instead of growing by one per departed
+    /// participant. At most one per transceiver.
+    pub(crate) idle_senders: BTreeMap<usize, IdleSender>,
     /// What the RTCP tap gathered (receiver reports, the bandwidth estimate).
     pub(crate) feedback: SharedFeedback,
     /// Subscriber: the last round trip measured, carried over reports that have none.
@@ -359,6 +378,7 @@ impl PcEntry {
             slots: BTreeMap::new(),
             slot_by_track_id: HashMap::new(),
             retired_rewrites: HashMap::new(),
+            idle_senders: BTreeMap::new(),
             feedback,
             last_rtt_ms: None,
             first_connect: FirstConnect::Unanswered,

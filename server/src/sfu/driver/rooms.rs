@@ -202,7 +202,10 @@ impl Driver {
                         slot.keyframe_primed = None;
                     }
                     Some(stream) => {
-                        let switching = slot.current.is_some_and(|c| c != stream);
+                        let switching = slot.current.is_some_and(|c| c != stream)
+                            || (slot.current.is_none()
+                                && slot.continues
+                                && slot.kind == MediaKind::Video);
                         slot.switch_since = switching.then_some(now);
                         wanted_again |= slot.current.is_none();
                     }
