@@ -182,12 +182,15 @@ impl Interceptor for DelayReports {
 
 // ---- Clients -----------------------------------------------------------------------------------
 
+/// Where an RTP packet sits in its stream: (SSRC, sequence number).
+type StreamPosition = (u32, u16);
+
 /// RTP packets a client received, by sending publisher (stream id) and kind.
 #[derive(Default)]
 struct Received {
     counts: Mutex<HashMap<(String, bool), u64>>,
     /// The (SSRC, sequence number) of the first and of the latest packet of each.
-    ends: Mutex<HashMap<(String, bool), ((u32, u16), (u32, u16))>>,
+    ends: Mutex<HashMap<(String, bool), (StreamPosition, StreamPosition)>>,
 }
 
 impl Received {
@@ -201,7 +204,7 @@ impl Received {
             .or_insert((this, this));
     }
     /// The (SSRC, sequence number) of the first and the latest packet from `stream`.
-    fn ends(&self, stream: &str, video: bool) -> Option<((u32, u16), (u32, u16))> {
+    fn ends(&self, stream: &str, video: bool) -> Option<(StreamPosition, StreamPosition)> {
         let ends = self.ends.lock().expect("lock");
         ends.get(&(stream.to_owned(), video)).copied()
     }

@@ -111,7 +111,8 @@ pub enum KeyframeReason {
     SubscriberRequest { subscriber: PeerId },
     /// A subscriber just started receiving this video track and needs a frame to start from.
     NewSubscriber { subscriber: PeerId },
-    /// A subscriber moves to another simulcast layer, which it cannot decode before a keyframe.
+    /// A subscriber moves to another simulcast layer, or its stream goes on with another
+    /// participant's track (a reused SSRC), which it cannot decode before a keyframe.
     LayerSwitch,
 }
 
