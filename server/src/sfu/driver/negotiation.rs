@@ -593,24 +593,22 @@ impl Driver {
                         .and_then(|s| s.track().ssrcs().next())
                 })?
                 .unwrap_or(ssrc);
-                // The transceiver is busy again. Whichever idle one held this SSRC hands its
-                // numbering on: the client's receive stream for it goes on where it stopped.
-                let freed = entry.idle_senders.remove(&sender_id.into());
-                let continued = match freed {
-                    Some(idle) if idle.ssrc == ssrc => Some(idle.rewrite),
-                    _ => {
-                        // `rtc` chose another transceiver than the one predicted: the SSRC
-                        // moved with the track, and its old transceiver may not reuse it.
-                        let holder = entry
-                            .idle_senders
-                            .iter()
-                            .find(|(_, idle)| idle.ssrc == ssrc)
-                            .map(|(&index, _)| index);
-                        holder
-                            .and_then(|index| entry.idle_senders.remove(&index))
-                            .map(|idle| idle.rewrite)
-                    }
-                };
+                // Whichever idle transceiver held this SSRC (the one `rtc` reused, unless it
+                // chose another than predicted) hands its numbering on: the client's receive
+                // stream goes on where it stopped. The reused transceiver is busy again.
+                let holder = entry
+                    .idle_senders
+                    .iter()
+                    .find(|(_, idle)| idle.ssrc == ssrc)
+                    .map(|(&index, _)| index);
+                let continued = holder
+                    .and_then(|index| entry.idle_senders.remove(&index))
+                    .map(|idle| idle.rewrite);
+                entry.idle_senders.remove(&sender_id.into());
+                let retired = entry
+                    .retired_rewrites
+                    .remove(key)
+                    .map(|(_, rewrite)| rewrite);
                 entry.slot_by_track_id.insert(track_id.clone(), key.clone());
                 entry.slots.insert(
                     key.clone(),
@@ -625,17 +623,7 @@ impl Driver {
                         negotiated: false,
                         params: None,
                         continues: continued.is_some(),
-                        rewrite: match continued {
-                            Some(rewrite) => {
-                                entry.retired_rewrites.remove(key);
-                                rewrite
-                            }
-                            None => entry
-                                .retired_rewrites
-                                .remove(key)
-                                .map(|(_, rewrite)| rewrite)
-                                .unwrap_or_default(),
-                        },
+                        rewrite: continued.or(retired).unwrap_or_default(),
                         want: None,
                         current: None,
                         switch_since: None,
