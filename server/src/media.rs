@@ -1,12 +1,14 @@
 //! The bridge between signaling and the SFU: SDP offers and answers, and ICE candidates.
 //!
 //! Only admitted participants negotiate media, as the room task knows them (not the database:
-//! this runs for every trickled candidate). The SFU also enforces admission on every packet
+//! this runs for every trickled candidate); a lobby page that asked to prepare its media may
+//! only answer the server's subscriber offer, which carries no track until admission. The SFU also enforces admission on every packet
 //! (the room task keeps its gate current), so a stale negotiation cannot leak media.
 
 use rounds_proto::{ClientMessage, ErrorCode, PcKind, RoomClaims, ServerMessage};
 
 use crate::AppState;
+use crate::rooms::room::MediaAccess;
 use crate::sfu::{self, SfuError};
 
 fn driver_kind(pc: PcKind) -> sfu::PcKind {
@@ -49,7 +51,23 @@ pub async fn negotiate(
     };
     // The room task's own record: it is what admission changes first, and asking it costs a
     // message, not a database read per trickled candidate.
-    if !state.rooms.is_admitted(&claims.room, &claims.sub).await {
+    let allowed = match state.rooms.media_access(&claims.room, &claims.sub).await {
+        MediaAccess::Admitted => true,
+        // A lobby page preparing its subscriber connection, which carries no track until
+        // admission (the SFU's gate): it may answer the server's offer and trickle for it.
+        MediaAccess::Preparing => matches!(
+            message,
+            ClientMessage::Answer {
+                pc: PcKind::Subscriber,
+                ..
+            } | ClientMessage::Ice {
+                pc: PcKind::Subscriber,
+                ..
+            }
+        ),
+        MediaAccess::None => false,
+    };
+    if !allowed {
         return Err(ServerMessage::error(
             ErrorCode::NotAdmitted,
             "You can share audio and video once the clinic lets you in.",

@@ -107,6 +107,7 @@ pub(crate) async fn connect_and_join(
             v: PROTOCOL_VERSION,
             token: token.to_owned(),
             resume,
+            prepare_media: false,
         };
         ws.send(encode(&join)?)
             .await

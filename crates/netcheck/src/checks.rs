@@ -376,6 +376,7 @@ pub(crate) async fn signaling(
         v: PROTOCOL_VERSION,
         token: PROBE_TOKEN.into(),
         resume: None,
+        prepare_media: false,
     };
     let Ok(text) = serde_json::to_string(&join) else {
         return fail(

@@ -115,6 +115,12 @@ pub enum ClientMessage {
         #[serde(default)]
         #[ts(optional)]
         resume: Option<String>,
+        /// The client takes a subscriber offer while it waits in the lobby, so that its media
+        /// connection is already up (ICE and DTLS done) when it is admitted. Until then the
+        /// connection carries no track: the server adds them at admission.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        #[ts(as = "Option<bool>", optional)]
+        prepare_media: bool,
     },
     /// `offer_id` is the client's own number for this offer; the server's answer carries it
     /// back, so an answer to an offer since replaced is recognised as such.

@@ -17,7 +17,7 @@ use rounds_proto::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::sfu::engine::Engine;
-use crate::sfu::{Sfu, SfuEvent};
+use crate::sfu::{Sfu, SfuError, SfuEvent};
 
 use crate::store::ParticipantRow;
 
@@ -59,7 +59,7 @@ enum Command {
     Connect {
         claims: RoomClaims,
         participant: ParticipantRow,
-        resume: Option<String>,
+        options: JoinOptions,
         out: mpsc::Sender<Outbound>,
         reply: oneshot::Sender<Result<Connected, ServerMessage>>,
     },
@@ -82,9 +82,9 @@ enum Command {
     RunningLate(u32),
     Ended,
     Snapshot(oneshot::Sender<Vec<RoomParticipant>>),
-    IsAdmitted {
+    MediaAccess {
         participant: String,
-        reply: oneshot::Sender<bool>,
+        reply: oneshot::Sender<MediaAccess>,
     },
     Media(SfuEvent),
     /// A subscriber offer the SFU made, to go out on the member's connection of the moment.
@@ -92,6 +92,30 @@ enum Command {
         participant: String,
         sdp: String,
     },
+}
+
+/// What a client asked for in its `join`, beyond its token.
+#[derive(Debug, Clone, Default)]
+pub struct JoinOptions {
+    /// The session id of an earlier `joined`, to take back one's place after a reconnect.
+    pub resume: Option<String>,
+    /// Set up the subscriber connection while waiting in the lobby. It carries no track until
+    /// admission, when the server adds them; what admission saves is the handshake (ICE and
+    /// DTLS), which is then already done.
+    pub prepare_media: bool,
+}
+
+/// What a participant may negotiate with the SFU, as the room task knows them now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaAccess {
+    /// In the room: both connections.
+    Admitted,
+    /// In the lobby, with [`JoinOptions::prepare_media`]: only the subscriber connection, to
+    /// answer the server's offer and trickle candidates for it. The SFU's gate gives that
+    /// connection no track until admission.
+    Preparing,
+    /// Nothing.
+    None,
 }
 
 /// A successful connection to a room.
@@ -123,6 +147,10 @@ struct Member {
     network_score: u8,
     /// The last subscriber offer sent, and on which connection.
     offer_sent: Option<(ConnId, String)>,
+    /// The page takes a subscriber offer in the lobby ([`JoinOptions::prepare_media`]).
+    prepare_media: bool,
+    /// The lobby offer was asked of the SFU for the current page.
+    prepared: bool,
 }
 
 impl Member {
@@ -141,6 +169,14 @@ impl Member {
 
     fn in_room(&self) -> bool {
         self.state == ParticipantState::Admitted
+    }
+
+    fn media_access(&self) -> MediaAccess {
+        match self.state {
+            ParticipantState::Admitted => MediaAccess::Admitted,
+            ParticipantState::Lobby if self.prepare_media => MediaAccess::Preparing,
+            _ => MediaAccess::None,
+        }
     }
 
     fn send(&self, message: ServerMessage) {
@@ -248,7 +284,7 @@ impl Room {
         &mut self,
         claims: RoomClaims,
         participant: ParticipantRow,
-        resume: Option<String>,
+        options: JoinOptions,
         out: mpsc::Sender<Outbound>,
     ) -> Result<(Connected, ServerMessage), ServerMessage> {
         if self.ended {
@@ -268,7 +304,7 @@ impl Room {
             Some(member) => {
                 // The same identity again: a reconnect, a reload, or a second tab. Either way
                 // there is one participant; the newest connection wins.
-                let same_page = resume.as_deref() == Some(member.session.as_str());
+                let same_page = options.resume.as_deref() == Some(member.session.as_str());
                 resumed = same_page || member.dropped_at.is_some();
                 if same_page {
                     self.media_resend.push(id.clone());
@@ -276,7 +312,9 @@ impl Room {
                     // A new page (reload, another device) has none of the old peer
                     // connections: they must be rebuilt, not waited on.
                     self.media_reset.push(id.clone());
+                    member.prepared = false;
                 }
+                member.prepare_media = options.prepare_media;
                 if let Some(old) = member.conn.take() {
                     let _ = old.out.try_send(Outbound::Close(ServerMessage::error(
                         ErrorCode::Replaced,
@@ -306,6 +344,8 @@ impl Room {
                         video: None,
                         network_score: 0,
                         offer_sent: None,
+                        prepare_media: options.prepare_media,
+                        prepared: false,
                     },
                 );
             }
@@ -650,6 +690,54 @@ impl Room {
             sfu.remove_peer(id).await;
         }
         self.media_gate = wanted;
+        // Pages waiting in the lobby that asked for it get their subscriber connection now,
+        // with no track on it: admission then only has to add them.
+        let preparing: Vec<String> = self
+            .members
+            .values_mut()
+            .filter(|m| {
+                m.media_access() == MediaAccess::Preparing && m.conn.is_some() && !m.prepared
+            })
+            .map(|m| {
+                m.prepared = true;
+                m.id.clone()
+            })
+            .collect();
+        for id in preparing {
+            tracing::debug!(participant = %id, "preparing the lobby's subscriber connection");
+            self.offer_subscriber(id);
+        }
+    }
+
+    /// Asks the SFU for a subscriber offer for `peer`, off the room task (the driver may take
+    /// a moment); the room sends it on whichever connection the member has by then.
+    fn offer_subscriber(&self, peer: String) {
+        let Some(sfu) = self.sfu.clone() else {
+            return;
+        };
+        let commands = self.commands.clone();
+        tokio::spawn(async move {
+            match sfu.subscriber_offer(&peer).await {
+                Ok(sdp) => {
+                    if let Some(commands) = commands.upgrade() {
+                        let _ = commands
+                            .send(Command::SubscriberOffer {
+                                participant: peer,
+                                sdp,
+                            })
+                            .await;
+                    }
+                }
+                // An offer still unanswered: its answer re-checks what the connection should
+                // carry, and a new offer follows from there.
+                Err(SfuError::NegotiationInProgress) => {
+                    tracing::debug!(participant = %peer, "subscriber offer deferred until the last one is answered")
+                }
+                Err(e) => {
+                    tracing::warn!(participant = %peer, error = %e, "could not offer the subscriber connection")
+                }
+            }
+        });
     }
 
     /// Sends a subscriber offer on the member's current connection, once per connection: the
@@ -679,32 +767,9 @@ impl Room {
     fn media(&mut self, event: SfuEvent) {
         match event {
             SfuEvent::RenegotiationNeeded { peer } => {
-                let (Some(sfu), Some(member)) = (self.sfu.clone(), self.members.get(&peer)) else {
-                    return;
-                };
-                if member.conn.is_none() {
-                    return;
+                if self.members.get(&peer).is_some_and(|m| m.conn.is_some()) {
+                    self.offer_subscriber(peer);
                 }
-                let commands = self.commands.clone();
-                // Offers are made off the room task: the driver may take a moment. The room
-                // sends it, on whichever connection the member has by then.
-                tokio::spawn(async move {
-                    match sfu.subscriber_offer(&peer).await {
-                        Ok(sdp) => {
-                            if let Some(commands) = commands.upgrade() {
-                                let _ = commands
-                                    .send(Command::SubscriberOffer {
-                                        participant: peer,
-                                        sdp,
-                                    })
-                                    .await;
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(participant = %peer, error = %e, "could not offer the subscriber connection")
-                        }
-                    }
-                });
             }
             SfuEvent::DominantSpeaker { peer, .. } => {
                 // Only someone in the room holds the floor as far as anyone is told.
@@ -766,9 +831,9 @@ async fn run(mut room: Room, mut rx: mpsc::Receiver<Command>, registry: Arc<Regi
             command = rx.recv() => {
                 let Some(command) = command else { break };
                 match command {
-                    Command::Connect { claims, participant, resume, out, reply } => {
+                    Command::Connect { claims, participant, options, out, reply } => {
                         let sub = participant.id.clone();
-                        match room.connect(claims, participant, resume, out) {
+                        match room.connect(claims, participant, options, out) {
                             Ok((connected, joined)) => {
                                 // Inserted here, in order with this room's leaves, so that a
                                 // quick rejoin is never unrouted by its own earlier leave.
@@ -820,8 +885,9 @@ async fn run(mut room: Room, mut rx: mpsc::Receiver<Command>, registry: Arc<Regi
                     Command::Snapshot(reply) => {
                         let _ = reply.send(room.members.values().map(Member::view).collect());
                     }
-                    Command::IsAdmitted { participant, reply } => {
-                        let _ = reply.send(room.members.get(&participant).is_some_and(Member::in_room));
+                    Command::MediaAccess { participant, reply } => {
+                        let access = room.members.get(&participant).map_or(MediaAccess::None, Member::media_access);
+                        let _ = reply.send(access);
                     }
                 }
             }
@@ -929,7 +995,7 @@ impl Rooms {
         settings: &RoomSettings,
         claims: RoomClaims,
         participant: ParticipantRow,
-        resume: Option<String>,
+        options: JoinOptions,
         out: mpsc::Sender<Outbound>,
     ) -> Result<Connected, ServerMessage> {
         let room = claims.room.clone();
@@ -937,7 +1003,7 @@ impl Rooms {
         let command = Command::Connect {
             claims,
             participant,
-            resume,
+            options,
             out,
             reply,
         };
@@ -1001,21 +1067,21 @@ impl Rooms {
         self.tell(room, Command::Ended).await;
     }
 
-    /// Whether `participant` is in the room (admitted) as the room task knows it now. Media
-    /// negotiation asks this for every offer, answer and candidate.
-    pub async fn is_admitted(&self, room: &str, participant: &str) -> bool {
+    /// What `participant` may negotiate, as the room task knows them now. Media negotiation
+    /// asks this for every offer, answer and candidate.
+    pub async fn media_access(&self, room: &str, participant: &str) -> MediaAccess {
         let Some(tx) = self.existing(room) else {
-            return false;
+            return MediaAccess::None;
         };
         let (reply, wait) = oneshot::channel();
-        let ask = Command::IsAdmitted {
+        let ask = Command::MediaAccess {
             participant: participant.to_owned(),
             reply,
         };
         if tx.send(ask).await.is_err() {
-            return false;
+            return MediaAccess::None;
         }
-        wait.await.unwrap_or(false)
+        wait.await.unwrap_or(MediaAccess::None)
     }
 
     /// Everyone the room task knows (tests use it to prove a reconnect made no duplicate).
@@ -1149,7 +1215,10 @@ mod tests {
                 &NO_LATENESS,
                 claims("v1", who, role),
                 row("v1", who, role, state),
-                resume,
+                JoinOptions {
+                    resume,
+                    prepare_media: false,
+                },
                 out,
             )
             .await

@@ -20,7 +20,7 @@ use crate::access::{Actor, check_participant};
 use crate::error::ApiError;
 use crate::http::extract::{ClientIp, token_problem};
 use crate::rooms::admission::Action;
-use crate::rooms::room::{HEARTBEAT, Outbound, Request, RoomSettings};
+use crate::rooms::room::{HEARTBEAT, JoinOptions, Outbound, Request, RoomSettings};
 
 /// The initial read buffer of each signaling socket (it grows for a larger message).
 const SIGNAL_READ_BUFFER: usize = 8 * 1024;
@@ -99,7 +99,7 @@ fn problem_to_error(e: ApiError) -> ServerMessage {
 async fn await_join(
     state: &AppState,
     socket: &mut WebSocket,
-) -> Result<(RoomClaims, Option<String>), ServerMessage> {
+) -> Result<(RoomClaims, JoinOptions), ServerMessage> {
     let first = tokio::time::timeout(JOIN_TIMEOUT, socket.recv())
         .await
         .map_err(|_| {
@@ -117,7 +117,13 @@ async fn await_join(
             ));
         }
     };
-    let ClientMessage::Join { v, token, resume } = parse(&text)? else {
+    let ClientMessage::Join {
+        v,
+        token,
+        resume,
+        prepare_media,
+    } = parse(&text)?
+    else {
         return Err(ServerMessage::error(
             ErrorCode::NotJoined,
             "The first message must be join.",
@@ -135,11 +141,17 @@ async fn await_join(
         .tokens
         .verify::<RoomClaims>(&token, ROOM_AUDIENCE)
         .map_err(|e| ServerMessage::error(ErrorCode::Unauthorized, token_problem(e).detail))?;
-    Ok((claims, resume))
+    Ok((
+        claims,
+        JoinOptions {
+            resume,
+            prepare_media,
+        },
+    ))
 }
 
 async fn session(state: AppState, mut socket: WebSocket, ip: IpAddr) {
-    let (claims, resume) = match await_join(&state, &mut socket).await {
+    let (claims, options) = match await_join(&state, &mut socket).await {
         Ok(joined) => joined,
         Err(message) => {
             tracing::debug!(%ip, "signaling join refused");
@@ -166,7 +178,7 @@ async fn session(state: AppState, mut socket: WebSocket, ip: IpAddr) {
     };
     let connected = match state
         .rooms
-        .connect(&settings, claims.clone(), participant, resume, out_tx)
+        .connect(&settings, claims.clone(), participant, options, out_tx)
         .await
     {
         Ok(c) => c,

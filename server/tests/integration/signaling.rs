@@ -211,6 +211,100 @@ async fn the_lobby_learns_nothing_until_admitted() {
     );
 }
 
+/// The media sections of an SDP, by kind (`audio`, `video`, `application`).
+fn media_sections(sdp: &str) -> Vec<String> {
+    sdp.lines()
+        .filter_map(|l| l.strip_prefix("m="))
+        .map(|l| l.split(' ').next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// A lobby page that asks to prepare its media gets its subscriber connection offered while
+/// it waits, with nothing on it but the data channel; it may answer that offer and nothing
+/// else. A page that does not ask gets no offer. (That admission then brings the tracks over
+/// the prepared connection is the browser test's: `tests/e2e/tests/journey.test.mjs`.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_waiting_page_may_prepare_its_subscriber_connection_and_nothing_more() {
+    let v = visit().await;
+    let (mut provider, _) = Client::join(&v.server, &v.provider).await;
+    provider
+        .send(json!({ "type": "publish", "track": { "id": "cam", "kind": "video" } }))
+        .await;
+
+    // Without asking: no offer in the lobby, and no subscriber answer or candidate taken.
+    let (mut plain, joined) = Client::join(&v.server, &v.patient).await;
+    assert_eq!(joined["me"]["state"], "lobby");
+    let seen = plain.drain(Duration::from_millis(800)).await;
+    assert!(
+        seen.iter().all(|m| m["type"] != "offer"),
+        "a page that did not ask was offered a connection: {seen:?}"
+    );
+    plain
+        .send(json!({ "type": "answer", "pc": "subscriber", "sdp": "v=0" }))
+        .await;
+    assert_eq!(plain.expect("error").await["code"], "not_admitted");
+    drop(plain);
+
+    // Asking: the offer comes while waiting and carries only the data channel.
+    let mut patient = Client::connect(&v.server).await;
+    patient
+        .send(json!({ "type": "join", "v": 1, "token": v.patient, "prepare_media": true }))
+        .await;
+    assert_eq!(patient.expect("joined").await["me"]["state"], "lobby");
+    let offer = tokio::time::timeout(Duration::from_secs(10), patient.expect("offer"))
+        .await
+        .expect("the waiting page is offered its subscriber connection");
+    assert_eq!(offer["pc"], "subscriber");
+    let sdp = offer["sdp"].as_str().unwrap();
+    assert_eq!(
+        media_sections(sdp),
+        ["application"],
+        "the lobby's connection carries no track: {sdp}"
+    );
+    assert!(
+        !sdp.contains("msid") && !sdp.contains("ssrc"),
+        "the lobby's offer names a stream: {sdp}"
+    );
+
+    // It may trickle for that connection, but not publish or offer.
+    patient
+        .send(json!({ "type": "ice", "pc": "subscriber", "candidate": {
+            "candidate": "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host", "sdpMid": "0" } }))
+        .await;
+    patient.send(json!({ "type": "ping", "t": 7 })).await;
+    let mut before_pong = vec![];
+    loop {
+        let m = patient.next().await.expect("a pong");
+        if m["type"] == "pong" {
+            break;
+        }
+        before_pong.push(m);
+    }
+    assert!(
+        before_pong.iter().all(|m| m["type"] != "error"),
+        "the lobby's candidate for its own connection was refused: {before_pong:?}"
+    );
+    for refused in [
+        json!({ "type": "offer", "pc": "publisher", "sdp": "v=0" }),
+        json!({ "type": "ice", "pc": "publisher", "candidate": { "candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host" } }),
+        json!({ "type": "publish", "track": { "id": "cam", "kind": "video" } }),
+    ] {
+        patient.send(refused.clone()).await;
+        assert_eq!(
+            patient.expect("error").await["code"],
+            "not_admitted",
+            "{refused}"
+        );
+    }
+    let leaked = patient.drain(Duration::from_millis(500)).await;
+    assert!(
+        leaked.iter().all(|m| m["type"] != "offer"
+            && m["type"] != "track_published"
+            && m["type"] != "participant_joined"),
+        "{leaked:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_messages_get_typed_errors_and_the_room_lives_on() {
     let v = visit().await;

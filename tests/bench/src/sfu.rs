@@ -203,6 +203,7 @@ impl RoundsSfu {
             v: PROTOCOL_VERSION,
             token,
             resume: None,
+            prepare_media: false,
         })?)
         .await?;
         let joined = loop {

@@ -1,5 +1,6 @@
 // The whole patient journey against the real server and SFU: link → device check →
-// check-in → waiting (nothing of the room reaches the patient) → admitted → video both ways
+// check-in → waiting (nothing of the room reaches the patient; the connection the visit will
+// use is set up, empty) → admitted → video both ways
 // → muting shows on the other side → leave → survey stored.
 
 import assert from "node:assert/strict";
@@ -72,6 +73,18 @@ test("full patient journey", async () => {
   assert.equal(waitingStats.inboundReports, 0, `inbound RTP while waiting: ${JSON.stringify(waitingStats)}`);
   assert.equal(waitingStats.audioPackets + waitingStats.videoPackets, 0);
   assert.equal(await page.locator("text=Dr. Amara Okafor").count(), 0, "the clinician's name reached the lobby");
+  // The connection that will carry the visit is already up, with nothing on it.
+  const connections = () =>
+    page.evaluate(() =>
+      // (The device check's network test made one of its own, closed since.)
+      window.__pcs.filter((pc) => pc.connectionState !== "closed").map((pc) => ({
+        state: pc.connectionState,
+        transceivers: pc.getTransceivers().length,
+        tracks: pc.getReceivers().filter((r) => r.track).length,
+      })),
+    );
+  await page.waitForFunction(() => window.__pcs.some((pc) => pc.connectionState === "connected"), null, { timeout: 15000 });
+  assert.deepEqual(await connections(), [{ state: "connected", transceivers: 0, tracks: 0 }], "the waiting room's connection carries a track");
 
   // The clinician admits through the API.
   const waiting = await server.waitForWaiting(access, visit.id, { role: "patient" });
@@ -82,6 +95,12 @@ test("full patient journey", async () => {
   const patientIn = await waitForStats(page, (s) => s.framesDecoded > 0, 30000);
   const clinicianIn = await waitForStats(clinician, (s) => s.framesDecoded > 0, 30000);
   assert.ok(patientIn.framesDecoded > 0 && clinicianIn.framesDecoded > 0);
+  // The clinician arrived over the connection prepared in the waiting room: the page made
+  // one more (its own camera's), not a second one to receive on.
+  const inVisit = await connections();
+  assert.equal(inVisit.length, 2, JSON.stringify(inVisit));
+  assert.equal(inVisit[0].state, "connected");
+  assert.ok(inVisit[0].tracks >= 2, `the prepared connection carries the clinician: ${JSON.stringify(inVisit)}`);
   await page.locator(".stage .tile video").first().waitFor();
   assert.equal(await page.locator(".stage .tile .name").textContent(), "Dr. Amara Okafor");
 

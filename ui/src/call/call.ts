@@ -123,6 +123,9 @@ export class Call {
         refreshToken: options.refreshToken,
       },
       options.url,
+      // Where WebRTC exists, the subscriber connection is set up while waiting, so being let
+      // in shows the others at once rather than after a handshake.
+      typeof RTCPeerConnection !== "undefined",
     );
   }
 
@@ -671,7 +674,8 @@ export class Call {
   }
 
   private async onSubscriberOffer(sdp: string) {
-    if (this.state !== "admitted") return;
+    // In the lobby the server's offer carries no track: it only sets up the connection.
+    if (this.state !== "admitted" && this.state !== "lobby") return;
     const current = this.sub?.remoteDescription?.sdp;
     if (this.sub && current && dtlsFingerprint(current) !== dtlsFingerprint(sdp)) {
       // A new connection from the server (the old one never connected, or the server

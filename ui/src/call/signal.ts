@@ -43,10 +43,15 @@ export class Signal {
     if (this.ws && this.status === "connected") this.abandon();
   };
 
+  /**
+   * `prepareMedia` asks the server for the subscriber connection while waiting in the lobby
+   * (it carries nothing until admission), so admission does not wait for its handshake.
+   */
   constructor(
     private token: string,
     private readonly handlers: SignalHandlers,
     private readonly url = signalingUrl(),
+    private readonly prepareMedia = false,
   ) {
     window.addEventListener("online", this.onOnline);
     window.addEventListener("offline", this.onOffline);
@@ -98,7 +103,9 @@ export class Signal {
     this.ws = ws;
     ws.onopen = () => {
       this.lastHeard = Date.now();
-      ws.send(JSON.stringify({ type: "join", v: 1, token: this.token, resume: this.session } satisfies ClientMessage));
+      const join: ClientMessage = { type: "join", v: 1, token: this.token, resume: this.session };
+      if (this.prepareMedia) join.prepare_media = true;
+      ws.send(JSON.stringify(join));
     };
     ws.onmessage = (event) => {
       this.lastHeard = Date.now();

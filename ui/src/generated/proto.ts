@@ -402,7 +402,13 @@ export type MediaKind = "audio" | "video";
 
 export type HostAction = "admit" | "deny" | "mute_audio" | "stop_video" | "remove";
 
-export type ClientMessage = { "type": "join", v: number, token: string, resume?: string, } | { "type": "offer", pc: PcKind, sdp: string, offer_id?: number, } | { "type": "answer", pc: PcKind, sdp: string, } | { "type": "ice", pc: PcKind, candidate: IceCandidate, } | { "type": "publish", track: TrackInfo, } | { "type": "unpublish", track_id: string, } | { "type": "set_muted", kind: MediaKind, muted: boolean, } | { "type": "render_sizes", sizes: Array<RenderSize>, } | { "type": "chat", text: string, 
+export type ClientMessage = { "type": "join", v: number, token: string, resume?: string, 
+/**
+ * The client takes a subscriber offer while it waits in the lobby, so that its media
+ * connection is already up (ICE and DTLS done) when it is admitted. Until then the
+ * connection carries no track: the server adds them at admission.
+ */
+prepare_media?: boolean, } | { "type": "offer", pc: PcKind, sdp: string, offer_id?: number, } | { "type": "answer", pc: PcKind, sdp: string, } | { "type": "ice", pc: PcKind, candidate: IceCandidate, } | { "type": "publish", track: TrackInfo, } | { "type": "unpublish", track_id: string, } | { "type": "set_muted", kind: MediaKind, muted: boolean, } | { "type": "render_sizes", sizes: Array<RenderSize>, } | { "type": "chat", text: string, 
 /**
  * A participant id, `"staff"`, or absent for the whole room.
  */

@@ -97,7 +97,7 @@ async fn lobby_admission_chat_and_leave() {
 
         // `join` cannot be sent by hand.
         let err = patient
-            .send(ClientMessage::Join { v: 1, token: patient_token.token.clone(), resume: None })
+            .send(ClientMessage::Join { v: 1, token: patient_token.token.clone(), resume: None, prepare_media: false })
             .await
             .expect_err("refused");
         assert!(matches!(err, ClientError::Protocol(_)), "{err:?}");
@@ -296,6 +296,7 @@ impl RawSocket {
             v: rounds_proto::PROTOCOL_VERSION,
             token: token.to_owned(),
             resume: resume.map(str::to_owned),
+            prepare_media: false,
         };
         socket.send(&join).await;
         let joined = socket

@@ -181,7 +181,8 @@ fn section(results: &[FlowResult], cx: &RunInfo) -> String {
          subscribes when admitted and plays the video out of sight, as the patient pages do.\n\n\
          Where the time went (medians over each row's joins, from the page's own stamps): \
          \"ready → connected\" is from \"Join\" appearing to the connection carrying the \
-         remote video reaching `connected` (ICE and DTLS done); \"click → in tile\" is from the \
+         remote video reaching `connected` (ICE and DTLS done; negative where it was up \
+         before, as the patient pages prepare it in the waiting room); \"click → in tile\" is from the \
          click to the remote video standing in its tile with a frame, the rest of each join \
          being the wait for the next frame to be presented; \"fps\" is the received video's \
          frame rate as Chromium reports it then (only where the video had been playing out of \
