@@ -766,11 +766,12 @@ impl Room {
 
     fn media(&mut self, event: SfuEvent) {
         match event {
-            SfuEvent::RenegotiationNeeded { peer } => {
-                if self.members.get(&peer).is_some_and(|m| m.conn.is_some()) {
-                    self.offer_subscriber(peer);
-                }
+            SfuEvent::RenegotiationNeeded { peer }
+                if self.members.get(&peer).is_some_and(|m| m.conn.is_some()) =>
+            {
+                self.offer_subscriber(peer);
             }
+            SfuEvent::RenegotiationNeeded { .. } => {}
             SfuEvent::DominantSpeaker { peer, .. } => {
                 // Only someone in the room holds the floor as far as anyone is told.
                 let peer = peer.filter(|p| self.members.get(p).is_some_and(Member::in_room));
