@@ -106,15 +106,21 @@ export async function waitForStats(page, predicate, timeoutMs = 20000) {
   throw new Error(`stats never matched: ${JSON.stringify(last)}`);
 }
 
-/** Decoded video frames per remote participant (the SFU's stream id is the participant id), on one page. */
-export async function framesBySender(page) {
+/**
+ * Every video stream a page receives: who sends it (the SFU's stream id, the msid of its
+ * m-section, is the participant id), its SSRC, frames decoded, the last frame's width, and
+ * how many m-sections its connection has.
+ */
+export async function receivedVideo(page) {
   return page.evaluate(async () => {
-    const out = {};
+    const out = [];
     for (const pc of window.__pcs) {
       if (pc.connectionState === "closed" || !pc.remoteDescription) continue;
       const mids = {};
       let mid = null;
+      let sections = 0;
       for (const line of pc.remoteDescription.sdp.split(/\r?\n/)) {
+        if (line.startsWith("m=")) sections += 1;
         if (line.startsWith("a=mid:")) mid = line.slice(6);
         if (line.startsWith("a=msid:") && mid !== null) mids[mid] = line.slice(7).split(" ")[0];
       }
@@ -124,11 +130,25 @@ export async function framesBySender(page) {
         if (s.type !== "inbound-rtp" || s.kind !== "video") return;
         const t = transceivers.find((x) => x.receiver.track?.id === s.trackIdentifier);
         const who = (t && mids[t.mid]) || (s.mid && mids[s.mid]) || "unknown";
-        out[who] = (out[who] ?? 0) + (s.framesDecoded ?? 0);
+        out.push({ who, ssrc: s.ssrc, frames: s.framesDecoded ?? 0, width: s.frameWidth ?? 0, sections });
       });
     }
     return out;
   });
+}
+
+/** Decoded video frames per remote participant, on one page. */
+export async function framesBySender(page) {
+  const out = {};
+  for (const v of await receivedVideo(page)) out[v.who] = (out[v.who] ?? 0) + v.frames;
+  return out;
+}
+
+/** The width of the last decoded video frame per remote participant, on one page. */
+export async function frameWidthBySender(page) {
+  const out = {};
+  for (const v of await receivedVideo(page)) if (v.width) out[v.who] = Math.max(out[v.who] ?? 0, v.width);
+  return out;
 }
 
 /** Polls `framesBySender` until every one of `count` senders (or of the ids given) has more than `min` frames decoded. */

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { launch, phonePage, waitForSenders } from "../lib/browser.mjs";
+import { frameWidthBySender, launch, phonePage, receivedVideo, waitForSenders } from "../lib/browser.mjs";
 import { joinWhenReady, toWaitingRoom } from "../lib/flow.mjs";
 import { openClinician } from "../lib/harness.mjs";
 import { RoundsServer } from "../lib/server.mjs";
@@ -25,29 +25,6 @@ after(async () => {
   await harnessBrowser?.close();
   await server?.stop();
 });
-
-/** The width of the last decoded video frame per remote participant, on one page. */
-async function frameWidthBySender(page) {
-  return page.evaluate(async () => {
-    const out = {};
-    for (const pc of window.__pcs) {
-      if (pc.connectionState === "closed" || !pc.remoteDescription) continue;
-      const mids = {};
-      let mid = null;
-      for (const line of pc.remoteDescription.sdp.split(/\r?\n/)) {
-        if (line.startsWith("a=mid:")) mid = line.slice(6);
-        if (line.startsWith("a=msid:") && mid !== null) mids[mid] = line.slice(7).split(" ")[0];
-      }
-      const stats = await pc.getStats();
-      stats.forEach((s) => {
-        if (s.type !== "inbound-rtp" || s.kind !== "video" || !s.frameWidth) return;
-        const who = (s.mid && mids[s.mid]) || "unknown";
-        out[who] = Math.max(out[who] ?? 0, s.frameWidth);
-      });
-    }
-    return out;
-  });
-}
 
 test("patient, guest and clinician each see the two others", async () => {
   const access = await server.login();
@@ -110,29 +87,6 @@ test("patient, guest and clinician each see the two others", async () => {
   console.log(JSON.stringify({ main, thumb, widths }));
   assert.ok((widths[main] ?? 0) > (widths[thumb] ?? 0) && (widths[thumb] ?? 0) > 0, `layers by tile size: ${JSON.stringify(widths)}`);
 });
-
-/** The clinician's received video streams: who sends each (the msid of its m-section), its SSRC, frames decoded, and how many m-sections its connection has. */
-async function receivedVideo(page) {
-  return page.evaluate(async () => {
-    const out = [];
-    for (const pc of window.__pcs) {
-      if (pc.connectionState === "closed" || !pc.remoteDescription) continue;
-      const mids = {};
-      let mid = null;
-      let sections = 0;
-      for (const line of pc.remoteDescription.sdp.split(/\r?\n/)) {
-        if (line.startsWith("m=")) sections += 1;
-        if (line.startsWith("a=mid:")) mid = line.slice(6);
-        if (line.startsWith("a=msid:") && mid !== null) mids[mid] = line.slice(7).split(" ")[0];
-      }
-      (await pc.getStats()).forEach((s) => {
-        if (s.type !== "inbound-rtp" || s.kind !== "video") return;
-        out.push({ who: (s.mid && mids[s.mid]) || "unknown", ssrc: s.ssrc, frames: s.framesDecoded ?? 0, sections });
-      });
-    }
-    return out;
-  });
-}
 
 test("a guest who arrives after another left is seen on the stream the first one used", async () => {
   const access = await server.login();

@@ -22,9 +22,8 @@ use rtc::statistics::report::RTCStatsReportEntry;
 
 use super::event_loop::{Driver, flush_and_rearm};
 use super::peer::{
-    AUDIO_LEVEL_URI, FirstConnect, IdleSender, MAX_PENDING_CANDIDATES, PcEntry,
-    RETIRED_REWRITE_TTL, SendSlot, TrackKey, build_peer_connection, guard, random_credential,
-    sdp_attribute, sdp_fingerprint, sdp_token,
+    AUDIO_LEVEL_URI, FirstConnect, IdleSender, MAX_PENDING_CANDIDATES, PcEntry, SendSlot, TrackKey,
+    build_peer_connection, guard, random_credential, sdp_attribute, sdp_fingerprint, sdp_token,
 };
 use super::rooms::{engine_peer, engine_track};
 use super::{
@@ -514,18 +513,11 @@ impl Driver {
             .map(|(key, _)| key.clone())
             .collect();
         let mut removed = Vec::new();
-        let now = Instant::now();
-        entry
-            .retired_rewrites
-            .retain(|_, (at, _)| now.duration_since(*at) < RETIRED_REWRITE_TTL);
         for key in stale {
             let Some(slot) = entry.slots.remove(&key) else {
                 continue;
             };
             entry.slot_by_track_id.remove(&slot.track_id);
-            entry
-                .retired_rewrites
-                .insert(key.clone(), (now, slot.rewrite.clone()));
             // Stopping the sender also unbinds it from the NACK responder's buffer.
             match guard(|| entry.pc.remove_track(slot.sender_id)) {
                 Ok(Ok(())) => {
@@ -605,10 +597,6 @@ impl Driver {
                     .and_then(|index| entry.idle_senders.remove(&index))
                     .map(|idle| idle.rewrite);
                 entry.idle_senders.remove(&sender_id.into());
-                let retired = entry
-                    .retired_rewrites
-                    .remove(key)
-                    .map(|(_, rewrite)| rewrite);
                 entry.slot_by_track_id.insert(track_id.clone(), key.clone());
                 entry.slots.insert(
                     key.clone(),
@@ -623,7 +611,9 @@ impl Driver {
                         negotiated: false,
                         params: None,
                         continues: continued.is_some(),
-                        rewrite: continued.or(retired).unwrap_or_default(),
+                        // A new SSRC is a new stream to the client: its numbering starts
+                        // afresh.
+                        rewrite: continued.unwrap_or_default(),
                         want: None,
                         current: None,
                         switch_since: None,

@@ -311,17 +311,13 @@ pub(crate) struct PcEntry {
     pub(crate) slots: BTreeMap<TrackKey, SendSlot>,
     /// Subscriber: our track id -> published track, to route RTCP feedback.
     pub(crate) slot_by_track_id: HashMap<String, TrackKey>,
-    /// Subscriber: where the numbering of a removed slot stopped, so that the slot that
-    /// replaces it (the publisher rebuilt its connection) continues it. Kept for
-    /// [`RETIRED_REWRITE_TTL`], so a long-lived subscriber does not collect one per departed
-    /// publisher.
-    pub(crate) retired_rewrites: HashMap<TrackKey, (Instant, StreamRewriter)>,
     /// Subscriber: the transceivers whose sender was removed, by index, with the SSRC they
     /// carried and where its numbering stopped. `rtc` gives the next track of the same kind
     /// the free transceiver with the lowest index; the track keeps that SSRC and continues
     /// its numbering, so `rtc`'s per-SSRC statistics (which nothing removes) and the
     /// client's receive stream are reused instead of growing by one per departed
-    /// participant. At most one per transceiver.
+    /// participant. A publisher that rebuilds its connection gets its slots back the same
+    /// way, so the client's stream goes on without a jump. At most one per transceiver.
     pub(crate) idle_senders: BTreeMap<usize, IdleSender>,
     /// What the RTCP tap gathered (receiver reports, the bandwidth estimate).
     pub(crate) feedback: SharedFeedback,
@@ -343,10 +339,6 @@ pub(crate) enum FirstConnect {
     /// Given up on: the next offer builds a new connection in its place.
     Abandoned,
 }
-
-/// How long a subscriber remembers the numbering of a removed slot: well past the time a
-/// publisher takes to rebuild its connection or reload its page.
-pub(crate) const RETIRED_REWRITE_TTL: std::time::Duration = std::time::Duration::from_secs(120);
 
 impl PcEntry {
     pub(crate) fn new(
@@ -377,7 +369,6 @@ impl PcEntry {
             receivers: HashMap::new(),
             slots: BTreeMap::new(),
             slot_by_track_id: HashMap::new(),
-            retired_rewrites: HashMap::new(),
             idle_senders: BTreeMap::new(),
             feedback,
             last_rtt_ms: None,

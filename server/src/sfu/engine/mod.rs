@@ -1077,7 +1077,9 @@ impl Engine {
             let mut wants = Vec::new();
             let mut keys = Vec::new();
             for (pub_id, publisher) in &self.peers {
-                if !self.receives_from(sub_id, pub_id) {
+                // Most peers of a large room publish nothing: skip them before the costlier
+                // question of whether they are received (ordered sets keyed by strings).
+                if publisher.tracks.is_empty() || !self.receives_from(sub_id, pub_id) {
                     continue;
                 }
                 for (track_id, t) in &publisher.tracks {
