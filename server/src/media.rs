@@ -2,8 +2,9 @@
 //!
 //! Only admitted participants negotiate media, as the room task knows them (not the database:
 //! this runs for every trickled candidate); a lobby page that asked to prepare its media may
-//! only answer the server's subscriber offer, which carries no track until admission. The SFU also enforces admission on every packet
-//! (the room task keeps its gate current), so a stale negotiation cannot leak media.
+//! only answer the server's subscriber offer, which carries no track until admission. The SFU
+//! also enforces admission on every packet (the room task keeps its gate current), so a stale
+//! negotiation cannot leak media.
 
 use rounds_proto::{ClientMessage, ErrorCode, PcKind, RoomClaims, ServerMessage};
 

@@ -79,6 +79,16 @@ impl Client {
         out
     }
 
+    /// Drains for `wait` and fails if a message of any of `kinds` arrived.
+    pub async fn receives_none_of(&mut self, kinds: &[&str], wait: Duration) {
+        let seen = self.drain(wait).await;
+        assert!(
+            seen.iter()
+                .all(|m| kinds.iter().all(|kind| m["type"] != *kind)),
+            "expected none of {kinds:?}: {seen:?}"
+        );
+    }
+
     pub async fn closed(&mut self) -> bool {
         loop {
             match tokio::time::timeout(Duration::from_secs(15), self.ws.next()).await {
@@ -158,13 +168,16 @@ async fn the_lobby_learns_nothing_until_admitted() {
     provider
         .send(json!({ "type": "set_muted", "kind": "audio", "muted": true }))
         .await;
-    let leaked = patient.drain(Duration::from_millis(700)).await;
-    assert!(
-        leaked.iter().all(|m| m["type"] != "track_published"
-            && m["type"] != "participant_updated"
-            && m["type"] != "participant_joined"),
-        "{leaked:?}"
-    );
+    patient
+        .receives_none_of(
+            &[
+                "track_published",
+                "participant_updated",
+                "participant_joined",
+            ],
+            Duration::from_millis(700),
+        )
+        .await;
     // And the lobby cannot publish.
     patient
         .send(json!({ "type": "publish", "track": { "id": "cam", "kind": "video" } }))
@@ -234,11 +247,10 @@ async fn a_waiting_page_may_prepare_its_subscriber_connection_and_nothing_more()
     // Without asking: no offer in the lobby, and no subscriber answer or candidate taken.
     let (mut plain, joined) = Client::join(&v.server, &v.patient).await;
     assert_eq!(joined["me"]["state"], "lobby");
-    let seen = plain.drain(Duration::from_millis(800)).await;
-    assert!(
-        seen.iter().all(|m| m["type"] != "offer"),
-        "a page that did not ask was offered a connection: {seen:?}"
-    );
+    // A page that did not ask is offered no connection.
+    plain
+        .receives_none_of(&["offer"], Duration::from_millis(800))
+        .await;
     plain
         .send(json!({ "type": "answer", "pc": "subscriber", "sdp": "v=0" }))
         .await;
@@ -296,13 +308,12 @@ async fn a_waiting_page_may_prepare_its_subscriber_connection_and_nothing_more()
             "{refused}"
         );
     }
-    let leaked = patient.drain(Duration::from_millis(500)).await;
-    assert!(
-        leaked.iter().all(|m| m["type"] != "offer"
-            && m["type"] != "track_published"
-            && m["type"] != "participant_joined"),
-        "{leaked:?}"
-    );
+    patient
+        .receives_none_of(
+            &["offer", "track_published", "participant_joined"],
+            Duration::from_millis(500),
+        )
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -85,6 +85,9 @@ test("full patient journey", async () => {
     );
   await page.waitForFunction(() => window.__pcs.some((pc) => pc.connectionState === "connected"), null, { timeout: 15000 });
   assert.deepEqual(await connections(), [{ state: "connected", transceivers: 0, tracks: 0 }], "the waiting room's connection carries a track");
+  await page.evaluate(() => {
+    window.__lobbyPc = window.__pcs.find((pc) => pc.connectionState === "connected");
+  });
 
   // The clinician admits through the API.
   const waiting = await server.waitForWaiting(access, visit.id, { role: "patient" });
@@ -99,8 +102,12 @@ test("full patient journey", async () => {
   // one more (its own camera's), not a second one to receive on.
   const inVisit = await connections();
   assert.equal(inVisit.length, 2, JSON.stringify(inVisit));
-  assert.equal(inVisit[0].state, "connected");
-  assert.ok(inVisit[0].tracks >= 2, `the prepared connection carries the clinician: ${JSON.stringify(inVisit)}`);
+  const prepared = await page.evaluate(() => ({
+    state: window.__lobbyPc.connectionState,
+    tracks: window.__lobbyPc.getReceivers().filter((r) => r.track).length,
+  }));
+  assert.equal(prepared.state, "connected", "the waiting room's connection was replaced");
+  assert.ok(prepared.tracks >= 2, `the prepared connection carries the clinician: ${JSON.stringify({ prepared, inVisit })}`);
   await page.locator(".stage .tile video").first().waitFor();
   assert.equal(await page.locator(".stage .tile .name").textContent(), "Dr. Amara Okafor");
 

@@ -103,9 +103,9 @@ export class Signal {
     this.ws = ws;
     ws.onopen = () => {
       this.lastHeard = Date.now();
-      const join: ClientMessage = { type: "join", v: 1, token: this.token, resume: this.session };
-      if (this.prepareMedia) join.prepare_media = true;
-      ws.send(JSON.stringify(join));
+      // (`undefined` fields are left out of the JSON.)
+      const prepare_media = this.prepareMedia || undefined;
+      ws.send(JSON.stringify({ type: "join", v: 1, token: this.token, resume: this.session, prepare_media } satisfies ClientMessage));
     };
     ws.onmessage = (event) => {
       this.lastHeard = Date.now();
