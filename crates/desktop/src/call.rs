@@ -76,21 +76,9 @@ impl From<DeviceInfo> for Device {
     }
 }
 
-/// The devices of one kind a person could use: ALSA's `null` device (which "captures"
-/// silence and plays into nothing) is not a microphone or a speaker, and a sound server's
-/// monitor of its own output (`….monitor`) is not a microphone.
+/// The devices of one kind a person could use (see [`devices::pickable`]).
 pub fn usable_devices(kind: DeviceKind) -> Result<Vec<DeviceInfo>, rounds_media::MediaError> {
-    Ok(list_devices(kind)?
-        .into_iter()
-        .filter(|d| usable(kind, d))
-        .collect())
-}
-
-/// See [`usable_devices`].
-pub fn usable(kind: DeviceKind, d: &DeviceInfo) -> bool {
-    let null = d.id.ends_with(":null");
-    let monitor = kind == DeviceKind::Microphone && d.id.ends_with(".monitor");
-    !(null || monitor)
+    Ok(devices::pickable(kind, list_devices(kind)?))
 }
 
 /// Lists the devices; a kind that cannot be listed is empty (and logged).
@@ -410,8 +398,7 @@ fn start_audio(
 }
 
 /// The microphones to try, best first: the chosen one, the system default, then a few
-/// others. ALSA lists many plug-ins that are not microphones and cannot open; the first
-/// that opens wins.
+/// others; the first that opens wins.
 fn audio_candidates(choice: &DeviceChoice) -> Vec<DeviceInfo> {
     let mics = usable_devices(DeviceKind::Microphone).unwrap_or_default();
     let mut out: Vec<DeviceInfo> = Vec::new();
@@ -740,16 +727,17 @@ impl Call {
     pub fn on_device_change(&self, change: &DeviceChange) {
         let kind = change.kind;
         let present: Vec<DeviceInfo> = usable_devices(kind).unwrap_or_default();
+        let offered = |d: &DeviceInfo| present.iter().any(|p| p.id == d.id);
         let default = rounds_media::native::default_device(kind)
             .ok()
             .flatten()
-            .filter(|d| usable(kind, d));
+            .filter(|d| offered(d));
         let change = DeviceChange {
             kind,
             added: change
                 .added
                 .iter()
-                .filter(|d| usable(kind, d))
+                .filter(|d| offered(d))
                 .cloned()
                 .collect(),
             removed: change.removed.clone(),

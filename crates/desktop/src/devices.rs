@@ -9,6 +9,42 @@
 
 use rounds_media::native::{DeviceChange, DeviceInfo, DeviceKind};
 
+/// The id prefix of the sound server's own devices (see `rounds_media::native::list_devices`).
+const SOUND_SERVER: &str = "pulseaudio:";
+
+/// The devices of one kind a person can choose from, out of everything the system lists.
+///
+/// ALSA lists its software plug-ins (rate converters, `jack`, `oss`, `null`, …) beside the
+/// sound cards, and a sound server lists a "monitor" of each output as an input. None of
+/// those is a microphone or a speaker. What stays:
+/// * cameras, all of them;
+/// * the system default (`alsa:default`), first;
+/// * with a sound server (PulseAudio or PipeWire) running, its own devices, named as the
+///   desktop's sound settings name them. ALSA's entries for the cards it drives are then
+///   left out: the server holds those cards, and they appear among its devices already;
+/// * without one, ALSA's sound cards (ids with `CARD=`).
+pub fn pickable(kind: DeviceKind, all: Vec<DeviceInfo>) -> Vec<DeviceInfo> {
+    if kind == DeviceKind::Camera {
+        return all;
+    }
+    let server = all.iter().any(|d| d.id.starts_with(SOUND_SERVER));
+    let (mut first, rest): (Vec<DeviceInfo>, Vec<DeviceInfo>) = all
+        .into_iter()
+        .filter(|d| {
+            if kind == DeviceKind::Microphone && d.id.ends_with(".monitor") {
+                return false;
+            }
+            match d.id.strip_prefix("alsa:") {
+                Some("default") => true,
+                Some(pcm) => !server && pcm.contains("CARD="),
+                None => true,
+            }
+        })
+        .partition(|d| d.id == "alsa:default");
+    first.extend(rest);
+    first
+}
+
 /// What a kind of media is using now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InUse {
@@ -129,6 +165,61 @@ mod tests {
             kind: DeviceKind::Microphone,
             synthetic: false,
         }
+    }
+
+    fn ids(devices: &[DeviceInfo]) -> Vec<&str> {
+        devices.iter().map(|d| d.id.as_str()).collect()
+    }
+
+    #[test]
+    fn only_devices_a_person_would_choose_are_offered() {
+        let alsa = [
+            "alsa:null",
+            "alsa:default",
+            "alsa:lavrate",
+            "alsa:jack",
+            "alsa:pulse",
+            "alsa:hw:CARD=PCH,DEV=0",
+            "alsa:plughw:CARD=PCH,DEV=0",
+        ];
+        let listed = |extra: &[&str]| -> Vec<DeviceInfo> {
+            alsa.iter().chain(extra).map(|id| mic(id, id)).collect()
+        };
+        // No sound server: the default, then the sound card.
+        assert_eq!(
+            ids(&pickable(DeviceKind::Microphone, listed(&[]))),
+            [
+                "alsa:default",
+                "alsa:hw:CARD=PCH,DEV=0",
+                "alsa:plughw:CARD=PCH,DEV=0"
+            ]
+        );
+        // A sound server: the default, then its devices, without the monitors of outputs.
+        let server = [
+            "pulseaudio:alsa_output.pci-0000_00_1f.3.analog-stereo.monitor",
+            "pulseaudio:alsa_input.pci-0000_00_1f.3.analog-stereo",
+            "pulseaudio:bluez_source.00_1B_66_AA_BB_CC.handsfree_head_unit",
+        ];
+        assert_eq!(
+            ids(&pickable(DeviceKind::Microphone, listed(&server))),
+            [
+                "alsa:default",
+                "pulseaudio:alsa_input.pci-0000_00_1f.3.analog-stereo",
+                "pulseaudio:bluez_source.00_1B_66_AA_BB_CC.handsfree_head_unit"
+            ]
+        );
+        // Speakers: the same rules.
+        let speakers: Vec<DeviceInfo> =
+            ["alsa:jack", "pulseaudio:bluez_sink.00_1B", "alsa:default"]
+                .iter()
+                .map(|id| mic(id, id))
+                .collect();
+        assert_eq!(
+            ids(&pickable(DeviceKind::Speaker, speakers)),
+            ["alsa:default", "pulseaudio:bluez_sink.00_1B"]
+        );
+        let cameras = vec![mic("0", "Integrated Camera"), mic("1", "USB Camera")];
+        assert_eq!(pickable(DeviceKind::Camera, cameras.clone()), cameras);
     }
 
     fn change(added: Vec<DeviceInfo>, removed: Vec<DeviceInfo>) -> DeviceChange {

@@ -87,7 +87,9 @@ impl Pulse {
             ])
             .env("HOME", dir.path())
             .env("XDG_RUNTIME_DIR", &runtime)
-            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            // Where a desktop session has it: the daemon writes its cookie there, and
+            // clients of its own protocol (cpal's PulseAudio host) read it from there.
+            .env("XDG_CONFIG_HOME", dir.path().join(".config"))
             .env_remove("PULSE_SERVER")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -345,6 +347,164 @@ fn speaker_output_is_captured_back_from_the_null_sink_monitor() {
     assert_eq!(stats.sources, 2, "two people mixed");
 }
 
+/// The sound server's own devices, chosen by id rather than by being its default: a second
+/// source (a 300 Hz "headset microphone") and a second sink (a "headset"), while the defaults
+/// stay the 440 Hz sine and the first null sink. ALSA's list never has them (its `default`
+/// PCM is whatever the server's default is); the server's own protocol lists them, the
+/// microphone is read through the server's ALSA plugin by name, the speaker plays through
+/// the server's protocol.
+#[test]
+fn sound_server_devices_are_listed_and_open_by_id() {
+    if !in_child() {
+        let pulse = Pulse::start();
+        for args in [
+            vec!["set-default-source", "rounds_sine"],
+            vec!["set-default-sink", "rounds_null"],
+            vec![
+                "load-module",
+                "module-sine-source",
+                "source_name=rounds_headset_mic",
+                "frequency=300",
+            ],
+            vec![
+                "load-module",
+                "module-null-sink",
+                "sink_name=rounds_headset",
+            ],
+        ] {
+            pulse.pactl(&args).expect("pactl");
+        }
+        pulse.run_child("sound_server_devices_are_listed_and_open_by_id");
+        return;
+    }
+    let mics = list_devices(DeviceKind::Microphone).expect("microphones");
+    let speakers = list_devices(DeviceKind::Speaker).expect("speakers");
+    println!("microphones {mics:?}\nspeakers {speakers:?}");
+    let headset_mic = mics
+        .iter()
+        .find(|d| d.id == "pulseaudio:rounds_headset_mic")
+        .unwrap_or_else(|| panic!("the server's second source is a microphone: {mics:?}"));
+    assert_eq!(
+        headset_mic.name, "Sine source at 300 Hz",
+        "its description names it"
+    );
+    assert!(
+        mics.iter().any(|d| d.id == "alsa:default"),
+        "the system default stays listed: {mics:?}"
+    );
+    assert!(
+        speakers.iter().any(|d| d.id == "pulseaudio:rounds_headset"),
+        "the server's second sink is a speaker: {speakers:?}"
+    );
+    assert!(
+        !speakers
+            .iter()
+            .any(|d| d.id.ends_with("rounds_headset_mic")),
+        "a source is not a speaker: {speakers:?}"
+    );
+
+    // The chosen microphone, not the default one (440 Hz).
+    let mic = MicCapture::open(Some("pulseaudio:rounds_headset_mic")).expect("open the headset");
+    assert_eq!(mic.device().id, "pulseaudio:rounds_headset_mic");
+    assert_eq!(
+        mic.backend(),
+        CaptureBackend::AlsaDirect,
+        "a sound server's source is read through its ALSA plugin by this crate's reader"
+    );
+    let samples = contiguous_capture(&mic, 25);
+    let hz = zero_crossing_hz(&samples);
+    let share = tone_share(&samples, 300.0);
+    println!("headset microphone: {hz:.1} Hz, {share:.3} of the power at 300 Hz");
+    assert!((hz - 300.0).abs() < 3.0, "frequency {hz}");
+    assert!(share > 0.95, "300 Hz share {share}");
+    drop(mic);
+
+    // The chosen speaker: what it plays comes out of that sink's monitor, not the default's.
+    let speaker = SpeakerOutput::open(Some("pulseaudio:rounds_headset")).expect("open the headset");
+    assert_eq!(speaker.device().id, "pulseaudio:rounds_headset");
+    let headset = MicCapture::open(Some("pulseaudio:rounds_headset.monitor")).expect("its monitor");
+    let default_sink =
+        MicCapture::open(Some("pulseaudio:rounds_null.monitor")).expect("the default's");
+    let feeder = std::thread::spawn(move || {
+        let mut tone = Tone::with_dbfs(1000.0, -12.0);
+        let start = Instant::now();
+        for i in 0..250u32 {
+            speaker.push("alice", &tone.next_20ms());
+            let next = start + Duration::from_millis(20) * (i + 1);
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let frame = headset
+            .frames()
+            .recv_timeout(Duration::from_secs(5))
+            .expect("a frame from the headset's monitor");
+        if rms_dbfs(&frame) > -30.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the tone never reached the chosen sink"
+        );
+    }
+    let samples = contiguous_capture(&headset, 25);
+    let share = tone_share(&samples, 1000.0);
+    let level = rms_dbfs(&samples);
+    println!("headset sink: {share:.3} of the power at 1 kHz, {level:.1} dBFS");
+    assert!(share > 0.8, "1 kHz share {share}");
+    let elsewhere: Vec<i16> = std::iter::from_fn(|| default_sink.frames().try_recv())
+        .flatten()
+        .collect();
+    assert!(
+        !elsewhere.is_empty(),
+        "the default sink's monitor delivered"
+    );
+    let level = rms_dbfs(&elsewhere);
+    println!("default sink meanwhile: {level:.1} dBFS");
+    assert!(
+        level < -60.0,
+        "the default sink stayed silent: {level} dBFS"
+    );
+    feeder.join().expect("feeder");
+}
+
+/// The device watcher lists the sound server's devices every two seconds for as long as the
+/// app runs. The server's client library keeps an I/O thread per connection that only ends
+/// when the server hangs up, so listing must reuse one connection: a hundred looks leave the
+/// process with the threads and descriptors it had after the first.
+#[test]
+fn listing_again_and_again_keeps_one_sound_server_connection() {
+    if !in_child() {
+        let pulse = Pulse::start();
+        pulse.run_child("listing_again_and_again_keeps_one_sound_server_connection");
+        return;
+    }
+    let count = |dir: &str| std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    let look = || {
+        let mics = list_devices(DeviceKind::Microphone).expect("microphones");
+        assert!(
+            mics.iter().any(|d| d.id == "pulseaudio:rounds_sine"),
+            "the server's source is listed: {mics:?}"
+        );
+        list_devices(DeviceKind::Speaker).expect("speakers");
+    };
+    look();
+    let (threads, fds) = (count("/proc/self/task"), count("/proc/self/fd"));
+    for _ in 0..100 {
+        look();
+    }
+    // Let anything that was going to end, end.
+    std::thread::sleep(Duration::from_millis(300));
+    let (threads_after, fds_after) = (count("/proc/self/task"), count("/proc/self/fd"));
+    println!("threads {threads} -> {threads_after}, descriptors {fds} -> {fds_after}");
+    assert!(
+        threads_after <= threads,
+        "threads grew: {threads} -> {threads_after}"
+    );
+    assert!(fds_after <= fds, "descriptors grew: {fds} -> {fds_after}");
+}
+
 /// The microphone and speaker ids the watcher has reported so far, from a baseline.
 type Present = HashMap<DeviceKind, BTreeSet<String>>;
 
@@ -406,16 +566,16 @@ fn wait_for_looks(watcher: &DeviceWatcher, looks: u64) {
     }
 }
 
-/// Hot-plug as ALSA shows it under a sound server. cpal lists ALSA's configured PCMs
-/// (`default`, `pulse`, `null`, `jack`, `oss` and other plugins) and the kernel's sound cards,
-/// without opening them. PulseAudio's own sinks and sources are none of these: ALSA reaches
-/// them all through the `default` and `pulse` PCMs, so a sink or source loaded changes nothing
-/// in the lists (`arecord -L` agrees). What does change: ALSA's configuration defines
-/// `default` as the sound server only while the server answers, and is read again at each
-/// look. So the daemon here takes clients on a socket of its own that the test closes and
-/// opens again (`pactl unload-module`, `load-module`), as when PulseAudio exits and comes
-/// back, and `alsa:default` must be reported gone and back. (`pulse` is configured
-/// unconditionally and stays.)
+/// Hot-plug under a sound server. ALSA's list (cpal lists its configured PCMs and the
+/// kernel's sound cards without opening them) does not change when PulseAudio gains a sink or
+/// a source: ALSA reaches them all through the `default` and `pulse` PCMs (`arecord -L`
+/// agrees). The server's own list does, and it is part of [`list_devices`]: a headset's sink
+/// and source loaded and unloaded must be reported added and removed. Then ALSA's
+/// configuration defines `default` as the sound server only while the server answers, and
+/// is read again at each look; so the daemon here takes clients on a socket of its own that
+/// the test closes and opens again (`pactl unload-module`, `load-module`), as when PulseAudio
+/// exits and comes back, and `alsa:default` must be reported gone and back. (`pulse` is
+/// configured unconditionally and stays.)
 #[test]
 fn device_watcher_sees_the_sound_server_leave_and_come_back() {
     if !in_child() {
@@ -480,7 +640,12 @@ fn device_watcher_sees_the_sound_server_leave_and_come_back() {
         DeviceWatcher::spawn(Duration::from_millis(200)).expect("the device watcher");
     wait_for_looks(&watcher, 1);
 
-    // A sink and a source of PulseAudio's own: no ALSA devices, so nothing to report.
+    // A headset's sink and source, of PulseAudio's own: listed by the server, not by ALSA.
+    let (headset, headset_mic) = ("pulseaudio:rounds_headset", "pulseaudio:rounds_headset_mic");
+    let has = |kind: DeviceKind, id: &'static str| {
+        move |present: &Present| present.get(&kind).is_some_and(|ids| ids.contains(id))
+    };
+    assert!(!has(DeviceKind::Speaker, headset)(&present), "{present:?}");
     let sink = pactl(&[
         "load-module",
         "module-null-sink",
@@ -492,15 +657,14 @@ fn device_watcher_sees_the_sound_server_leave_and_come_back() {
         "source_name=rounds_headset_mic",
         "frequency=300",
     ]);
-    wait_for_looks(&watcher, watcher.looks() + 2);
-    if let Ok(change) = changes.try_recv() {
-        panic!(
-            "a PulseAudio sink or source showed up through ALSA ({change:?}): the lists now \
-             have the sound server's own devices, so this test should expect them"
-        );
-    }
+    watch_until(&mut changes, &mut present, "the headset plugged in", |p| {
+        has(DeviceKind::Speaker, headset)(p) && has(DeviceKind::Microphone, headset_mic)(p)
+    });
     pactl(&["unload-module", &sink]);
     pactl(&["unload-module", &source]);
+    watch_until(&mut changes, &mut present, "the headset unplugged", |p| {
+        !has(DeviceKind::Speaker, headset)(p) && !has(DeviceKind::Microphone, headset_mic)(p)
+    });
 
     pactl(&["unload-module", &clients_module]);
     watch_until(

@@ -64,6 +64,17 @@ pub(super) fn spawn(
     )
 }
 
+/// The ALSA name of the sound server's source `name`: its ALSA plugin's `pulse` PCM with the
+/// source as the `DEVICE` argument, quoted. `None` for a name ALSA's argument syntax cannot
+/// carry (a quote, a backslash or a control character); cpal's own stream opens those.
+pub(super) fn sound_server_pcm(name: &str) -> Option<String> {
+    let plain = !name.is_empty()
+        && !name
+            .chars()
+            .any(|c| c == '"' || c == '\\' || c == '\'' || c.is_control());
+    plain.then(|| format!("pulse:DEVICE=\"{name}\""))
+}
+
 fn open(pcm_id: &str, rate: u32, channels: u16) -> Result<(PCM, Opened), MediaError> {
     let fail = |what: &str, e: alsa::Error| {
         MediaError::Device(format!("the microphone {pcm_id} {what}: {e}"))
@@ -146,4 +157,24 @@ fn read_loop(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sound_server_pcm;
+
+    #[test]
+    fn sound_server_sources_are_named_as_the_plugin_argument() {
+        assert_eq!(
+            sound_server_pcm("alsa_input.usb-Jabra_Link_380-00.mono-fallback").as_deref(),
+            Some("pulse:DEVICE=\"alsa_input.usb-Jabra_Link_380-00.mono-fallback\"")
+        );
+        assert_eq!(
+            sound_server_pcm("bluez_source.00:1B:66:AA:BB:CC.handsfree_head_unit").as_deref(),
+            Some("pulse:DEVICE=\"bluez_source.00:1B:66:AA:BB:CC.handsfree_head_unit\"")
+        );
+        for odd in ["", "a\"b", "a\\b", "it's", "line\nbreak"] {
+            assert_eq!(sound_server_pcm(odd), None, "{odd:?}");
+        }
+    }
 }

@@ -23,8 +23,8 @@ use crate::{
     FRAME_SAMPLES_20MS, FrameReceiver, FrameSender, MediaError, SAMPLE_RATE_HZ, frame_queue,
 };
 
-/// Finds a device by id (a cpal device id such as "alsa:default", or a device name), or the
-/// default one.
+/// Finds a device by id (a cpal device id such as "alsa:default" or
+/// "pulseaudio:alsa_input.usb-…", or a device name), or the default one.
 fn find_device(id: Option<&str>, kind: DeviceKind) -> Result<cpal::Device, MediaError> {
     let host = super::audio_host()?;
     let what = if kind == DeviceKind::Microphone {
@@ -44,10 +44,14 @@ fn find_device(id: Option<&str>, kind: DeviceKind) -> Result<cpal::Device, Media
             ))
         });
     };
-    if let Ok(device_id) = cpal::DeviceId::from_str(id)
-        && let Some(device) = host.device_by_id(&device_id)
-    {
-        return Ok(device);
+    if let Ok(device_id) = cpal::DeviceId::from_str(id) {
+        let found = match super::sound_server_device(&device_id) {
+            Some(found) => found?,
+            None => host.device_by_id(&device_id),
+        };
+        if let Some(device) = found {
+            return Ok(device);
+        }
     }
     let devices = host
         .devices()
@@ -269,10 +273,11 @@ impl MicCapture {
     }
 }
 
-/// On Linux, an ALSA microphone is read by [`super::alsa_capture`] rather than through
-/// cpal's stream, whose wait for each period spins on the sound server's ALSA plugin. `None`
-/// elsewhere, for other hosts, or when the device refuses what that reader asks for (then
-/// cpal opens it as before).
+/// On Linux, an ALSA microphone, or one of the sound server's own sources (through its ALSA
+/// plugin, by name), is read by [`super::alsa_capture`] rather than through cpal's stream,
+/// whose wait for each period spins on the sound server's ALSA plugin. `None` elsewhere, for
+/// other hosts, or when the device refuses what that reader asks for (then cpal opens it as
+/// before).
 #[cfg(target_os = "linux")]
 fn open_alsa_direct(
     device: &cpal::Device,
@@ -282,10 +287,12 @@ fn open_alsa_direct(
     failed: &Arc<AtomicBool>,
 ) -> Option<(Worker, u32, u16)> {
     let id = device.id().ok()?;
-    if id.host() != cpal::HostId::Alsa {
-        return None;
-    }
-    match super::alsa_capture::spawn(id.id(), rate, channels, raw.clone(), failed.clone()) {
+    let pcm = match id.host() {
+        cpal::HostId::Alsa => id.id().to_owned(),
+        // The sound server's ALSA plugin opens one of its sources by name.
+        cpal::HostId::PulseAudio => super::alsa_capture::sound_server_pcm(id.id())?,
+    };
+    match super::alsa_capture::spawn(&pcm, rate, channels, raw.clone(), failed.clone()) {
         Ok((worker, opened)) => Some((worker, opened.rate, opened.channels)),
         Err(error) => {
             tracing::debug!(%error, "reading the microphone through cpal instead");

@@ -76,12 +76,25 @@ pub struct DeviceInfo {
 }
 
 /// The devices of one kind present now. Cameras come from nokhwa (an empty list when the
-/// system has none), microphones and speakers from cpal's default host (ALSA on Linux, where
-/// the sound server's `default` PCM is listed when PulseAudio or PipeWire runs).
+/// system has none). Microphones and speakers come from cpal's ALSA host, where the sound
+/// server's `default` PCM is listed when PulseAudio or PipeWire runs, followed on Linux by the
+/// sound server's own sources and sinks (a Bluetooth headset, a virtual device), which ALSA
+/// only reaches through that one `default` PCM. Their ids start with `pulseaudio:`.
 pub fn list_devices(kind: DeviceKind) -> Result<Vec<DeviceInfo>, MediaError> {
     match kind {
         DeviceKind::Camera => list_cameras(),
-        DeviceKind::Microphone | DeviceKind::Speaker => list_audio(kind),
+        DeviceKind::Microphone | DeviceKind::Speaker => {
+            let mut devices = list_audio(&audio_host()?, kind)?;
+            match with_sound_server(|server| list_audio(server, kind)) {
+                Some(Ok(found)) => devices.extend(found),
+                // The server stopped answering between two calls; ALSA's list stands.
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "the sound server's devices cannot be listed");
+                }
+                None => {}
+            }
+            Ok(devices)
+        }
     }
 }
 
@@ -98,10 +111,82 @@ pub fn default_device(kind: DeviceKind) -> Result<Option<DeviceInfo>, MediaError
     }
 }
 
-/// The audio host: cpal's default (ALSA on Linux, where a sound server's devices are reached
-/// through its `default` PCM). One place, so listing and opening always agree.
+/// The audio host that opens the default devices: ALSA on Linux (where a sound server's
+/// devices are reached through its `default` PCM), cpal's default elsewhere. cpal would pick
+/// its PulseAudio host first when one answers; ALSA is kept so the default microphone is read
+/// by this crate's own reader (see [`CaptureBackend`]). The sound server's own devices are
+/// reached through [`with_sound_server`].
 pub(crate) fn audio_host() -> Result<cpal::Host, MediaError> {
-    Ok(cpal::default_host())
+    #[cfg(target_os = "linux")]
+    {
+        cpal::host_from_id(cpal::HostId::Alsa)
+            .map_err(|e| MediaError::Device(format!("ALSA is not available: {e}")))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Ok(cpal::default_host())
+    }
+}
+
+/// The sound server's device `id` (a `pulseaudio:` id), or `None` for an id of another host.
+pub(crate) fn sound_server_device(
+    id: &cpal::DeviceId,
+) -> Option<Result<Option<cpal::Device>, MediaError>> {
+    #[cfg(target_os = "linux")]
+    if id.host() == cpal::HostId::PulseAudio {
+        return Some(
+            with_sound_server(|server| Ok(server.device_by_id(id))).unwrap_or_else(|| {
+                Err(MediaError::Device(format!(
+                    "the sound server that had {id} does not answer (is PulseAudio or PipeWire running?)"
+                )))
+            }),
+        );
+    }
+    let _ = id;
+    None
+}
+
+/// The process's one connection to the sound server (PulseAudio, or PipeWire's PulseAudio
+/// service), spoken to in its own protocol through cpal's PulseAudio host. It is kept: the
+/// client library's I/O thread ends only when the server closes the connection, so a
+/// connection per look would leave a thread behind each time.
+#[cfg(target_os = "linux")]
+static SOUND_SERVER: std::sync::Mutex<Option<cpal::Host>> = std::sync::Mutex::new(None);
+
+/// Runs `use_it` with the sound server, connecting first if needed; when it fails on a kept
+/// connection (the server restarted or went away, which ends that connection), once more on
+/// a new one. `None` when no sound server answers, or off Linux.
+pub(crate) fn with_sound_server<T>(
+    use_it: impl Fn(&cpal::Host) -> Result<T, MediaError>,
+) -> Option<Result<T, MediaError>> {
+    #[cfg(target_os = "linux")]
+    {
+        let mut kept = SOUND_SERVER.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(server) = kept.as_ref() {
+            match use_it(server) {
+                Ok(found) => return Some(Ok(found)),
+                Err(error) => {
+                    tracing::debug!(%error, "the sound server connection failed; connecting again");
+                    *kept = None;
+                }
+            }
+        }
+        let server = match cpal::host_from_id(cpal::HostId::PulseAudio) {
+            Ok(server) => server,
+            Err(error) => {
+                tracing::debug!(%error, "no sound server answers");
+                return None;
+            }
+        };
+        let result = use_it(&server);
+        *kept = Some(server);
+        Some(result)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = use_it;
+        None
+    }
 }
 
 fn list_cameras() -> Result<Vec<DeviceInfo>, MediaError> {
@@ -118,8 +203,7 @@ fn list_cameras() -> Result<Vec<DeviceInfo>, MediaError> {
         .collect())
 }
 
-fn list_audio(kind: DeviceKind) -> Result<Vec<DeviceInfo>, MediaError> {
-    let host = audio_host()?;
+fn list_audio(host: &cpal::Host, kind: DeviceKind) -> Result<Vec<DeviceInfo>, MediaError> {
     let devices: Vec<cpal::Device> = if kind == DeviceKind::Microphone {
         host.input_devices()
             .map_err(|e| MediaError::Device(format!("the microphones cannot be listed: {e}")))?
@@ -186,11 +270,11 @@ pub const DEVICE_POLL_INTERVAL: Duration = Duration::from_secs(2);
 /// Watches the camera, microphone and speaker lists for hot-plug by polling them on a
 /// thread. Dropping it stops the thread.
 ///
-/// It sees what [`list_devices`] sees. On Linux that is ALSA's list: a new sound card (a USB
-/// headset) shows up, but a sound server's own sinks and sources do not, since ALSA reaches
-/// them all through the server's `default` and `pulse` PCMs. ALSA's configuration makes
-/// `default` the sound server only while the server answers, so the server going away and
-/// coming back is reported as `alsa:default` removed and added.
+/// It sees what [`list_devices`] sees. On Linux that is ALSA's list (a new sound card shows
+/// up) and the sound server's own sinks and sources (a Bluetooth or USB headset the server
+/// picked up, a virtual device). ALSA's configuration makes `default` the sound server only
+/// while the server answers, so the server going away and coming back is reported as
+/// `alsa:default` and the server's devices removed and added.
 #[derive(Debug)]
 pub struct DeviceWatcher {
     looks: Arc<AtomicU64>,
