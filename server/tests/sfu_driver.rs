@@ -1757,3 +1757,181 @@ async fn plain_stun_probes_are_answered_beside_a_call() {
     .await
     .expect("test finished in time");
 }
+
+// ---- ICE: a nomination that comes before our own check -----------------------------------------
+
+/// `a=<name>:<value>` from an SDP.
+fn sdp_attribute<'a>(sdp: &'a str, name: &str) -> &'a str {
+    sdp.lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("a={name}:")))
+        .unwrap_or_else(|| panic!("no a={name} in:\n{sdp}"))
+}
+
+/// A STUN message received on `socket` within `wait`, decoded, with its sender.
+async fn stun_from(
+    socket: &UdpSocket,
+    wait: Duration,
+) -> Option<(rtc::stun::message::Message, SocketAddr)> {
+    let mut buf = vec![0u8; 1500];
+    loop {
+        let (n, from) = tokio::time::timeout(wait, socket.recv_from(&mut buf))
+            .await
+            .ok()?
+            .expect("recv");
+        let mut message = rtc::stun::message::Message {
+            raw: buf[..n].to_vec(),
+            ..Default::default()
+        };
+        if message.decode().is_ok() {
+            return Some((message, from));
+        }
+    }
+}
+
+/// RFC 8445, section 7.3.1.5, on the server's (controlled) side, as Chromium exercises it: a
+/// client may nominate a pair (a check with USE-CANDIDATE) before the server's own check of
+/// that pair has succeeded. The nomination then takes effect when the server's check
+/// succeeds, and the client's request is answered. The client here speaks raw STUN and
+/// nominates exactly once; had the server forgotten the early nomination, ICE would wait for
+/// another one that never comes (Chromium sends it at its ping interval, up to 2.5 s later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nomination_before_our_own_check_takes_effect_when_the_check_succeeds() {
+    use rtc::ice::attributes::control::AttrControlling;
+    use rtc::ice::attributes::priority::PriorityAttr;
+    use rtc::ice::attributes::use_candidate::UseCandidateAttr;
+    use rtc::stun::attributes::ATTR_USERNAME;
+    use rtc::stun::fingerprint::FINGERPRINT;
+    use rtc::stun::integrity::MessageIntegrity;
+    use rtc::stun::message::{BINDING_REQUEST, BINDING_SUCCESS, Message, TransactionId};
+    use rtc::stun::textattrs::Username;
+    use rtc::stun::xoraddr::XorMappedAddress;
+
+    init_tracing();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let sfu = start_sfu(None, true).await;
+        let alice = "alice".to_owned();
+        sfu.set_allowed(&alice, true).await;
+
+        // An offer from a real client library, whose ICE agent is never started: the test
+        // plays the client's ICE by hand.
+        let client = Client::new(&alice, false).await;
+        let mic = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+            alice.clone(),
+            "alice-mic".to_owned(),
+            "mic".to_owned(),
+            RtpCodecKind::Audio,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(4242),
+                    ..Default::default()
+                },
+                codec: opus(),
+                ..Default::default()
+            }],
+        )));
+        client
+            .publisher
+            .add_track(mic as Arc<dyn TrackLocal>)
+            .await
+            .expect("add audio");
+        let offer = client.publisher.create_offer(None).await.expect("offer");
+        let answer = sfu
+            .publisher_answer(&alice, offer.sdp.clone())
+            .await
+            .expect("publisher answer");
+        let (our_ufrag, our_pwd) = (
+            sdp_attribute(&offer.sdp, "ice-ufrag").to_owned(),
+            sdp_attribute(&offer.sdp, "ice-pwd").to_owned(),
+        );
+        let (server_ufrag, server_pwd) = (
+            sdp_attribute(&answer, "ice-ufrag").to_owned(),
+            sdp_attribute(&answer, "ice-pwd").to_owned(),
+        );
+        let server: SocketAddr = {
+            let candidate = sdp_attribute(&answer, "candidate");
+            let fields: Vec<&str> = candidate.split_whitespace().collect();
+            assert_eq!(
+                fields[2].to_ascii_lowercase(),
+                "udp",
+                "a UDP candidate: {candidate}"
+            );
+            format!("{}:{}", fields[4], fields[5])
+                .parse()
+                .expect("candidate address")
+        };
+        let provider = rtc::crypto::default_provider().expect("crypto provider");
+        let crypto = provider.crypto();
+
+        // The client's one nominating check, from an address the server has not seen.
+        let socket = UdpSocket::bind((LOCALHOST, 0)).await.expect("bind");
+        let mut nomination = Message::new();
+        nomination
+            .build(&[
+                Box::new(BINDING_REQUEST),
+                Box::new(TransactionId::new()),
+                Box::new(Username::new(
+                    ATTR_USERNAME,
+                    format!("{server_ufrag}:{our_ufrag}"),
+                )),
+                Box::new(AttrControlling(7)),
+                Box::new(UseCandidateAttr),
+                Box::new(PriorityAttr(1_853_817_087)),
+                Box::new(MessageIntegrity::new_short_term_integrity_with_provider(
+                    server_pwd.clone(),
+                    crypto,
+                )),
+                Box::new(FINGERPRINT),
+            ])
+            .expect("nominating request");
+        socket
+            .send_to(&nomination.raw, server)
+            .await
+            .expect("send the nomination");
+
+        // The server checks the pair itself before it answers.
+        let (check, from) = stun_from(&socket, Duration::from_secs(5))
+            .await
+            .expect("the server's own check of the pair");
+        assert_eq!(from, server);
+        assert_eq!(
+            check.typ, BINDING_REQUEST,
+            "the server checks the pair before answering the nomination"
+        );
+        let mut reply = Message::new();
+        reply
+            .build(&[
+                Box::new(BINDING_SUCCESS),
+                Box::new(check.transaction_id),
+                Box::new(XorMappedAddress {
+                    ip: server.ip(),
+                    port: server.port(),
+                }),
+                Box::new(MessageIntegrity::new_short_term_integrity_with_provider(
+                    our_pwd.clone(),
+                    crypto,
+                )),
+                Box::new(FINGERPRINT),
+            ])
+            .expect("success response");
+        socket
+            .send_to(&reply.raw, server)
+            .await
+            .expect("answer the server's check");
+
+        // Now the nomination is answered, though the client never sent it again.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some((message, _)) = stun_from(&socket, left).await else {
+                panic!("the client's nomination was never answered");
+            };
+            if message.typ == BINDING_SUCCESS && message.transaction_id == nomination.transaction_id
+            {
+                break;
+            }
+        }
+        client.close().await;
+    })
+    .await
+    .expect("test timed out");
+}

@@ -47,23 +47,31 @@ const STUN_ATTR_USERNAME: u16 = 0x0006;
 /// HMAC-SHA1 output length: MESSAGE-INTEGRITY is always exactly this long.
 const STUN_INTEGRITY_LEN: usize = 20;
 
-/// If `data` is a well-formed STUN binding request carrying `USERNAME = "a:b"`, returns `a`: the
-/// receiver's (our) username fragment.
-pub(crate) fn binding_request_ufrag(data: &[u8]) -> Option<&str> {
+const STUN_BINDING_SUCCESS: u16 = 0x0101;
+const STUN_ATTR_USE_CANDIDATE: u16 = 0x0025;
+
+/// The type of a well-formed STUN message (header and attribute lengths consistent), and
+/// its attributes.
+fn stun_message(data: &[u8]) -> Option<(u16, &[u8])> {
     if data.len() < STUN_HEADER_LEN {
         return None;
     }
     let msg_type = u16::from_be_bytes([data[0], data[1]]);
     let msg_len = usize::from(u16::from_be_bytes([data[2], data[3]]));
     let cookie = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
-    if msg_type != STUN_BINDING_REQUEST
-        || cookie != STUN_MAGIC_COOKIE
-        || msg_len % 4 != 0
-        || STUN_HEADER_LEN + msg_len > data.len()
-    {
+    if cookie != STUN_MAGIC_COOKIE || msg_len % 4 != 0 || STUN_HEADER_LEN + msg_len > data.len() {
         return None;
     }
-    let body = &data[STUN_HEADER_LEN..STUN_HEADER_LEN + msg_len];
+    Some((msg_type, &data[STUN_HEADER_LEN..STUN_HEADER_LEN + msg_len]))
+}
+
+/// The value of the first attribute `wanted` in a binding request, if `data` is a well-formed
+/// one.
+fn binding_request_attribute(data: &[u8], wanted: u16) -> Option<&[u8]> {
+    let (msg_type, body) = stun_message(data)?;
+    if msg_type != STUN_BINDING_REQUEST {
+        return None;
+    }
     let mut offset = 0;
     while offset + 4 <= body.len() {
         let attr_type = u16::from_be_bytes([body[offset], body[offset + 1]]);
@@ -73,18 +81,35 @@ pub(crate) fn binding_request_ufrag(data: &[u8]) -> Option<&str> {
         if value_end > body.len() {
             return None;
         }
-        if attr_type == STUN_ATTR_USERNAME {
-            let username = std::str::from_utf8(&body[value_start..value_end]).ok()?;
-            let (ours, theirs) = username.split_once(':')?;
-            if ours.is_empty() || theirs.is_empty() {
-                return None;
-            }
-            return Some(ours);
+        if attr_type == wanted {
+            return Some(&body[value_start..value_end]);
         }
         // Attribute values are padded to a multiple of four bytes.
         offset = value_start + attr_len.div_ceil(4) * 4;
     }
     None
+}
+
+/// If `data` is a well-formed STUN binding request carrying `USERNAME = "a:b"`, returns `a`: the
+/// receiver's (our) username fragment.
+pub(crate) fn binding_request_ufrag(data: &[u8]) -> Option<&str> {
+    let username = binding_request_attribute(data, STUN_ATTR_USERNAME)?;
+    let username = std::str::from_utf8(username).ok()?;
+    let (ours, theirs) = username.split_once(':')?;
+    if ours.is_empty() || theirs.is_empty() {
+        return None;
+    }
+    Some(ours)
+}
+
+/// Whether `data` is a binding request that nominates its candidate pair (USE-CANDIDATE).
+pub(crate) fn binding_request_nominates(data: &[u8]) -> bool {
+    binding_request_attribute(data, STUN_ATTR_USE_CANDIDATE).is_some()
+}
+
+/// Whether `data` is a well-formed STUN binding success response.
+pub(crate) fn is_binding_success(data: &[u8]) -> bool {
+    stun_message(data).is_some_and(|(msg_type, _)| msg_type == STUN_BINDING_SUCCESS)
 }
 
 /// Checks the MESSAGE-INTEGRITY of a binding request against the password we gave the peer.
@@ -188,6 +213,32 @@ mod tests {
     }
 
     #[test]
+    fn tells_a_nomination_and_a_success_response() {
+        let mut nominating = binding_request(b"ours:theirs");
+        assert!(!binding_request_nominates(&nominating));
+        // USE-CANDIDATE: type 0x0025, no value.
+        nominating.extend_from_slice(&[0x00, 0x25, 0x00, 0x00]);
+        let len = u16::from_be_bytes([nominating[2], nominating[3]]) + 4;
+        nominating[2..4].copy_from_slice(&len.to_be_bytes());
+        assert!(binding_request_nominates(&nominating));
+        assert_eq!(binding_request_ufrag(&nominating), Some("ours"));
+        assert!(!is_binding_success(&nominating));
+
+        let mut success = binding_request(b"ours:theirs");
+        success[0..2].copy_from_slice(&STUN_BINDING_SUCCESS.to_be_bytes());
+        assert!(is_binding_success(&success));
+        assert!(
+            !binding_request_nominates(&success),
+            "only requests nominate"
+        );
+        // Truncated: no longer well-formed.
+        assert!(!is_binding_success(&success[..success.len() - 4]));
+        assert!(!binding_request_nominates(
+            &nominating[..nominating.len() - 4]
+        ));
+    }
+
+    #[test]
     fn classifies_by_first_byte() {
         assert_eq!(classify(&[0x00, 1]), PacketClass::Stun);
         assert_eq!(classify(&[22]), PacketClass::Dtls);
@@ -234,6 +285,8 @@ mod tests {
             }
             let _ = classify(&data);
             let _ = binding_request_ufrag(&data);
+            let _ = binding_request_nominates(&data);
+            let _ = is_binding_success(&data);
             let _ = binding_request_is_authentic(&data, "password", crypto.crypto());
         }
     }

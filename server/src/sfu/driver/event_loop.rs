@@ -22,6 +22,7 @@ use rtc::crypto::RTCCryptoProvider;
 use rtc::ice::tcp_type::TcpType;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::RTCMessage;
+use rtc::peer_connection::state::RTCIceConnectionState;
 use rtc::peer_connection::transport::{
     CandidateConfig, CandidateHostConfig, RTCIceCandidate, RTCIceCandidateInit,
 };
@@ -35,11 +36,12 @@ use tokio::time::MissedTickBehavior;
 
 use super::batch::UdpBatch;
 use super::demux::{
-    PacketClass, Routes, binding_request_is_authentic, binding_request_ufrag, classify,
+    PacketClass, Routes, binding_request_is_authentic, binding_request_nominates,
+    binding_request_ufrag, classify, is_binding_success,
 };
 use super::feedback::KeyframeFormat;
 use super::latency::ForwardDelay;
-use super::peer::{FirstConnect, PcEntry, TrackKey, guard, pc_state};
+use super::peer::{EarlyNomination, FirstConnect, PcEntry, TrackKey, guard, pc_state};
 use super::probe::{ProbeTransport, Prober, Verdict};
 use super::rooms::RoomMedia;
 use super::timers::TimerHeap;
@@ -512,7 +514,8 @@ impl Driver {
     }
 
     fn on_datagram(&mut self, from: SocketAddr, data: &[u8]) {
-        let target = match classify(data) {
+        let class = classify(data);
+        let target = match class {
             PacketClass::Stun => match binding_request_ufrag(data) {
                 Some(ufrag) => match self.authenticate(ufrag, from, data) {
                     Ok(id) => Some(id),
@@ -550,6 +553,46 @@ impl Driver {
             ecn: None,
         };
         self.deliver(id, transport, data);
+        if class == PacketClass::Stun {
+            self.nomination_after_stun(id, transport, data);
+        }
+    }
+
+    /// Completes a nomination that came too early, after `data` went into connection `id`.
+    ///
+    /// RFC 8445, section 7.3.1.5: when the client nominates a pair (a check with
+    /// USE-CANDIDATE) before our own check on that pair has succeeded, the nomination is to
+    /// take effect once our check succeeds. `rtc`'s controlled agent starts that check but
+    /// neither answers the nominating request nor remembers it, so ICE waits for the client
+    /// to nominate again; Chromium does that at its ping interval for a connection it
+    /// already uses, up to 2.5 s later, while its DTLS handshake goes unanswered. Seen as a
+    /// clinician's or patient's connection taking 1 to 3 s on loopback. So the client's last
+    /// early nomination is kept and handed to `rtc` again when our check on the same pair
+    /// (the same client address) succeeds; `rtc` then selects the pair and answers it.
+    fn nomination_after_stun(&mut self, id: PcId, transport: TransportContext, data: &[u8]) {
+        let Some(entry) = self.pcs.get_mut(&id) else {
+            return;
+        };
+        if entry.ice_connected {
+            entry.early_nomination = None;
+            return;
+        }
+        let from = transport.peer_addr;
+        if binding_request_nominates(data) {
+            entry.early_nomination = Some(EarlyNomination {
+                from,
+                request: data.to_vec(),
+            });
+        } else if is_binding_success(data)
+            && let Some(nomination) = entry.early_nomination.take_if(|n| n.from == from)
+        {
+            tracing::debug!(
+                peer = %entry.peer,
+                pc = ?entry.kind,
+                "our check succeeded after the client nominated the pair: nominating it now"
+            );
+            self.deliver(id, transport, &nomination.request);
+        }
     }
 
     /// Routes a binding request by our ufrag, learning `from` as a route for that connection
@@ -682,6 +725,17 @@ impl Driver {
                 ) && matches!(old, PcState::Connecting | PcState::Connected)
                 {
                     self.emit(SfuEvent::PeerDisconnected { peer, pc });
+                }
+            }
+            RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(state) => {
+                if let Some(entry) = self.pcs.get_mut(&id) {
+                    entry.ice_connected = matches!(
+                        state,
+                        RTCIceConnectionState::Connected | RTCIceConnectionState::Completed
+                    );
+                    if entry.ice_connected {
+                        entry.early_nomination = None;
+                    }
                 }
             }
             RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
@@ -923,5 +977,8 @@ impl Driver {
             ecn: None,
         };
         self.deliver(id, transport, frame);
+        if classify(frame) == PacketClass::Stun {
+            self.nomination_after_stun(id, transport, frame);
+        }
     }
 }

@@ -325,6 +325,19 @@ pub(crate) struct PcEntry {
     pub(crate) last_rtt_ms: Option<f64>,
     /// Subscriber: how its first attempt to connect stands, to give up on one that stalled.
     pub(crate) first_connect: FirstConnect,
+    /// Whether ICE has a selected pair (connected or completed).
+    pub(crate) ice_connected: bool,
+    /// The client's last nominating check (USE-CANDIDATE) that came before ICE connected,
+    /// to be handed to `rtc` again once our own check on that pair succeeds (see
+    /// `Driver::nomination_after_stun`).
+    pub(crate) early_nomination: Option<EarlyNomination>,
+}
+
+/// A nominating binding request kept until our own check on its pair succeeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EarlyNomination {
+    pub(crate) from: std::net::SocketAddr,
+    pub(crate) request: Vec<u8>,
 }
 
 /// A subscriber connection's first attempt to connect.
@@ -373,6 +386,8 @@ impl PcEntry {
             feedback,
             last_rtt_ms: None,
             first_connect: FirstConnect::Unanswered,
+            ice_connected: false,
+            early_nomination: None,
         }
     }
 
