@@ -1,7 +1,8 @@
 //! Native capture and playback for the desktop app (feature `native`).
 //!
 //! * Devices: [`list_devices`] and, for hot-plug, [`DeviceWatcher`]. Only real devices are
-//!   listed; synthetic sources are never presented as devices.
+//!   listed; synthetic sources are never presented as devices. On Linux a sound server's own
+//!   sources and sinks are listed beside ALSA's devices, through one kept connection to it.
 //! * Camera: [`CameraCapture`] (nokhwa), mode chosen by [`choose_format`], frames converted
 //!   to I420 ([`to_i420`]).
 //! * Microphone: [`MicCapture`] (cpal; on Linux read straight from ALSA, see
@@ -64,7 +65,8 @@ pub enum DeviceKind {
 /// A device the user can pick.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct DeviceInfo {
-    /// Stable id to open it with: a camera index ("0") or a cpal device id ("alsa:default").
+    /// Stable id to open it with: a camera index ("0") or a cpal device id ("alsa:default",
+    /// or a sound server's device such as "pulseaudio:bluez_sink.00_1B_66_AA_BB_CC.a2dp_sink").
     pub id: String,
     /// Human-readable name from the system.
     pub name: String,
