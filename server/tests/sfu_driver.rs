@@ -1802,7 +1802,7 @@ async fn a_nomination_before_our_own_check_takes_effect_when_the_check_succeeds(
     use rtc::stun::attributes::ATTR_USERNAME;
     use rtc::stun::fingerprint::FINGERPRINT;
     use rtc::stun::integrity::MessageIntegrity;
-    use rtc::stun::message::{BINDING_REQUEST, BINDING_SUCCESS, Message, TransactionId};
+    use rtc::stun::message::{BINDING_REQUEST, BINDING_SUCCESS, Message, Setter, TransactionId};
     use rtc::stun::textattrs::Username;
     use rtc::stun::xoraddr::XorMappedAddress;
 
@@ -1864,9 +1864,22 @@ async fn a_nomination_before_our_own_check_takes_effect_when_the_check_succeeds(
 
         // The client's one nominating check, from an address the server has not seen.
         let socket = UdpSocket::bind((LOCALHOST, 0)).await.expect("bind");
-        let mut nomination = Message::new();
-        nomination
-            .build(&[
+        /// A STUN message with `parts`, signed with `pwd` (ICE's short-term credential).
+        fn signed<'a>(
+            mut parts: Vec<Box<dyn Setter + 'a>>,
+            pwd: &str,
+            crypto: &'a dyn rtc::crypto::RTCCrypto,
+        ) -> Message {
+            parts.push(Box::new(
+                MessageIntegrity::new_short_term_integrity_with_provider(pwd.to_owned(), crypto),
+            ));
+            parts.push(Box::new(FINGERPRINT));
+            let mut message = Message::new();
+            message.build(&parts).expect("a STUN message");
+            message
+        }
+        let nomination = signed(
+            vec![
                 Box::new(BINDING_REQUEST),
                 Box::new(TransactionId::new()),
                 Box::new(Username::new(
@@ -1876,13 +1889,10 @@ async fn a_nomination_before_our_own_check_takes_effect_when_the_check_succeeds(
                 Box::new(AttrControlling(7)),
                 Box::new(UseCandidateAttr),
                 Box::new(PriorityAttr(1_853_817_087)),
-                Box::new(MessageIntegrity::new_short_term_integrity_with_provider(
-                    server_pwd.clone(),
-                    crypto,
-                )),
-                Box::new(FINGERPRINT),
-            ])
-            .expect("nominating request");
+            ],
+            &server_pwd,
+            crypto,
+        );
         socket
             .send_to(&nomination.raw, server)
             .await
@@ -1897,22 +1907,18 @@ async fn a_nomination_before_our_own_check_takes_effect_when_the_check_succeeds(
             check.typ, BINDING_REQUEST,
             "the server checks the pair before answering the nomination"
         );
-        let mut reply = Message::new();
-        reply
-            .build(&[
+        let reply = signed(
+            vec![
                 Box::new(BINDING_SUCCESS),
                 Box::new(check.transaction_id),
                 Box::new(XorMappedAddress {
                     ip: server.ip(),
                     port: server.port(),
                 }),
-                Box::new(MessageIntegrity::new_short_term_integrity_with_provider(
-                    our_pwd.clone(),
-                    crypto,
-                )),
-                Box::new(FINGERPRINT),
-            ])
-            .expect("success response");
+            ],
+            &our_pwd,
+            crypto,
+        );
         socket
             .send_to(&reply.raw, server)
             .await

@@ -245,6 +245,22 @@ fn contiguous_capture(mic: &MicCapture, frames: usize) -> Vec<i16> {
     run
 }
 
+/// Reads `mic` until a frame louder than -30 dBFS arrives (what is played has reached it),
+/// for at most 10 s.
+fn wait_for_sound(mic: &MicCapture, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let frame = mic
+            .frames()
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("no frame from {what}: {e:?}"));
+        if rms_dbfs(&frame) > -30.0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the tone never reached {what}");
+    }
+}
+
 #[test]
 fn microphone_captures_the_sine_source() {
     if !in_child() {
@@ -317,20 +333,7 @@ fn speaker_output_is_captured_back_from_the_null_sink_monitor() {
         speaker.stats()
     });
     // Find where the tone starts, then analyse 0.8 s of it.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let frame = mic
-            .frames()
-            .recv_timeout(Duration::from_secs(5))
-            .expect("a frame");
-        if rms_dbfs(&frame) > -30.0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the tone never reached the monitor"
-        );
-    }
+    wait_for_sound(&mic, "the monitor");
     let samples = contiguous_capture(&mic, 40);
     let stats = feeder.join().expect("feeder");
     let hz = zero_crossing_hz(&samples);
@@ -434,20 +437,7 @@ fn sound_server_devices_are_listed_and_open_by_id() {
             std::thread::sleep(next.saturating_duration_since(Instant::now()));
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let frame = headset
-            .frames()
-            .recv_timeout(Duration::from_secs(5))
-            .expect("a frame from the headset's monitor");
-        if rms_dbfs(&frame) > -30.0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the tone never reached the chosen sink"
-        );
-    }
+    wait_for_sound(&headset, "the chosen sink's monitor");
     let samples = contiguous_capture(&headset, 25);
     let share = tone_share(&samples, 1000.0);
     let level = rms_dbfs(&samples);

@@ -60,16 +60,6 @@ const CLICK_WHEN_READY = (delay) => {
     const t0 = performance.now();
     stamps.clicked = t0;
     document.querySelector("[data-action=join]").click();
-    // What the receiving side had decoded by the click (read after it, without delaying it).
-    stamps.atClick = (async () => {
-      let decoded = 0;
-      for (const { pc } of stamps.connected) {
-        for (const s of (await pc.getStats()).values()) {
-          if (s.type === "inbound-rtp" && s.kind === "video") decoded += s.framesDecoded ?? 0;
-        }
-      }
-      return decoded;
-    })();
     const deadline = t0 + 20000;
     const check = () => {
       const v = document.querySelector(".stage .tile:not(.self) video");
@@ -109,7 +99,7 @@ async function joined(page) {
     new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('no "Join" and first frame within 40 s')), 40000))),
   ]).finally(() => clearTimeout(timer));
   return page.evaluate(async (ms) => {
-    const { ready, clicked, shown, connected, atClick } = window.__stamps;
+    const { ready, clicked, shown, connected } = window.__stamps;
     let media = null;
     let fps = null;
     let video = null;
@@ -121,7 +111,6 @@ async function joined(page) {
         fps = s.framesPerSecond ?? null;
         // The receiver's own account of the start, for where an outlier's time went.
         video = {
-          decoded_at_click: await atClick,
           frames_received: s.framesReceived,
           frames_decoded: s.framesDecoded,
           key_frames_decoded: s.keyFramesDecoded,

@@ -44,14 +44,10 @@ fn find_device(id: Option<&str>, kind: DeviceKind) -> Result<cpal::Device, Media
             ))
         });
     };
-    if let Ok(device_id) = cpal::DeviceId::from_str(id) {
-        let found = match super::sound_server_device(&device_id) {
-            Some(found) => found?,
-            None => host.device_by_id(&device_id),
-        };
-        if let Some(device) = found {
-            return Ok(device);
-        }
+    if let Ok(device_id) = cpal::DeviceId::from_str(id)
+        && let Some(device) = super::device_by_id(&device_id)?
+    {
+        return Ok(device);
     }
     let devices = host
         .devices()

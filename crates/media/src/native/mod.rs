@@ -130,22 +130,18 @@ pub(crate) fn audio_host() -> Result<cpal::Host, MediaError> {
     }
 }
 
-/// The sound server's device `id` (a `pulseaudio:` id), or `None` for an id of another host.
-pub(crate) fn sound_server_device(
-    id: &cpal::DeviceId,
-) -> Option<Result<Option<cpal::Device>, MediaError>> {
+/// The device with cpal id `id`, from its own host: the sound server for a `pulseaudio:` id
+/// (an error when it no longer answers), [`audio_host`] otherwise.
+pub(crate) fn device_by_id(id: &cpal::DeviceId) -> Result<Option<cpal::Device>, MediaError> {
     #[cfg(target_os = "linux")]
     if id.host() == cpal::HostId::PulseAudio {
-        return Some(
-            with_sound_server(|server| Ok(server.device_by_id(id))).unwrap_or_else(|| {
-                Err(MediaError::Device(format!(
-                    "the sound server that had {id} does not answer (is PulseAudio or PipeWire running?)"
-                )))
-            }),
-        );
+        return with_sound_server(|server| Ok(server.device_by_id(id))).unwrap_or_else(|| {
+            Err(MediaError::Device(format!(
+                "the sound server that had {id} does not answer (is PulseAudio or PipeWire running?)"
+            )))
+        });
     }
-    let _ = id;
-    None
+    Ok(audio_host()?.device_by_id(id))
 }
 
 /// The process's one connection to the sound server (PulseAudio, or PipeWire's PulseAudio

@@ -573,8 +573,8 @@ impl Driver {
         let Some(entry) = self.pcs.get_mut(&id) else {
             return;
         };
+        // Once ICE is connected there is nothing to complete (the state change cleared it).
         if entry.ice_connected {
-            entry.early_nomination = None;
             return;
         }
         let from = transport.peer_addr;
