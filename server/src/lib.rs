@@ -44,9 +44,21 @@ use crate::ratelimit::RateLimits;
 use crate::store::Store;
 use crate::tokens::Tokens;
 
-/// Everything a request handler may use. Cheap to clone.
+/// Everything a request handler may use. One pointer: every request clones it (axum hands
+/// each extractor its own copy), so a clone is one reference count, not one per part.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct Shared {
     pub config: Arc<Config>,
     /// SMART on FHIR launches in flight and their HTTP client.
     pub ehr: Arc<ehr::Ehr>,
@@ -90,7 +102,7 @@ impl AppState {
             )),
             None => None,
         };
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             config: Arc::new(config),
             ehr: Arc::new(ehr),
             store,
@@ -102,7 +114,7 @@ impl AppState {
             events: events::Events::default(),
             tickets: Arc::default(),
             oidc,
-        })
+        })))
     }
 }
 

@@ -10,6 +10,9 @@ use rounds_server::config::{Config, LogFormat};
 use rounds_server::{AppState, audit, demo, store::Store};
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
