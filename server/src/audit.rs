@@ -144,8 +144,10 @@ pub enum AuditError {
     Stopped,
 }
 
+/// Events recorded together (committed in the same write, in order), when they were
+/// recorded, and who waits for the last one's sequence number.
 type Request = (
-    Event,
+    Vec<Event>,
     DateTime<Utc>,
     oneshot::Sender<Result<i64, AuditError>>,
 );
@@ -171,9 +173,16 @@ impl Audit {
 
     /// Appends `event` and waits until it is committed; returns its sequence number.
     pub async fn record(&self, event: Event) -> Result<i64, AuditError> {
+        self.record_all(vec![event]).await
+    }
+
+    /// Appends `events` in order, committed in the same write, and waits until they are;
+    /// returns the last one's sequence number (with no events: the last committed one).
+    /// One wait for the writer instead of one per event.
+    pub async fn record_all(&self, events: Vec<Event>) -> Result<i64, AuditError> {
         let (done, wait) = oneshot::channel();
         self.tx
-            .send((event, Utc::now(), done))
+            .send((events, Utc::now(), done))
             .await
             .map_err(|_| AuditError::Stopped)?;
         wait.await.map_err(|_| AuditError::Stopped)?
@@ -215,61 +224,84 @@ async fn commit(
     batch: &[Request],
     head: &(i64, String),
 ) -> Result<((i64, String), Vec<i64>), sqlx::Error> {
-    struct Row<'a> {
-        seq: i64,
-        at: i64,
-        event: &'a Event,
-        detail: String,
-        prev: String,
-        hash: String,
-    }
     let (mut seq, mut prev) = head.clone();
     let mut rows = Vec::with_capacity(batch.len());
-    for (event, at, _) in batch {
-        seq += 1;
-        let detail = event.detail.to_string();
-        let at = to_ms(*at);
-        let hash = row_hash(
-            &prev,
-            seq,
-            at,
-            &event.actor,
-            event.action.as_str(),
-            event.visit_id.as_deref(),
-            event.subject.as_deref(),
-            &detail,
-        );
-        rows.push(Row {
-            seq,
-            at,
-            event,
-            detail,
-            prev: std::mem::replace(&mut prev, hash.clone()),
-            hash,
-        });
+    let mut last = Vec::with_capacity(batch.len());
+    for (events, at, _) in batch {
+        for event in events {
+            seq += 1;
+            let detail = event.detail.to_string();
+            let at = to_ms(*at);
+            let hash = row_hash(
+                &prev,
+                seq,
+                at,
+                &event.actor,
+                event.action.as_str(),
+                event.visit_id.as_deref(),
+                event.subject.as_deref(),
+                &detail,
+            );
+            rows.push(LogRow {
+                seq,
+                at,
+                event,
+                detail,
+                prev: std::mem::replace(&mut prev, hash.clone()),
+                hash,
+            });
+        }
+        last.push(seq);
     }
-    // One statement per batch: every statement is a round trip to SQLite's worker thread.
-    let mut tx = pool.begin().await?;
-    for chunk in rows.chunks(256) {
-        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO audit_log (seq, at, actor, action, visit_id, subject, detail, prev_hash, hash) ",
-        );
-        insert.push_values(chunk, |mut b, row| {
-            b.push_bind(row.seq)
-                .push_bind(row.at)
-                .push_bind(&row.event.actor)
-                .push_bind(row.event.action.as_str())
-                .push_bind(&row.event.visit_id)
-                .push_bind(&row.event.subject)
-                .push_bind(&row.detail)
-                .push_bind(&row.prev)
-                .push_bind(&row.hash);
-        });
-        insert.build().execute(&mut *tx).await?;
+    // As few statements as possible: every one is a round trip to SQLite's worker thread. A
+    // batch that fits one statement needs no transaction around it (a statement is atomic),
+    // which saves the two round trips of BEGIN and COMMIT.
+    if rows.len() <= ROWS_PER_STATEMENT {
+        if !rows.is_empty() {
+            insert_rows(&rows, pool).await?;
+        }
+    } else {
+        let mut tx = pool.begin().await?;
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            insert_rows(chunk, &mut *tx).await?;
+        }
+        tx.commit().await?;
     }
-    tx.commit().await?;
-    let seqs = rows.iter().map(|r| r.seq).collect();
-    Ok(((seq, prev), seqs))
+    Ok(((seq, prev), last))
+}
+
+/// Rows per INSERT: 9 bound values each, far below SQLite's limit of 32,766 per statement.
+const ROWS_PER_STATEMENT: usize = 512;
+
+struct LogRow<'a> {
+    seq: i64,
+    at: i64,
+    event: &'a Event,
+    detail: String,
+    prev: String,
+    hash: String,
+}
+
+async fn insert_rows<'e, E>(rows: &[LogRow<'_>], db: E) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        "INSERT INTO audit_log (seq, at, actor, action, visit_id, subject, detail, prev_hash, hash) ",
+    );
+    insert.push_values(rows, |mut b, row| {
+        b.push_bind(row.seq)
+            .push_bind(row.at)
+            .push_bind(&row.event.actor)
+            .push_bind(row.event.action.as_str())
+            .push_bind(&row.event.visit_id)
+            .push_bind(&row.event.subject)
+            .push_bind(&row.detail)
+            .push_bind(&row.prev)
+            .push_bind(&row.hash);
+    });
+    insert.build().execute(db).await?;
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -362,4 +394,108 @@ pub async fn verify(pool: &SqlitePool) -> Result<Verdict, sqlx::Error> {
         rows: count,
         head: expected_prev,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Synchronous;
+    use crate::store::Store;
+
+    async fn log() -> (tempfile::TempDir, Store, Audit) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Synchronous::Full).await.unwrap();
+        store.migrate().await.unwrap();
+        let audit = Audit::start(store.pool.clone()).await.unwrap();
+        (dir, store, audit)
+    }
+
+    async fn subjects(store: &Store) -> Vec<(i64, String)> {
+        sqlx::query_as("SELECT seq, subject FROM audit_log ORDER BY seq")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap()
+    }
+
+    fn event(n: usize) -> Event {
+        Event::new("cli", Action::TokenIssued).subject(&format!("e{n}"))
+    }
+
+    #[tokio::test]
+    async fn events_recorded_together_are_committed_in_order_on_the_chain() {
+        let (_dir, store, audit) = log().await;
+        assert_eq!(audit.record(event(0)).await.unwrap(), 1);
+        let last = audit
+            .record_all(vec![event(1), event(2), event(3)])
+            .await
+            .unwrap();
+        assert_eq!(last, 4, "the last event's sequence number");
+        // Nothing to record: the answer is what is already committed.
+        assert_eq!(audit.record_all(Vec::new()).await.unwrap(), 4);
+        assert_eq!(audit.record(event(4)).await.unwrap(), 5);
+        let rows = subjects(&store).await;
+        let expected: Vec<(i64, String)> =
+            (0..5).map(|n| (n as i64 + 1, format!("e{n}"))).collect();
+        assert_eq!(rows, expected);
+        assert!(matches!(
+            verify(&store.pool).await.unwrap(),
+            Verdict::Intact { rows: 5, .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_batch_too_big_for_one_statement_is_committed_whole() {
+        let (_dir, store, audit) = log().await;
+        let many = ROWS_PER_STATEMENT * 2 + 3;
+        let last = audit
+            .record_all((0..many).map(event).collect())
+            .await
+            .unwrap();
+        assert_eq!(last, many as i64);
+        let rows = subjects(&store).await;
+        assert_eq!(rows.len(), many);
+        assert!(
+            rows.iter()
+                .enumerate()
+                .all(|(n, (seq, subject))| *seq == n as i64 + 1 && *subject == format!("e{n}"))
+        );
+        assert!(matches!(
+            verify(&store.pool).await.unwrap(),
+            Verdict::Intact { rows, .. } if rows == many as u64
+        ));
+    }
+
+    #[tokio::test]
+    async fn concurrent_writers_each_get_their_own_rows_in_one_chain() {
+        let (_dir, store, audit) = log().await;
+        let writers: Vec<_> = (0..64)
+            .map(|w| {
+                let audit = audit.clone();
+                tokio::spawn(async move {
+                    audit
+                        .record_all(vec![event(w * 2), event(w * 2 + 1)])
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut lasts = Vec::new();
+        for w in writers {
+            lasts.push(w.await.unwrap());
+        }
+        let rows = subjects(&store).await;
+        assert_eq!(rows.len(), 128);
+        // A writer's two events are adjacent, in its order, and its answer is the second.
+        for last in lasts {
+            let second = &rows[last as usize - 1].1;
+            let first = &rows[last as usize - 2].1;
+            let n: usize = second[1..].parse().unwrap();
+            assert_eq!(n % 2, 1, "{first}, {second}");
+            assert_eq!(*first, format!("e{}", n - 1));
+        }
+        assert!(matches!(
+            verify(&store.pool).await.unwrap(),
+            Verdict::Intact { rows: 128, .. }
+        ));
+    }
 }

@@ -276,18 +276,13 @@ pub async fn join(state: &AppState, code: &str, req: JoinRequest) -> ApiResult<R
     {
         state.store.mark_waiting(&visit.id, now).await?;
     }
-    state
-        .audit
-        .record(
-            Event::new(
-                format!("participant:{}", participant.id),
-                AuditAction::CheckedIn,
-            )
-            .visit(&visit.id)
-            .subject(&participant.id)
-            .detail(serde_json::json!({ "role": participant.role, "state": participant.state })),
-        )
-        .await?;
+    let checked_in = Event::new(
+        format!("participant:{}", participant.id),
+        AuditAction::CheckedIn,
+    )
+    .visit(&visit.id)
+    .subject(&participant.id)
+    .detail(serde_json::json!({ "role": participant.role, "state": participant.state }));
     let ttl = token_ttl(state, &visit, state.config.tokens.participant_ttl_secs);
     issue_room_token(
         state,
@@ -295,6 +290,7 @@ pub async fn join(state: &AppState, code: &str, req: JoinRequest) -> ApiResult<R
         &participant,
         ttl,
         &format!("participant:{}", participant.id),
+        Some(checked_in),
     )
     .await
 }
@@ -312,6 +308,7 @@ async fn issue_room_token(
     participant: &ParticipantRow,
     ttl: i64,
     actor: &str,
+    first: Option<Event>,
 ) -> ApiResult<RoomToken> {
     let grants = grants_for(participant.role);
     let (token, claims) = state.tokens.mint_room(
@@ -324,14 +321,14 @@ async fn issue_room_token(
         },
         ttl,
     );
+    let issued = Event::new(actor, AuditAction::TokenIssued)
+        .visit(&visit.id)
+        .subject(&claims.jti)
+        .detail(serde_json::json!({ "kind": "room", "role": participant.role, "participant": participant.id, "exp": claims.exp }));
+    // Written with whatever the caller records first, in one wait for the audit writer.
     state
         .audit
-        .record(
-            Event::new(actor, AuditAction::TokenIssued)
-                .visit(&visit.id)
-                .subject(&claims.jti)
-                .detail(serde_json::json!({ "kind": "room", "role": participant.role, "participant": participant.id, "exp": claims.exp })),
-        )
+        .record_all(first.into_iter().chain([issued]).collect())
         .await?;
     metrics::counter!("rounds_tokens_issued_total", "role" => participant.role.as_str())
         .increment(1);
@@ -391,6 +388,7 @@ pub async fn provider_token(
         &participant,
         ttl,
         &format!("clinician:{}", session.sub),
+        None,
     )
     .await
 }
@@ -450,7 +448,7 @@ pub async fn guest_token(
         )
         .await?;
     let ttl = token_ttl(state, &visit, state.config.tokens.participant_ttl_secs);
-    issue_room_token(state, &visit, &participant, ttl, &actor.audit_name()).await
+    issue_room_token(state, &visit, &participant, ttl, &actor.audit_name(), None).await
 }
 
 fn admission_error(e: AdmissionError) -> ApiError {
@@ -703,7 +701,7 @@ pub async fn admin_token(
         )
         .await?;
     let ttl = i64::from(ttl.min(rounds_proto::MAX_ROOM_TOKEN_TTL_SECS as u32));
-    let token = issue_room_token(state, &visit, &participant, ttl, "cli")
+    let token = issue_room_token(state, &visit, &participant, ttl, "cli", None)
         .await
         .map_err(|e| anyhow::anyhow!(e.detail))?;
     Ok(token.token)

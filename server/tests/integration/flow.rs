@@ -291,6 +291,24 @@ async fn full_visit_flow_issues_the_right_grants_at_each_step() {
     }
     let tokens_issued = actions.iter().filter(|a| *a == "token.issued").count();
     assert!(tokens_issued >= 5, "{tokens_issued} tokens audited");
+    // Opening the link is recorded as the knock and then the token it got, side by side.
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT actor, action, detail FROM audit_log ORDER BY seq")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let knocks: Vec<usize> = (0..rows.len())
+        .filter(|&i| rows[i].1 == "visit.checked_in" && !rows[i].2.contains("\"form\""))
+        .collect();
+    assert!(!knocks.is_empty(), "no join was audited: {rows:?}");
+    for i in knocks {
+        let (actor, action, _) = &rows[i + 1];
+        assert_eq!(
+            (actor, action.as_str()),
+            (&rows[i].0, "token.issued"),
+            "the join at row {i} is not followed by its token"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
