@@ -4,7 +4,7 @@
 // and prints {"ready": true} once it decodes video. Then, for each line "stats" read on
 // standard input, it prints one line of totals:
 // {"framesDecoded": n, "framesEncoded": n, "width": w, "height": h} (what it sends).
-// It leaves when standard input closes.
+// It leaves when standard input closes. ROUNDS_CHROMIUM_WINDOW=1: in a window on $DISPLAY.
 //
 //   node tests/desktop/tools/chromium-patient.mjs LINK
 //
@@ -31,11 +31,15 @@ if (!link) {
   process.exit(2);
 }
 
+// With ROUNDS_CHROMIUM_WINDOW=1 the browser opens a real window on $DISPLAY and paints the
+// call into it, as on a patient's screen; otherwise it runs headless and paints nothing.
+const windowed = process.env.ROUNDS_CHROMIUM_WINDOW === "1";
+
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-  headless: true,
+  headless: !windowed,
   args: [
-    "--headless=new",
+    ...(windowed ? ["--window-size=1280,800", "--window-position=0,0"] : ["--headless=new"]),
     "--no-sandbox",
     "--disable-gpu",
     "--use-fake-device-for-media-stream=fps=24",
