@@ -228,10 +228,10 @@ async fn commit(
     let mut rows = Vec::with_capacity(batch.len());
     let mut last = Vec::with_capacity(batch.len());
     for (events, at, _) in batch {
+        let at = to_ms(*at);
         for event in events {
             seq += 1;
             let detail = event.detail.to_string();
-            let at = to_ms(*at);
             let hash = row_hash(
                 &prev,
                 seq,

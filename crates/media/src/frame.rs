@@ -241,7 +241,8 @@ fn box_plane(src: &Plane<'_>, dst: &mut [u8], dw: usize, dh: usize) {
     }
 }
 
-/// Box average with a division per pixel: for reductions by 16 or more in both axes.
+/// Box average with a division per pixel: for blocks of 256 source pixels or more (a 16x
+/// reduction in both axes, or more in one), where the reciprocal would not be exact.
 fn box_plane_dividing(src: &Plane<'_>, dst: &mut [u8], dw: usize, dh: usize) {
     // Source columns covered by each output column, computed once.
     let cols: Vec<(usize, usize)> = (0..dw)
@@ -419,6 +420,8 @@ mod tests {
             (427, 240),
             (320, 180),
             (161, 91),
+            // The largest blocks the fast path takes: 14 or 15 by 15 or 16 pixels.
+            (91, 48),
             (80, 45),
             (33, 17),
             (2, 2),
@@ -437,9 +440,11 @@ mod tests {
                 width: 1280,
                 height: 720,
             };
-            let mut out = vec![0u8; 100 * 56];
-            box_plane(&src, &mut out, 100, 56);
-            assert!(out.iter().all(|&o| o == v));
+            for (dw, dh) in [(100, 56), (91, 48)] {
+                let mut out = vec![0u8; dw * dh];
+                box_plane(&src, &mut out, dw, dh);
+                assert!(out.iter().all(|&o| o == v), "{v} at {dw}x{dh}");
+            }
         }
     }
 

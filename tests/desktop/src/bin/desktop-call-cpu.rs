@@ -17,8 +17,8 @@
 //!
 //! It prints the three, and the ratio the issue sets a target for (at most 0.7): the app
 //! against Chromium in a window, the same work on the same display. The ratio against
-//! headless Chromium is printed too. A benchmark: it reports and asserts nothing about speed. `--smoke` is a short run of both halves, and may
-//! use a debug `call-peer`.
+//! headless Chromium is printed too. A benchmark: it reports and asserts nothing about
+//! speed. `--smoke` is a short run of all three, and may use a debug `call-peer`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -39,7 +39,7 @@ struct Args {
     /// How long to sample each side, in seconds.
     #[arg(long, default_value_t = 60)]
     seconds: u64,
-    /// A short run of both halves, to check the benchmark still works.
+    /// A short run of each side, to check the benchmark still works.
     #[arg(long)]
     smoke: bool,
     /// Append the results as Markdown table rows to this file.
@@ -57,6 +57,51 @@ struct Measure {
     sent_size: (u32, u32),
     /// What the measured side received from the peer.
     received_fps: f64,
+    /// Percent of one core the X server spent meanwhile, where the side drew on it.
+    x_server: Option<f64>,
+}
+
+impl Measure {
+    fn summary(&self) -> String {
+        let x = self
+            .x_server
+            .map(|x| format!("; the X server took {x:.0} % besides"))
+            .unwrap_or_default();
+        format!(
+            "{:.0} % of one core (peak RSS {:.0} MB); sent {:.1} fps at {}x{}, received {:.1} fps{x}",
+            self.cpu,
+            self.peak_mb,
+            self.sent_fps,
+            self.sent_size.0,
+            self.sent_size.1,
+            self.received_fps
+        )
+    }
+}
+
+/// The X server's CPU while one side is sampled: it does part of the drawing for whoever
+/// draws on it.
+struct XServerCpu {
+    pid: Option<u32>,
+    ticks_before: u64,
+}
+
+impl XServerCpu {
+    fn start(desktop: Option<&Desktop>) -> Self {
+        let pid = desktop.and_then(|d| d.pid_of("Xvfb"));
+        Self {
+            pid,
+            ticks_before: pid.map_or(0, |p| usage(&[p]).1),
+        }
+    }
+
+    /// Percent of one core since [`XServerCpu::start`], over `elapsed` seconds.
+    fn share(&self, elapsed: f64) -> Option<f64> {
+        self.pid.map(|p| {
+            usage(&[p]).1.saturating_sub(self.ticks_before) as f64 / TICKS_PER_SECOND / elapsed
+                * 100.0
+        })
+    }
 }
 
 #[tokio::main]
@@ -68,35 +113,18 @@ async fn main() {
     std::fs::write(desktop.path("policy.toml"), "synthetic_media = true\n").expect("policy");
     let server = BenchServer::start().await;
 
-    let (app, xvfb) = measure_app(&desktop, &server, &peer, seconds).await;
-    println!(
-        "desktop app: {:.0} % of one core (peak RSS {:.0} MB); sent {:.1} fps at {}x{}, received {:.1} fps; the X server took {xvfb:.0} % besides",
-        app.cpu, app.peak_mb, app.sent_fps, app.sent_size.0, app.sent_size.1, app.received_fps
-    );
+    let app = measure_app(&desktop, &server, &peer, seconds).await;
+    println!("desktop app: {}", app.summary());
     // Chromium's own fake camera is a 640x480 picture; give it the app's 1280x720 test
     // pattern instead, so both sides encode and send the same size.
     let camera = desktop.path("camera-720p.y4m");
     write_test_pattern_y4m(&camera, 1280, 720, 24, 3);
-    let (headless, _) = measure_chromium(&server, &peer, &camera, seconds, None).await;
+    let headless = measure_chromium(&server, &peer, &camera, seconds, None).await;
+    println!("Chromium, patient page, headless: {}", headless.summary());
+    let chromium = measure_chromium(&server, &peer, &camera, seconds, Some(&desktop)).await;
     println!(
-        "Chromium, patient page, headless: {:.0} % of one core (peak RSS {:.0} MB); sent {:.1} fps at {}x{}, received {:.1} fps",
-        headless.cpu,
-        headless.peak_mb,
-        headless.sent_fps,
-        headless.sent_size.0,
-        headless.sent_size.1,
-        headless.received_fps
-    );
-    let (chromium, chromium_x) =
-        measure_chromium(&server, &peer, &camera, seconds, Some(&desktop)).await;
-    println!(
-        "Chromium, patient page, in a window: {:.0} % of one core (peak RSS {:.0} MB); sent {:.1} fps at {}x{}, received {:.1} fps; the X server took {chromium_x:.0} % besides",
-        chromium.cpu,
-        chromium.peak_mb,
-        chromium.sent_fps,
-        chromium.sent_size.0,
-        chromium.sent_size.1,
-        chromium.received_fps
+        "Chromium, patient page, in a window: {}",
+        chromium.summary()
     );
     let ratio = app.cpu / chromium.cpu.max(0.1);
     let ratio_headless = app.cpu / headless.cpu.max(0.1);
@@ -285,7 +313,7 @@ async fn measure_app(
     server: &BenchServer,
     peer_bin: &Path,
     seconds: u64,
-) -> (Measure, f64) {
+) -> Measure {
     let access = server.access_token().await;
     let visit = server
         .api
@@ -331,13 +359,12 @@ async fn measure_app(
     std::thread::sleep(Duration::from_secs(5));
 
     let pid = app.id();
-    let xvfb = desktop.pid_of("Xvfb");
     let before = peer.totals();
-    let (_, x_before) = xvfb.map(|p| usage(&[p])).unwrap_or_default();
+    let x_server = XServerCpu::start(Some(desktop));
     let started = Instant::now();
     let (cpu, peak_mb) = sample(seconds, || process_tree(pid), || tree_usage(pid).0 > 0);
     let elapsed = started.elapsed().as_secs_f64();
-    let (_, x_after) = xvfb.map(|p| usage(&[p])).unwrap_or_default();
+    let x_server = x_server.share(elapsed);
     let after = peer.totals();
     let measure = Measure {
         cpu,
@@ -348,12 +375,12 @@ async fn measure_app(
             count(&after, "height") as u32,
         ),
         received_fps: rate(&before, &after, "sent_video_frames", elapsed),
+        x_server,
     };
-    let xvfb_cpu = x_after.saturating_sub(x_before) as f64 / TICKS_PER_SECOND / elapsed * 100.0;
     peer.stop();
     let _ = app.kill();
     let _ = app.wait();
-    (measure, xvfb_cpu)
+    measure
 }
 
 /// `seconds` of the moving test card (the synthetic camera the app sends) as a Y4M file,
@@ -381,7 +408,7 @@ async fn measure_chromium(
     camera: &Path,
     seconds: u64,
     window: Option<&Desktop>,
-) -> (Measure, f64) {
+) -> Measure {
     let access = server.access_token().await;
     let visit = server
         .api
@@ -471,8 +498,7 @@ async fn measure_chromium(
     let node_pid = node.id();
     let before = page_totals();
     let peer_before = peer.totals();
-    let xvfb = window.and_then(|d| d.pid_of("Xvfb"));
-    let (_, x_before) = xvfb.map(|p| usage(&[p])).unwrap_or_default();
+    let x_server = XServerCpu::start(window);
     let started = Instant::now();
     // Chromium's processes: everything under node but node itself.
     let (cpu, peak_mb) = sample(
@@ -486,7 +512,7 @@ async fn measure_chromium(
         || usage(&[node_pid]).0 > 0,
     );
     let elapsed = started.elapsed().as_secs_f64();
-    let (_, x_after) = xvfb.map(|p| usage(&[p])).unwrap_or_default();
+    let x_server = x_server.share(elapsed);
     let after = page_totals();
     let peer_after = peer.totals();
     let measure = Measure {
@@ -498,6 +524,7 @@ async fn measure_chromium(
             count(&after, "height") as u32,
         ),
         received_fps: rate(&before, &after, "framesDecoded", elapsed),
+        x_server,
     };
     drop(to_page);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -507,6 +534,5 @@ async fn measure_chromium(
     let _ = node.kill();
     let _ = node.wait();
     peer.stop();
-    let xvfb_cpu = x_after.saturating_sub(x_before) as f64 / TICKS_PER_SECOND / elapsed * 100.0;
-    (measure, xvfb_cpu)
+    measure
 }
